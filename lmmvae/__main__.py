@@ -1,0 +1,5 @@
+import sys
+
+from lmmvae.cli import main
+
+sys.exit(main())

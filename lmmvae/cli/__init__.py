@@ -1,0 +1,51 @@
+"""The ``lmmvae`` command line. Each sub-module adds its sub-commands with ``register(subparsers)``.
+
+Errors a user can cause (bad config, missing covariate, corrupted file) are printed as one line,
+``lmmvae: error: ...``, with exit status 2; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: sub-modules of lmmvae.cli that register commands, in help order
+_COMMAND_MODULES = ("models", "data")
+
+
+class UserError(Exception):
+    """An error the user can fix (config, data, paths); printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmmvae",
+        description="LMM-VAE: VAEs with a linear-mixed-model prior for longitudinal data.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"lmmvae.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from lmmvae.errors import USER_ERRORS
+
+    try:
+        result = args.handler(args)
+    except USER_ERRORS as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"lmmvae: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmmvae: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

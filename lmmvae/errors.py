@@ -1,0 +1,21 @@
+"""Errors a user can cause, raised at the boundary with a one-line message that names what and where."""
+
+from __future__ import annotations
+
+from lmmvae.h5 import DataFormatError
+
+
+class ConfigError(ValueError):
+    """A model/config file has an unknown key, a wrong value or a wrong type."""
+
+
+class DesignError(ValueError):
+    """A design formula does not parse, or names a covariate the data lack or of the wrong kind."""
+
+
+class RunError(ValueError):
+    """A run directory is missing or incomplete."""
+
+
+#: exceptions the CLI prints as one line instead of a traceback
+USER_ERRORS = (ConfigError, DesignError, RunError, DataFormatError, FileNotFoundError)
