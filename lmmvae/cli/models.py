@@ -1,0 +1,5 @@
+"""`lmmvae fit | evaluate | mcc | predict` (being built)."""
+
+
+def register(subparsers) -> None:
+    pass
