@@ -1,0 +1,135 @@
+"""Observation likelihoods ``p(y_i | z_i) = Π_{d : m_id = 1} p(y_id | g_ψ(z_i)_d)`` (SPEC 2.1).
+
+The decoder outputs unconstrained parameters ``params [..., B, D]`` (leading Monte Carlo sample
+dims allowed); a likelihood turns them into a log-density summed over the **observed** entries only
+and into the predictive mean. Missing entries (``mask == 0``) never enter: their ``y`` is replaced
+by 0 before any arithmetic, so NaN/inf garbage there changes neither the value nor the gradient.
+
+Conventions (**choice**):
+
+* ``gaussian``: ``y_id ~ N(μ_d, σ_d²)`` with ``μ = params`` (tabular data, standardised), or
+  ``μ = sigmoid(params)`` with ``bounded=True`` (images in [0, 1]). ``σ_d² = exp(log_var_d) +
+  min_variance``: a per-feature learned log-variance (``nn.Parameter [D]``) or, with
+  ``learn_variance=False``, a fixed buffer. The floor ``min_variance`` keeps the density bounded on
+  features that never vary (image background pixels).
+* ``bernoulli``: ``params`` are logits, ``log p = −BCE_with_logits(params, y)``, mean ``sigmoid``.
+  ``y`` may be any value in [0, 1] (grey-level images used as soft targets; not the normalised
+  continuous Bernoulli).
+
+Build by name with :func:`build_likelihood`; the registry is :data:`LIKELIHOODS`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmmvae.errors import ConfigError
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _observed(y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y`` with unobserved entries set to 0 (garbage-safe) and the mask as a boolean."""
+    observed = mask > 0  # [B, D]
+    return torch.where(observed, y, torch.zeros((), dtype=y.dtype, device=y.device)), observed
+
+
+def _sum_observed(log_p: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Sum ``log_p [..., B, D]`` over observed features -> ``[..., B]``."""
+    return torch.where(observed, log_p, torch.zeros((), dtype=log_p.dtype, device=log_p.device)).sum(-1)
+
+
+class Likelihood(nn.Module):
+    """Base class: ``log_prob(y, mask, params) -> [..., B]`` and ``mean(params) -> [..., B, D]``."""
+
+    def __init__(self, data_dim: int):
+        super().__init__()
+        self.data_dim = data_dim
+
+    def log_prob(self, y: torch.Tensor, mask: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GaussianLikelihood(Likelihood):
+    """Independent Gaussian per feature, learned or fixed variance (SPEC 2.1)."""
+
+    def __init__(
+        self,
+        data_dim: int,
+        learn_variance: bool = True,
+        init_variance: float = 1.0,
+        min_variance: float = 1e-4,
+        bounded: bool = False,
+    ):
+        super().__init__(data_dim)
+        if init_variance <= min_variance:
+            raise ConfigError(
+                f"likelihood: init_variance={init_variance} must exceed min_variance={min_variance}"
+            )
+        self.bounded = bounded
+        self.min_variance = float(min_variance)
+        log_var = torch.full((data_dim,), math.log(init_variance - min_variance))  # [D]
+        if learn_variance:
+            self.log_var = nn.Parameter(log_var)
+        else:
+            self.register_buffer("log_var", log_var)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.log_var.exp() + self.min_variance  # [D]
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params) if self.bounded else params
+
+    def log_prob(self, y: torch.Tensor, mask: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        y, observed = _observed(y, mask)  # [B, D]
+        var = self.variance  # [D]
+        log_p = -0.5 * (_LOG_2PI + var.log() + (y - self.mean(params)) ** 2 / var)  # [..., B, D]
+        return _sum_observed(log_p, observed)  # [..., B]
+
+
+class BernoulliLikelihood(Likelihood):
+    """Independent Bernoulli per feature on logits; ``y`` in [0, 1] (SPEC 2.1)."""
+
+    def __init__(self, data_dim: int, learn_variance: bool = True):
+        super().__init__(data_dim)  # learn_variance: accepted for a uniform builder, unused
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+    def log_prob(self, y: torch.Tensor, mask: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        y, observed = _observed(y, mask)  # [B, D]
+        log_p = -F.binary_cross_entropy_with_logits(
+            params, y.expand_as(params), reduction="none"
+        )  # [..., B, D]
+        return _sum_observed(log_p, observed)  # [..., B]
+
+
+LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
+    "gaussian": GaussianLikelihood,
+    "bernoulli": BernoulliLikelihood,
+}
+
+
+def build_likelihood(name: str, data_dim: int, learn_variance: bool = True, **kwargs) -> Likelihood:
+    """The likelihood ``name`` (``gaussian`` | ``bernoulli``) for ``data_dim`` features."""
+    if name not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {name!r}; valid: {', '.join(sorted(LIKELIHOODS))}")
+    cls = LIKELIHOODS[name]
+    valid = set(inspect.signature(cls).parameters) - {"data_dim", "learn_variance"}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ConfigError(
+            f"likelihood {name!r}: unknown option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(valid)) or 'none'}"
+        )
+    return cls(data_dim, learn_variance=learn_variance, **kwargs)
