@@ -1,0 +1,109 @@
+"""Evaluation metrics and the summary statistics of the benchmark tables (SPEC 6).
+
+* :func:`mse`: mean of ``(y − ŷ)²`` over the entries a mask selects (scored entries only; values
+  elsewhere, even NaN, are ignored).
+* :func:`mcc`: mean correlation coefficient (Khemakhem et al. 2020) between two latent matrices:
+  absolute Pearson correlations of their columns, one-to-one matching by the Hungarian algorithm,
+  mean of the matched values. **choice:** a constant column has correlation 0 with everything (no
+  NaN); with ``L1 != L2`` columns, ``min(L1, L2)`` pairs are matched and averaged.
+* :func:`log_mean_exp`: the stable ``log (1/S) Σ_s exp(x_s)`` of the Monte Carlo NLL.
+* :func:`mean_std`, :func:`bold_best`: "mean ± std over seeds" and which table entries are bold.
+  **choice:** an entry is bold when its mean is within one standard deviation *of the best entry*
+  (``|mean − best_mean| <= best_std``), so the best is always bold.
+
+Inputs may be numpy arrays or torch tensors (any device); results are Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def mse(y: ArrayLike, y_hat: ArrayLike, mask: ArrayLike) -> float:
+    """Mean squared error over entries with ``mask == 1`` (SPEC 6)."""
+    y, y_hat, mask = _numpy(y), _numpy(y_hat), _numpy(mask)
+    if not y.shape == y_hat.shape == mask.shape:
+        raise ValueError(f"mse: shapes differ: y {y.shape}, y_hat {y_hat.shape}, mask {mask.shape}")
+    scored = mask == 1
+    if not scored.any():
+        raise ValueError("mse: the mask selects no entries to score")
+    return float(np.mean((y[scored] - y_hat[scored]) ** 2))
+
+
+def abs_correlation(u: ArrayLike, v: ArrayLike) -> np.ndarray:
+    """``[L1, L2]`` absolute Pearson correlations between the columns of ``u [N, L1]``, ``v [N, L2]``;
+    0 where a column is constant."""
+    u, v = _numpy(u), _numpy(v)
+    const_u = np.ptp(u, axis=0) == 0  # [L1]
+    const_v = np.ptp(v, axis=0) == 0  # [L2]
+    u = u - u.mean(axis=0)  # [N, L1]
+    v = v - v.mean(axis=0)  # [N, L2]
+    norm_u = np.sqrt((u**2).sum(axis=0))  # [L1]
+    norm_v = np.sqrt((v**2).sum(axis=0))  # [L2]
+    const_u |= norm_u == 0
+    const_v |= norm_v == 0
+    norm_u[const_u] = 1.0
+    norm_v[const_v] = 1.0
+    corr = np.abs((u / norm_u).T @ (v / norm_v))  # [L1, L2]
+    corr[const_u, :] = 0.0
+    corr[:, const_v] = 0.0
+    return np.clip(corr, 0.0, 1.0)
+
+
+def mcc(u: ArrayLike, v: ArrayLike) -> float:
+    """Mean correlation coefficient between latent matrices ``u [N, L1]`` and ``v [N, L2]`` (SPEC 6).
+
+    Invariant to permutation, scaling and sign flips of the columns; in [0, 1].
+    """
+    u, v = _numpy(u), _numpy(v)
+    if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
+        raise ValueError(f"mcc: need [N, L1] and [N, L2] with the same N, got {u.shape} and {v.shape}")
+    if u.shape[0] < 2:
+        raise ValueError("mcc: need at least 2 rows to compute correlations")
+    corr = abs_correlation(u, v)  # [L1, L2]
+    rows, cols = linear_sum_assignment(corr, maximize=True)  # min(L1, L2) pairs
+    return float(corr[rows, cols].mean())
+
+
+def log_mean_exp(x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+    """``log mean_s exp(x_s)`` along ``dim``, computed stably via ``logsumexp`` (SPEC 6, NLL)."""
+    return torch.logsumexp(x, dim=dim, keepdim=keepdim) - math.log(x.shape[dim])
+
+
+def mean_std(values: ArrayLike) -> tuple[float, float]:
+    """Mean and standard deviation (``ddof=1``; 0 for a single seed) of per-seed results (SPEC 6)."""
+    values = _numpy(values).ravel()
+    if values.size == 0:
+        raise ValueError("mean_std: no values")
+    std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    return float(np.mean(values)), std
+
+
+def bold_best(means: ArrayLike, stds: ArrayLike, lower_is_better: bool = True) -> list[bool]:
+    """Which entries of a table row are bold: mean within one std of the best mean (SPEC 6).
+
+    The std is that of the best entry (module docstring); NaN means are never bold.
+    """
+    means, stds = _numpy(means).ravel(), _numpy(stds).ravel()
+    if means.shape != stds.shape:
+        raise ValueError(f"bold_best: {means.size} means but {stds.size} stds")
+    finite = np.isfinite(means)
+    if not finite.any():
+        return [False] * means.size
+    candidates = np.where(finite, means, np.inf if lower_is_better else -np.inf)
+    best = int(np.argmin(candidates) if lower_is_better else np.argmax(candidates))
+    tolerance = stds[best] if np.isfinite(stds[best]) else 0.0
+    return [bool(ok and abs(m - means[best]) <= tolerance) for m, ok in zip(means, finite)]
