@@ -51,6 +51,18 @@ def _dense(sizes: Sequence[int], activation: type[nn.Module], last_activation: b
     return nn.Sequential(*layers)
 
 
+def _positive_ints(option: str, value, single: bool = False) -> list[int]:
+    """Validate a layer-size option from a config: a positive int, or a non-empty list of them."""
+    values = [value] if single else value
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    )
+    if not ok:
+        kind = "a positive integer" if single else "a non-empty list of positive integers"
+        raise ConfigError(f"networks: option {option} must be {kind}, got {value!r}")
+    return list(values)
+
+
 def _check_cond(cond: torch.Tensor | None, condition_dim: int) -> None:
     if condition_dim == 0 and cond is not None:
         raise ValueError("network built with condition_dim=0 was given a condition tensor")
@@ -120,6 +132,8 @@ def _conv_networks(
     min_var: float = 1e-6,
 ) -> tuple[Encoder, Decoder]:
     """Conv encoder / ConvTranspose decoder for ``H×W`` grey images (module docstring)."""
+    channels = _positive_ints("channels", channels)
+    (hidden,) = _positive_ints("hidden", hidden, single=True)
     height, width = image_shape
     n_down = len(channels)
     if height % 2**n_down or width % 2**n_down:
@@ -169,7 +183,7 @@ def _mlp_networks(
     min_var: float = 1e-6,
 ) -> tuple[Encoder, Decoder]:
     """Dense encoder/decoder for tabular data (module docstring)."""
-    hidden = list(hidden)
+    hidden = _positive_ints("hidden", hidden)
     encoder = Encoder(
         features=nn.Identity(),
         trunk=_dense([data_dim + condition_dim, *hidden], nn.ELU, last_activation=True),

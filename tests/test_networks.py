@@ -1,7 +1,5 @@
 """Networks (appendix J): shapes, conditioning, sample dims, gradients, configuration errors."""
 
-import time
-
 import pytest
 import torch
 
@@ -90,6 +88,10 @@ def test_unknown_name_and_option_are_config_errors():
         build_networks("resnet", 10, L)
     with pytest.raises(ConfigError, match="unknown option"):
         build_networks("mlp", 10, L, hiden=(64,))
+    with pytest.raises(ConfigError, match="hidden must be a positive integer"):
+        build_networks("health_mnist", 1296, L, hidden=[256])
+    with pytest.raises(ConfigError, match="channels must be a non-empty list"):
+        build_networks("rotating_mnist", 784, L, channels=[])
     encoder, decoder = build_networks("mlp", 10, L, hidden=(16, 8, 4))
     assert decoder(encoder(torch.rand(2, 10))[0]).shape == (2, 10)
 
@@ -105,25 +107,3 @@ def test_cond_contract_is_enforced():
 
 def test_registry_lists_the_three_architectures():
     assert set(NETWORKS) == {"health_mnist", "rotating_mnist", "mlp"}
-
-
-def _time_forward_backward(name, data_dim, batch=256, latent=16, repeats=5):
-    """Median seconds of one forward+backward (encoder, reparameterise, decoder) on ``batch`` rows."""
-    torch.manual_seed(0)
-    encoder, decoder = build_networks(name, data_dim, latent)
-    y = torch.rand(batch, data_dim)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        mean, var = encoder(y)
-        out = decoder(mean + var.sqrt() * torch.randn_like(mean))
-        (out - y).square().mean().backward()
-        times.append(time.perf_counter() - start)
-    return sorted(times[1:])[repeats // 2]
-
-
-if __name__ == "__main__":  # timing report: python tests/test_networks.py
-    for name, dim in [("health_mnist", 1296), ("rotating_mnist", 784), ("mlp", 37), ("mlp", 30)]:
-        n_params = sum(p.numel() for net in build_networks(name, dim, 16) for p in net.parameters())
-        print(f"{name:15s} D={dim:5d} params={n_params:9d} fwd+bwd@256: "
-              f"{1000 * _time_forward_backward(name, dim):7.1f} ms")
