@@ -1,5 +1,135 @@
-"""`lmmvae fit | evaluate | mcc | predict` (being built)."""
+"""`lmmvae fit | evaluate | mcc | predict`: the commands the workflow calls."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 
 
 def register(subparsers) -> None:
-    pass
+    p = subparsers.add_parser("fit", help="train a model on a longitudinal HDF5 file")
+    p.add_argument("--data", required=True, help="longitudinal HDF5 file (DATA.md)")
+    p.add_argument("--model", required=True, help="model YAML (keys: see README)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the YAML)")
+    p.add_argument("--epochs", type=int, default=None, help="override the YAML's epochs")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_fit)
+
+    p = subparsers.add_parser("evaluate", help="MSE / NLL / MCC of a finished run (SPEC 6)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="metrics JSON to write")
+    p.add_argument("--predictions", default=None, help="also write predictions (HDF5)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser("mcc", help="mean correlation coefficient between two runs' latents")
+    p.add_argument("runs", nargs=2, metavar="RUN")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", default=None, help="JSON to write (default: print)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_mcc)
+
+    p = subparsers.add_parser("predict", help="generate at new covariates (CSV with one column per covariate)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--covariates", required=True, help="CSV; columns named as the data's covariates")
+    p.add_argument("--out", required=True, help="HDF5 with /y_pred, /z_mean, /z_var")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_predict)
+
+
+def _fit(args) -> int:
+    from lmmvae.api import fit
+    from lmmvae.config import ModelConfig
+
+    config = ModelConfig.from_yaml(args.model)
+    if args.device:
+        config.device = args.device
+    if args.epochs:
+        config.epochs = args.epochs
+    fitted = fit(args.data, out=args.out, seed=args.seed, resume=args.resume, progress=not args.quiet, config=config)
+    print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
+    return 0
+
+
+def _write_json(obj, path: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value, compression="gzip" if value.ndim == 2 and value.size > 4096 else None)
+    os.replace(tmp, path)
+
+
+def _evaluate(args) -> int:
+    from lmmvae.api import load
+    from lmmvae.evaluate import evaluate
+    from lmmvae.h5 import read_h5
+
+    fitted = load(args.run, device=args.device)
+    data = read_h5(args.data)
+    predictions = {} if args.predictions else None
+    metrics = evaluate(fitted, data, predictions)
+    cfg = fitted.config
+    _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective,
+                 "latent_dim": cfg.latent_dim, "design": cfg.design, "seed": fitted.info.get("seed"),
+                 "dataset": data.name, "run": str(args.run)}, args.out)
+    if args.predictions:
+        predictions["split"] = data.split
+        _write_arrays(predictions, args.predictions)
+    print(" ".join(f"{k}={v:.5g}" for k, v in metrics.items()) or "no metric applies")
+    return 0
+
+
+def _mcc(args) -> int:
+    from lmmvae.api import load
+    from lmmvae.errors import RunError
+    from lmmvae.evaluate import latent_means
+    from lmmvae.h5 import read_h5
+    from lmmvae.metrics import mcc
+
+    data = read_h5(args.data)
+    latents = []
+    for run in args.runs:
+        fitted = load(run, device=args.device)
+        if fitted.config.objective == "gsnn":
+            raise RunError(f"{run}: trained with GSNN, which has no latent posterior (SPEC 4): no MCC")
+        latents.append(latent_means(fitted, data))
+    value = mcc(*latents)
+    result = {"mcc": value, "runs": list(args.runs)}
+    if args.out:
+        _write_json(result, args.out)
+    print(f"mcc={value:.4f}")
+    return 0
+
+
+def _predict(args) -> int:
+    import pandas as pd
+
+    from lmmvae.api import load
+
+    fitted = load(args.run, device=args.device)
+    path = Path(args.covariates)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such covariates file")
+    out = fitted.predict(pd.read_csv(path))
+    _write_arrays(out, args.out)
+    print(f"lmmvae: {len(out['y_pred'])} predictions -> {args.out}")
+    return 0

@@ -81,6 +81,21 @@ class Prior(nn.Module):
         ``batch`` holds every training observation; ``encoded`` their encodings. Default: nothing.
         """
 
+    def prior_kl(self, batch: Batch) -> KLTerms:
+        """The part of ``kl`` that does not involve ``q(z)`` (e.g. ``KL(q(A) || p(A))``, SPEC 2.3).
+
+        GSNN training (SPEC 4) keeps this term and drops the rest. Default: none.
+        """
+        zero = batch.y.new_zeros(())
+        return KLTerms(local=zero, global_=zero)
+
+    def on_epoch_start(self, model: nn.Module, data) -> None:
+        """Hook before each training epoch (``data``: :class:`lmmvae.loader.TensorData`).
+
+        Priors with state over the whole training set (GPPVAE's cache of latent means) refresh it
+        here. Default: nothing.
+        """
+
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive sparse gradients (embedding tables of random effects).
 

@@ -1,0 +1,236 @@
+"""The Python API, mirroring the command line: ``fit``, ``load`` and :class:`LMMVAE`.
+
+Example::
+
+    import lmmvae
+    data = lmmvae.read_h5("health_mnist.h5")
+    m = lmmvae.fit(data, design="~ age + sex + sex:age + (1 | id)", network="health_mnist",
+                   latent_dim=16, epochs=20, out="runs/hm")
+    m.predict(data.covariate_frame().head())   # conditional generation (SPEC 2.4)
+    m.impute(data); m.latent(data); m.evaluate(data)
+    m2 = lmmvae.load("runs/hm")
+
+A run directory holds ``config.json`` (model config, seed, data summary), ``design.json`` (the
+fitted design), ``train_covariates.h5`` (what priors are rebuilt from), ``history.csv``,
+``checkpoint.pt`` (every epoch, for ``--resume``) and, written last, ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmmvae import variants
+from lmmvae.config import ModelConfig
+from lmmvae.design import Design, FittedDesign
+from lmmvae.errors import ConfigError, RunError
+from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
+from lmmvae.likelihoods import build_likelihood
+from lmmvae.loader import TensorData
+from lmmvae.model import LatentVariableModel
+from lmmvae.networks import build_networks
+from lmmvae.runtime import choose_device, seed_everything
+from lmmvae.train import Trainer, atomic_save
+
+MODEL_FILE = "model.pt"
+
+
+def build_model(config: ModelConfig, design: FittedDesign, train: LongitudinalData, data_dim: int,
+                image_shape: tuple[int, ...] | None) -> LatentVariableModel:
+    """Networks × likelihood × the variant's prior, from a config (no training)."""
+    variant = variants.get(config.variant)
+    options = config.prior_options(variant=variant)
+    kwargs = {"subject": config.subject} if "subject" in inspect.signature(variant.build_prior).parameters else {}
+    prior = variant.build_prior(options, design, train, config.latent_dim, **kwargs)
+    cond_dim = design.n_shared if prior.conditional else 0
+    encoder, decoder = build_networks(config.network, data_dim, config.latent_dim, image_shape=image_shape,
+                                      condition_dim=cond_dim, **config.network_options)
+    likelihood = build_likelihood(config.likelihood, data_dim, **config.likelihood_options)
+    return LatentVariableModel(encoder, decoder, likelihood, prior)
+
+
+def _reference_levels(covariates: dict[str, Covariate]) -> dict[str, list]:
+    return {name: list(c.levels) for name, c in covariates.items() if c.levels is not None}
+
+
+class LMMVAE:
+    """A fitted model with its design, ready to predict, impute and embed."""
+
+    def __init__(self, config: ModelConfig, design: FittedDesign, model: LatentVariableModel,
+                 train_covariates: dict[str, Covariate], info: dict[str, Any], device: torch.device):
+        self.config, self.design, self.model = config, design, model
+        self.train_covariates = train_covariates
+        self.reference_levels = _reference_levels(train_covariates)
+        self.info = info  # seed, data_dim, image_shape, feature_names, data name/path
+        self.device = device
+
+    # -- data ---------------------------------------------------------------------------
+    def tensors(self, data: LongitudinalData) -> TensorData:
+        if data.n_features != self.info["data_dim"]:
+            raise ConfigError(f"data have {data.n_features} features, the model was fitted on {self.info['data_dim']}")
+        return TensorData(data, self.design, self.config.subject, self.reference_levels, self.device)
+
+    def covariates_to_data(self, covariates) -> LongitudinalData:
+        """Rows of new covariates (DataFrame, dict of arrays, or LongitudinalData) as data without
+        observations, coded like the training covariates."""
+        if isinstance(covariates, LongitudinalData):
+            return covariates
+        import pandas as pd
+
+        frame = pd.DataFrame(covariates)
+        needed = set(self.design.covariate_names)
+        if self.config.subject in self.train_covariates:
+            needed.add(self.config.subject)
+        missing = sorted(needed - set(frame.columns))
+        if missing:
+            raise ConfigError(f"covariates lack column(s) {', '.join(missing)} (the model uses: {', '.join(sorted(needed))})")
+        covs = {}
+        for name in frame.columns:
+            if name not in self.train_covariates:
+                continue
+            ref = self.train_covariates[name]
+            if ref.levels is not None:
+                covs[name] = Covariate(frame[name].astype(str).to_numpy(), ref.kind)
+            else:
+                covs[name] = Covariate(frame[name].to_numpy(), ref.kind)
+        n, d = len(frame), self.info["data_dim"]
+        zeros = np.zeros((n, d), dtype=np.float32)
+        return LongitudinalData(y=zeros, mask=zeros.astype(np.uint8), split=np.zeros(n, np.uint8), covariates=covs)
+
+    # -- predictions (see lmmvae.evaluate for the batched implementations) --------------------
+    def predict(self, covariates) -> dict[str, np.ndarray]:
+        """Conditional generation at covariates (SPEC 2.4, 3.4): ``y_pred``, ``z_mean``, ``z_var``."""
+        from lmmvae.evaluate import predict_rows
+
+        data = self.covariates_to_data(covariates)
+        tensors = self.tensors(data)
+        return predict_rows(self, tensors, tensors.indices(None))
+
+    def impute(self, data: LongitudinalData) -> np.ndarray:
+        """``y`` with missing entries filled from ``g(E q(z|y))`` (SPEC 2.4); observed kept."""
+        from lmmvae.evaluate import reconstruct_rows
+
+        tensors = self.tensors(data)
+        y_hat = reconstruct_rows(self, tensors, tensors.indices(None))["y_impute"]
+        return np.where(data.mask.astype(bool), data.y, y_hat)
+
+    def latent(self, data: LongitudinalData) -> np.ndarray:
+        """Posterior latent means ``E q(z_i)`` for every row: [N, L]."""
+        from lmmvae.evaluate import reconstruct_rows
+
+        tensors = self.tensors(data)
+        return reconstruct_rows(self, tensors, tensors.indices(None))["z_mean"]
+
+    def evaluate(self, data: LongitudinalData) -> dict[str, float]:
+        """MSE / NLL / MCC of SPEC 6 on ``data`` (see :func:`lmmvae.evaluate.evaluate`)."""
+        from lmmvae.evaluate import evaluate
+
+        return evaluate(self, data)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        run_dir = Path(run_dir)
+        _write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
+        atomic_save(self.model.state_dict(), run_dir / MODEL_FILE)
+        return run_dir
+
+
+def _write_run_files(run_dir: Path, config: ModelConfig, design: FittedDesign,
+                     train_covariates: dict[str, Covariate], info: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("config.json", json.dumps({"model": config.to_dict(), "info": info}, indent=2)),
+                       ("design.json", json.dumps(design.to_dict(), indent=2))):
+        tmp = run_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, run_dir / name)
+    n = len(next(iter(train_covariates.values())).values) if train_covariates else 0
+    skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
+                                split=np.zeros(n, np.uint8), covariates=train_covariates)
+    write_h5(skeleton, run_dir / "train_covariates.h5")
+
+
+def _as_data(data) -> tuple[LongitudinalData, str | None]:
+    if isinstance(data, LongitudinalData):
+        return data, None
+    return read_h5(data), str(data)
+
+
+def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool = False,
+        progress: bool = True, config: ModelConfig | None = None, **settings) -> LMMVAE:
+    """Fit a model to ``data`` (a LongitudinalData or a path to an HDF5 file).
+
+    ``settings`` are model-config keys (``variant``, ``design``, ``latent_dim``, ``epochs``, …);
+    with ``out``, the run directory is written as training goes (checkpoints every epoch) and
+    ``resume=True`` continues from its last checkpoint.
+    """
+    config = config or ModelConfig.from_dict(settings)
+    data, path = _as_data(data)
+    generator = seed_everything(seed)
+    device = choose_device(config.device)
+    train = data.subset(data.split_index("train"))
+    if train.n_obs == 0:
+        raise ConfigError(f"{path or 'data'}: the train split is empty")
+    design = Design(config.design).fit(train.covariates)
+    model = build_model(config, design, train, data.n_features, data.image_shape).to(device)
+    info = {"seed": seed, "data_dim": data.n_features, "image_shape": data.image_shape,
+            "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path}
+    fitted = LMMVAE(config, design, model, train.covariates, info, device)
+    tensors = fitted.tensors(data)
+    run_dir = Path(out) if out is not None else None
+    trainer = Trainer(model, tensors, config, generator, run_dir=run_dir, progress=progress)
+    if run_dir is not None:
+        if resume and (run_dir / "config.json").exists():
+            saved = json.loads((run_dir / "config.json").read_text())
+            if saved["model"] != config.to_dict() or saved["info"].get("seed") != seed:
+                raise RunError(f"{run_dir}: holds a run with another config or seed; use another --out or delete it")
+        _write_run_files(run_dir, config, design, train.covariates, info)
+        if resume:
+            trainer.load_checkpoint()
+        elif (run_dir / MODEL_FILE).exists():
+            (run_dir / MODEL_FILE).unlink()
+    trainer.fit()
+    condition(fitted, tensors)
+    if run_dir is not None:
+        atomic_save(model.state_dict(), run_dir / MODEL_FILE)
+    return fitted
+
+
+@torch.no_grad()
+def condition(fitted: LMMVAE, tensors: TensorData) -> None:
+    """Give the prior the encodings of the training split (SPEC 3.4; GP posteriors)."""
+    from lmmvae.evaluate import encode_rows
+
+    fitted.model.eval()
+    rows = tensors.indices("train")
+    fitted.model.prior.condition(encode_rows(fitted, tensors, rows), tensors.batch(rows))
+
+
+def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
+    """Load a finished run directory written by :func:`fit` / ``lmmvae fit``."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
+        if not (run_dir / name).exists():
+            raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
+    saved = json.loads((run_dir / "config.json").read_text())
+    config = ModelConfig.from_dict(saved["model"], where=str(run_dir / "config.json"))
+    if device != "auto":
+        config.device = device
+    info = saved["info"]
+    design = FittedDesign.from_dict(json.loads((run_dir / "design.json").read_text()))
+    skeleton = read_h5(run_dir / "train_covariates.h5")
+    n = skeleton.n_obs
+    y = np.broadcast_to(np.zeros((1, info["data_dim"]), np.float32), (n, info["data_dim"]))
+    train = LongitudinalData(y=y, mask=np.broadcast_to(np.zeros((1, info["data_dim"]), np.uint8), y.shape),
+                             split=np.zeros(n, np.uint8), covariates=skeleton.covariates)
+    image_shape = tuple(info["image_shape"]) if info.get("image_shape") else None
+    dev = choose_device(config.device)
+    model = build_model(config, design, train, info["data_dim"], image_shape)
+    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.to(dev).eval()
+    return LMMVAE(config, design, model, skeleton.covariates, info, dev)

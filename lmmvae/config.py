@@ -1,0 +1,140 @@
+"""Model configuration: one dataclass read from the model YAML, unknown keys rejected.
+
+Common keys are the fields of :class:`ModelConfig`; the variant's own options live under
+``prior:`` and are the fields of that variant's options dataclass (:mod:`lmmvae.variants`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmmvae.errors import ConfigError
+
+OBJECTIVE_NAMES = ("elbo", "gsnn")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a model and its training (the model YAML)."""
+
+    variant: str = "olmm"  # olmm | slmm | vae | cvae | gppvae | svgpvae | lvae
+    objective: str = "elbo"  # elbo | gsnn (SPEC 2.3, 4)
+    design: str = "~ 1"  # design formula (SPEC 1); for GP variants read as a kernel (SPEC 5)
+    latent_dim: int = 16
+    network: str = "mlp"  # health_mnist | rotating_mnist | mlp
+    likelihood: str = "gaussian"  # gaussian | bernoulli
+    subject: str = "id"  # covariate that identifies subjects (sLMM-VAE, GP priors, subject batches)
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_decay: float = 0.99  # exponential decay of the learning rate per epoch
+    gsnn_samples: int = 10  # S of SPEC 4
+    nll_samples: int = 50  # S of the NLL estimate (SPEC 6)
+    patience: int = 0  # stop after this many epochs without validation improvement (0: never)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    network_options: dict[str, Any] = field(default_factory=dict)
+    likelihood_options: dict[str, Any] = field(default_factory=dict)
+    prior: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "model config") -> "ModelConfig":
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
+        hints = typing.get_type_hints(cls)
+        checked = {k: _check_type(f"{where}: {k}", v, hints[k]) for k, v in values.items()}
+        config = cls(**checked)
+        config.validate(where)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ModelConfig":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such model file")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        return cls.from_dict(values, where=str(path))
+
+    def validate(self, where: str = "model config") -> None:
+        from lmmvae import variants
+
+        if self.objective not in OBJECTIVE_NAMES:
+            raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVE_NAMES)}, got {self.objective!r}")
+        for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "nll_samples"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.lr <= 0:
+            raise ConfigError(f"{where}: lr must be positive, got {self.lr}")
+        self.prior_options(where, variants.get(self.variant))
+
+    def prior_options(self, where: str = "model config", variant=None):
+        """The variant's options dataclass filled from ``prior:``."""
+        from lmmvae import variants
+
+        variant = variant or variants.get(self.variant)
+        return options_from_dict(variant.options, self.prior, f"{where}: prior ({self.variant})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def options_from_dict(cls: type, values: dict[str, Any], where: str):
+    """Build the dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(fields) or 'none'}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _check_type(f"{where}.{k}", v, hints[k]) for k, v in values.items()})
+
+
+def _check_type(where: str, value: Any, hint: Any) -> Any:
+    """Light type check of YAML values (int accepted for float; lists for tuples)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(where, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a valid {hint}")
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    base = origin or hint
+    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if base in (list, tuple) and isinstance(value, (list, tuple)):
+        return base(value)
+    if isinstance(base, type) and not isinstance(value, base):
+        raise ConfigError(f"{where}: expected {base.__name__}, got {value!r}")
+    return value

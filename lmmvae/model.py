@@ -1,0 +1,48 @@
+"""A latent-variable model = networks × likelihood × prior (STYLE.md: "the shape of the house")."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lmmvae.batch import Batch
+from lmmvae.likelihoods import Likelihood
+from lmmvae.priors.base import Encoded, Prior
+
+
+class LatentVariableModel(nn.Module):
+    """Encoder ``q(z|y)``, decoder ``p(y|z)``, and a swappable latent :class:`Prior`.
+
+    The encoder sees ``y ⊙ m`` (SPEC 2.2). For conditional priors (CVAE) both networks also receive
+    the shared design columns ``x^s`` of the batch.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, prior: Prior):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior = prior
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.latent_dim
+
+    def _condition(self, batch: Batch) -> torch.Tensor | None:
+        return batch.x.shared if self.prior.conditional else None
+
+    def encode(self, batch: Batch) -> Encoded:
+        mean, var = self.encoder(batch.y_masked, self._condition(batch))  # [B, L] each
+        return Encoded(mean, var)
+
+    def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Likelihood parameters for latents ``z [..., B, L]``: ``[..., B, D]``."""
+        return self.decoder(z, self._condition(batch))
+
+    def log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``log p(y_i | z_i)`` over observed entries: ``[..., B]``."""
+        return self.likelihood.log_prob(batch.y, batch.mask, self.decode(z, batch))
+
+    def generate(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Mean of ``p(y | g_ψ(z))``: ``[..., B, D]``."""
+        return self.likelihood.mean(self.decode(z, batch))

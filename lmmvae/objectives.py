@@ -1,0 +1,63 @@
+"""Training objectives: the ELBO (SPEC 2.3, 3.3) and GSNN (SPEC 4), chosen by config.
+
+Priors return unscaled sums over the batch; the objective scales them to the training set with
+``batch.scale`` (``N/|B|`` or ``P/|B_subjects|``) and reports ``−ELBO / N`` (gpytorch's habit: the
+objective, not the model, knows the data size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from lmmvae.batch import Batch
+from lmmvae.errors import ConfigError
+from lmmvae.metrics import log_mean_exp
+from lmmvae.model import LatentVariableModel
+
+
+@dataclass
+class LossTerms:
+    """``loss`` to minimise (``−ELBO / N``) and its parts, as unscaled batch sums."""
+
+    loss: torch.Tensor
+    reconstruction: torch.Tensor
+    kl_local: torch.Tensor
+    kl_global: torch.Tensor
+
+    def detached(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("loss", "reconstruction", "kl_local", "kl_global")}
+
+
+def elbo(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int = 1) -> LossTerms:
+    """``ELBO = Σ_i E_q log p(y_i|z_i) − Σ_i E KL_i − KL_global`` (SPEC 2.3), one reparameterised
+    draw per row by default."""
+    encoded = model.encode(batch)
+    q_z = model.prior.posterior(encoded, batch)
+    z = q_z.rsample((n_samples,))  # [S, B, L]
+    reconstruction = model.log_likelihood(z, batch).mean(0).sum()
+    kl = model.prior.kl(q_z, encoded, batch)
+    loss = -(batch.scale * (reconstruction - kl.local) - kl.global_) / n_total
+    return LossTerms(loss, reconstruction, kl.local, kl.global_)
+
+
+def gsnn(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int = 10) -> LossTerms:
+    """``−Σ_i log (1/S) Σ_s p(y_i | g(z_i^(s))) + KL(q(A)||p(A))`` with ``z^(s)`` from the prior
+    (SPEC 4), by log-sum-exp."""
+    z = model.prior.sample(batch, n_samples)  # [S, B, L]
+    log_p = model.log_likelihood(z, batch)  # [S, B]
+    reconstruction = log_mean_exp(log_p, dim=0).sum()
+    kl = model.prior.prior_kl(batch)
+    loss = -(batch.scale * (reconstruction - kl.local) - kl.global_) / n_total
+    return LossTerms(loss, reconstruction, kl.local, kl.global_)
+
+
+OBJECTIVES: dict[str, Callable[..., LossTerms]] = {"elbo": elbo, "gsnn": gsnn}
+
+
+def get_objective(name: str) -> Callable[..., LossTerms]:
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]

@@ -1,0 +1,103 @@
+"""The prior of oLMM-VAE: ``z_i ~ N(A^T x_i, σ_z² I)`` with ``A ~ N(0, τ²)`` (SPEC 2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from lmmvae.batch import Batch
+from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.linear import MixedEffects
+
+
+@dataclass
+class OLMMOptions:
+    """Options of oLMM-VAE (the YAML's ``prior:`` mapping)."""
+
+    q_A: str = "gaussian"  # "gaussian": mean-field q(A) (SPEC 2.2); "point": MAP estimate of A
+    sigma_z: float = 1.0  # std of z around A^T x (SPEC 2.1)
+    learn_sigma_z: bool = False  # learn σ_z per latent dimension (type-II ML through the ELBO)
+    tau_shared: float = 1.0  # prior std τ_s of shared rows of A
+    tau_random: float = 1.0  # prior std τ_r of random-effect rows of A
+    learn_tau: bool = False
+
+
+def _positive(value: float, learn: bool, shape=()) -> nn.Parameter | torch.Tensor:
+    raw = torch.full(shape, math.log(value))
+    return nn.Parameter(raw) if learn else raw
+
+
+class OLMMPrior(Prior):
+    """SPEC 2: LMM prior over latents with q(A) Gaussian (or point) and analytic expected KL.
+
+    ``kl`` returns, per batch row, the expected ``KL(q(z_i) || p(z_i | x_i, A))`` of SPEC 2.3 plus
+    the row's share of the random-effect part of ``KL(q(A) || p(A))`` (see
+    :meth:`MixedEffects.kl_random_rows`) as the local term, and the KL of the shared rows as the
+    global term. With ``q_A: point`` the KL of ``A`` reduces to the Gaussian penalty ``M²/(2τ²)``
+    (the point-mass limit, dropping its constant entropy): a MAP estimate (**choice**).
+    """
+
+    def __init__(self, latent_dim: int, n_shared: int, random_terms: list[tuple[int, int]],
+                 level_counts: list[np.ndarray], options: OLMMOptions):
+        super().__init__(latent_dim)
+        self.options = options
+        self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior=options.q_A)
+        log_sigma = _positive(options.sigma_z, options.learn_sigma_z, (latent_dim,))
+        log_tau = torch.log(torch.tensor([options.tau_shared, options.tau_random]))
+        if options.learn_sigma_z:
+            self.log_sigma_z = log_sigma
+        else:
+            self.register_buffer("log_sigma_z", log_sigma)
+        if options.learn_tau:
+            self.log_tau = nn.Parameter(log_tau)
+        else:
+            self.register_buffer("log_tau", log_tau)
+        for t, counts in enumerate(level_counts):
+            inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+            self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
+
+    @property
+    def sigma_z2(self) -> torch.Tensor:
+        return (2 * self.log_sigma_z).exp()  # [L]
+
+    def _prior_kl(self, batch: Batch) -> KLTerms:
+        tau_s, tau_r = self.log_tau.exp()
+        weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
+        local = self.effects.kl_random_rows(batch.x, tau_r, weights).sum()
+        return KLTerms(local=local, global_=self.effects.kl_shared(tau_s))
+
+    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
+        """SPEC 2.3: ``E_q(A) KL_il = ½[log σ_z² − log s² − 1 + (s² + (μ − x^T M)² + (x⊙x)^T(S⊙S)) / σ_z²]``."""
+        mu, s2 = q_z.mean, q_z.variance  # [B, L]
+        prior_mean = self.effects.mean(batch.x)  # [B, L]
+        prior_var_a = self.effects.variance(batch.x)  # [B, L]
+        sigma2 = self.sigma_z2
+        kl_z = 0.5 * (sigma2.log() - s2.log() - 1 + (s2 + (mu - prior_mean).square() + prior_var_a) / sigma2)
+        a = self._prior_kl(batch)
+        return KLTerms(local=kl_z.sum() + a.local, global_=a.global_)
+
+    def prior_kl(self, batch: Batch) -> KLTerms:
+        return self._prior_kl(batch)
+
+    def predict(self, batch: Batch) -> Normal:
+        """SPEC 2.4: mean ``M^T x*``, variance ``σ_z² + (x*⊙x*)^T (S⊙S)``."""
+        mean = self.effects.mean(batch.x)
+        var = self.sigma_z2 + self.effects.variance(batch.x)
+        return Normal(mean, var.sqrt())
+
+    def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
+        """SPEC 4: ``z^(s) = A^(s)T x + σ_z ε``, ``A^(s) ~ q(A)`` reparameterised.
+
+        GSNN's loss is a sum over rows of per-row log-mean-exps, so only each row's marginal
+        matters: ``z_i ~ N(x_i^T M, (x_i⊙x_i)^T(S⊙S) + σ_z²)``, drawn by reparameterisation.
+        """
+        dist = self.predict(batch)
+        return dist.rsample((n_samples,))  # [S, B, L]
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        return self.effects.sparse_parameters()

@@ -1,0 +1,165 @@
+"""One trainer for every model: Adam (+ SparseAdam for random-effect tables), exponential learning
+rate decay, best-validation weights, a checkpoint every epoch, resume, ``history.csv``, progress bar.
+
+Model selection reads the validation split only (never test). Without validation rows the training
+loss is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lmmvae.config import ModelConfig
+from lmmvae.loader import TensorData
+from lmmvae.model import LatentVariableModel
+from lmmvae.objectives import get_objective
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.csv"
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds"]
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: a killed job never leaves a partial file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, model: LatentVariableModel, data: TensorData, config: ModelConfig,
+                 generator: torch.Generator, run_dir: Path | None = None, progress: bool = True):
+        self.model, self.data, self.config = model, data, config
+        self.generator = generator
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.objective = get_objective(config.objective)
+        self.objective_kwargs = {"n_samples": config.gsnn_samples} if config.objective == "gsnn" else {}
+        sparse = model.prior.sparse_parameters()
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        self.optimizers = [torch.optim.Adam(dense, lr=config.lr)]
+        if sparse:
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+        self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]
+        self.state = TrainState()
+        self.n_train = int(data.indices("train").shape[0])
+        self.n_val = int(data.indices("validation").shape[0])
+
+    # -- one pass -------------------------------------------------------------------------
+    def _pass(self, split: str, n_total: int, train: bool) -> dict[str, float]:
+        totals = {"loss": 0.0, "reconstruction": 0.0, "kl_local": 0.0, "kl_global": 0.0}
+        n_rows = 0
+        self.model.train(train)
+        batches = self.data.batches(split, self.config.batch_size, by=self.model.prior.batching,
+                                    shuffle=train, generator=self.generator)
+        with torch.set_grad_enabled(train):
+            for batch in batches:
+                terms = self.objective(self.model, batch, n_total, **self.objective_kwargs)
+                if train:
+                    for opt in self.optimizers:
+                        opt.zero_grad(set_to_none=True)
+                    terms.loss.backward()
+                    for opt in self.optimizers:
+                        opt.step()
+                # per-row averages: the batch's share of -ELBO/N is loss * |B| / (scale * |B|)
+                weight = batch.size
+                values = terms.detached()
+                totals["loss"] += values["loss"] * n_total / batch.scale
+                for key in ("reconstruction", "kl_local", "kl_global"):
+                    totals[key] += values[key]
+                n_rows += weight
+        if not math.isfinite(totals["loss"]):
+            raise FloatingPointError(f"non-finite {split} loss; lower lr or check the data for extreme values")
+        return {k: v / max(n_rows, 1) for k, v in totals.items()}
+
+    # -- epochs ---------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        cfg, state = self.config, self.state
+        bar = tqdm(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs,
+                   desc=f"{cfg.variant}/{cfg.objective}", disable=not self.progress, dynamic_ncols=True)
+        for epoch in bar:
+            start = time.perf_counter()
+            self.model.prior.on_epoch_start(self.model, self.data)
+            train = self._pass("train", self.n_train, train=True)
+            if self.n_val:
+                val = self._pass("validation", self.n_val, train=False)["loss"]
+            else:
+                val = train["loss"]
+            for sched in self.schedulers:
+                sched.step()
+            state.epoch = epoch + 1
+            if val < state.best_val:
+                state.best_val, state.best_epoch = val, state.epoch
+                state.best_state = copy.deepcopy(self.model.state_dict())
+            state.history.append({
+                "epoch": state.epoch, "train_loss": train["loss"], "val_loss": val,
+                "reconstruction": train["reconstruction"], "kl_local": train["kl_local"],
+                "kl_global": train["kl_global"], "lr": self.schedulers[0].get_last_lr()[0],
+                "seconds": time.perf_counter() - start,
+            })
+            bar.set_postfix(loss=f"{train['loss']:.4g}", val=f"{val:.4g}", best=state.best_epoch)
+            self.save_checkpoint()
+            if cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
+                break
+        if state.best_state is not None:
+            self.model.load_state_dict(state.best_state)
+        return state
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_save({
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "state": self.state,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }, self.run_dir / CHECKPOINT)
+        write_history(self.state.history, self.run_dir / HISTORY)
+
+    def load_checkpoint(self) -> bool:
+        """Resume from ``run_dir/checkpoint.pt`` if there is one; ``True`` if resumed."""
+        path = None if self.run_dir is None else self.run_dir / CHECKPOINT
+        if path is None or not path.exists():
+            return False
+        ckpt = torch.load(path, map_location=self.data.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        for opt, s in zip(self.optimizers, ckpt["optimizers"]):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, ckpt["schedulers"]):
+            sched.load_state_dict(s)
+        self.state = ckpt["state"]
+        self.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        return True
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
