@@ -1,0 +1,162 @@
+"""A synthetic clinical trial in the SDTM layout that :mod:`lmmvae.datasets.clinical_trial` reads.
+
+Three arms (placebo and two doses) followed over a visit schedule with dropout. Each subject has a
+random intercept and slope per test; the drug raises liver enzymes and lowers neutrophils and blood
+pressure in proportion to dose and time; age and sex shift some tests. Adverse events arise from
+background rates (higher on drug) and from the labs (neutropenia when neutrophils are low, ALT
+increased when ALT is high, anaemia when haemoglobin is low); concomitant medications treat some of
+them or are chronic. Some records lack an end day (ongoing), as in real trials. The numbers are
+plausible, not fitted to a real study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lmmvae.datasets._common import check_positive_int, streams
+
+STUDY = "SYNTH-01"
+ARMS = (("PBO", "PLACEBO", 0.0), ("D10", "DRUG 10 MG", 0.5), ("D20", "DRUG 20 MG", 1.0))
+VISITS = ((1, "SCREENING", -14), (2, "DAY 1", 1), (3, "WEEK 1", 8), (4, "WEEK 2", 15), (5, "WEEK 4", 29),
+          (6, "WEEK 8", 57), (7, "WEEK 12", 85), (8, "WEEK 16", 113), (9, "WEEK 24", 169))
+# code: (name, unit, centre, scale, log scale, decimals, drug effect per year at full dose (in sd),
+#        age effect per 10 years (sd), female effect (sd))
+LABS = {
+    "ALT": ("Alanine Aminotransferase", "U/L", 25, 0.4, True, 0, 3.0, 0.0, -0.3),
+    "AST": ("Aspartate Aminotransferase", "U/L", 24, 0.35, True, 0, 2.5, 0.0, -0.2),
+    "ALP": ("Alkaline Phosphatase", "U/L", 75, 0.3, True, 0, 0.5, 0.1, 0.0),
+    "BILI": ("Bilirubin", "umol/L", 9, 0.4, True, 1, 0.8, 0.0, -0.2),
+    "CREAT": ("Creatinine", "umol/L", 80, 0.2, True, 0, 0.3, 0.3, -0.8),
+    "UREAN": ("Urea Nitrogen", "mmol/L", 5.5, 0.3, True, 1, 0.2, 0.3, -0.2),
+    "GLUC": ("Glucose", "mmol/L", 5.4, 0.15, True, 1, 0.0, 0.2, 0.0),
+    "HGB": ("Hemoglobin", "g/L", 140, 13, False, 0, -1.0, -0.1, -1.0),
+    "WBC": ("Leukocytes", "10^9/L", 6.8, 0.25, True, 1, -2.0, 0.0, 0.0),
+    "NEUT": ("Neutrophils", "10^9/L", 4.1, 0.3, True, 2, -3.0, 0.0, 0.0),
+    "PLAT": ("Platelets", "10^9/L", 250, 0.25, True, 0, -0.8, -0.1, 0.3),
+    "SODIUM": ("Sodium", "mmol/L", 140, 2.5, False, 0, 0.0, 0.0, 0.0),
+    "K": ("Potassium", "mmol/L", 4.3, 0.35, False, 1, 0.0, 0.0, 0.0),
+    "ALB": ("Albumin", "g/L", 42, 3.5, False, 0, -0.5, -0.2, 0.0),
+}
+VITALS = {
+    "SYSBP": ("Systolic Blood Pressure", "mmHg", 128, 14, False, 0, -2.0, 0.5, -0.3),
+    "DIABP": ("Diastolic Blood Pressure", "mmHg", 79, 9, False, 0, -1.5, 0.2, -0.2),
+    "PULSE": ("Pulse Rate", "beats/min", 72, 10, False, 0, 0.8, 0.0, 0.3),
+    "TEMP": ("Temperature", "C", 36.7, 0.3, False, 1, 0.0, 0.0, 0.0),
+    "RESP": ("Respiratory Rate", "breaths/min", 16, 2.2, False, 0, 0.0, 0.0, 0.0),
+    "WEIGHT": ("Weight", "kg", 78, 14, False, 1, -0.5, 0.0, -1.0),
+}
+# AE term: (rate per subject-year on placebo, multiplier at full dose, typical days)
+AE_TERMS = {
+    "NAUSEA": (0.6, 3.0, 6), "FATIGUE": (0.8, 2.0, 20), "HEADACHE": (1.0, 1.2, 3), "DIARRHOEA": (0.5, 2.5, 5),
+    "VOMITING": (0.3, 3.0, 3), "RASH": (0.3, 2.5, 12), "DIZZINESS": (0.4, 1.5, 5), "INSOMNIA": (0.3, 1.3, 15),
+    "COUGH": (0.5, 1.0, 10), "PYREXIA": (0.3, 1.2, 4), "CONSTIPATION": (0.3, 1.5, 7), "ARTHRALGIA": (0.4, 1.0, 20),
+}
+# lab-driven AEs: (lab, threshold in sd of the lab, direction)
+LAB_AES = {"NEUTROPENIA": ("NEUT", -1.6, -1), "ALANINE AMINOTRANSFERASE INCREASED": ("ALT", 1.8, 1),
+           "ANAEMIA": ("HGB", -2.0, -1)}
+TREATS = {"NAUSEA": "ONDANSETRON", "VOMITING": "ONDANSETRON", "DIARRHOEA": "LOPERAMIDE", "HEADACHE": "PARACETAMOL",
+          "PYREXIA": "PARACETAMOL", "ARTHRALGIA": "IBUPROFEN", "RASH": "CETIRIZINE", "INSOMNIA": "ZOPICLONE",
+          "NEUTROPENIA": "FILGRASTIM", "COUGH": "DEXTROMETHORPHAN"}
+CHRONIC = {"AMLODIPINE": 0.25, "ATORVASTATIN": 0.3, "METFORMIN": 0.15, "LEVOTHYROXINE": 0.1, "OMEPRAZOLE": 0.2}
+RACES = (("WHITE", 0.7), ("BLACK OR AFRICAN AMERICAN", 0.12), ("ASIAN", 0.13), ("OTHER", 0.05))
+
+
+def _value(spec, z: float) -> float:
+    centre, scale, log, decimals = spec[2], spec[3], spec[4], spec[5]
+    value = np.exp(np.log(centre) + scale * z) if log else centre + scale * z
+    return round(float(value), decimals)
+
+
+def _subject(rng: np.random.Generator, number: int):
+    usubjid = f"{STUDY}-{1001 + number}"
+    armcd, arm, dose = ARMS[rng.integers(len(ARMS))]
+    age = int(np.clip(rng.normal(58, 11), 18, 85))
+    female = bool(rng.random() < 0.5)
+    race = RACES[rng.choice(len(RACES), p=[p for _, p in RACES])][0]
+    dm = dict(STUDYID=STUDY, DOMAIN="DM", USUBJID=usubjid, SUBJID=str(1001 + number), SITEID=f"{rng.integers(1, 9):02d}",
+              AGE=age, AGEU="YEARS", SEX="F" if female else "M", RACE=race, ARMCD=armcd, ARM=arm)
+    n_visits = len(VISITS)
+    for k in range(3, len(VISITS)):  # dropout after each visit from the third on
+        if rng.random() < 0.07:
+            n_visits = k
+            break
+    tests = {**LABS, **VITALS}
+    intercept = {code: rng.normal(0, 0.6) for code in tests}  # subject level, in sd of the test
+    slope = {code: rng.normal(0, 0.8) for code in tests}  # per year
+    sensitivity = rng.lognormal(0, 0.4)  # how strongly the drug acts on this subject
+    findings, lows, days = [], {}, []
+    for visitnum, visit, visitdy in VISITS[:n_visits]:
+        day = visitdy if visitdy == 1 else visitdy + int(rng.integers(-2, 3))
+        days.append(day)
+        years = max(day, 0) / 365.25
+        sparse = rng.random() < 0.05  # a visit where little was recorded
+        for domain, group in (("LB", LABS), ("VS", VITALS)):
+            if domain == "LB" and visit == "WEEK 1" and rng.random() < 0.7:
+                continue  # labs often skipped at week 1
+            for code, spec in group.items():
+                if rng.random() < (0.85 if sparse else 0.06):
+                    continue
+                z = (intercept[code] + slope[code] * years + spec[6] * dose * sensitivity * years * 2
+                     + spec[7] * (age - 58) / 10 + spec[8] * female + rng.normal(0, 0.35))
+                if code in ("NEUT", "ALT", "HGB"):
+                    lows[(code, day)] = z
+                findings.append(dict(domain=domain, code=code, spec=spec, value=_value(spec, z), visitnum=visitnum,
+                                     visit=visit, visitdy=visitdy, day=day))
+    last_day = days[-1]
+    events = []  # (domain, term, start, end or nan)
+    for term, (rate, multiplier, typical) in AE_TERMS.items():
+        expected = rate * (1 + (multiplier - 1) * dose) * (last_day + 15) / 365.25
+        for _ in range(rng.poisson(expected)):
+            start = int(rng.integers(1, last_day + 1))
+            events.append(("AE", term, start, start + int(rng.gamma(2.0, typical / 2))))
+    for term, (code, threshold, direction) in LAB_AES.items():
+        for (lab, day), z in sorted(lows.items()):
+            if lab == code and direction * z > direction * threshold and day > 0:
+                start = max(1, day - int(rng.integers(0, 4)))
+                events.append(("AE", term, start, start + int(rng.integers(7, 22))))
+    for _, term, start, end in list(events):
+        if term in TREATS and rng.random() < 0.6:
+            events.append(("CM", TREATS[term], start, end + int(rng.integers(0, 3))))
+    for drug, prevalence in CHRONIC.items():
+        if rng.random() < prevalence:
+            events.append(("CM", drug, -int(rng.integers(30, 2000)), last_day + int(rng.integers(0, 30))))
+    events = [(d, t, s, e if rng.random() > 0.08 else np.nan) for d, t, s, e in events]  # ongoing: no end day
+    return usubjid, dm, findings, events
+
+
+def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: int = 0, progress: bool = False) -> Path:
+    """Write ``dm lb vs ae cm`` as CSV files in ``out_dir`` for ``n_subjects`` synthetic subjects."""
+    check_positive_int("--instances", n_subjects)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {d: [] for d in ("dm", "lb", "vs", "ae", "cm")}
+    rngs = streams(seed, n_subjects)
+    for number in tqdm(range(n_subjects), desc="clinical-trial-synthetic", unit="subject", disable=not progress, mininterval=1):
+        usubjid, dm, findings, events = _subject(rngs[number], number)
+        rows["dm"].append(dm)
+        seq = {"LB": 0, "VS": 0}
+        for f in findings:
+            p, spec = f["domain"], f["spec"]
+            seq[p] += 1
+            rows[p.lower()].append({
+                "STUDYID": STUDY, "DOMAIN": p, "USUBJID": usubjid, f"{p}SEQ": seq[p], f"{p}TESTCD": f["code"],
+                f"{p}TEST": spec[0], f"{p}ORRES": f["value"], f"{p}ORRESU": spec[1], f"{p}STRESC": str(f["value"]),
+                f"{p}STRESN": f["value"], f"{p}STRESU": spec[1], "VISITNUM": f["visitnum"], "VISIT": f["visit"],
+                "VISITDY": f["visitdy"], f"{p}DY": f["day"],
+            })
+        for seq, (p, term, start, end) in enumerate(sorted(events, key=lambda e: (e[0], e[2], e[1])), start=1):
+            record = {"STUDYID": STUDY, "DOMAIN": p, "USUBJID": usubjid, f"{p}SEQ": seq,
+                      f"{p}STDY": start, f"{p}ENDY": end}
+            record.update({"AETERM": term.lower().capitalize(), "AEDECOD": term} if p == "AE"
+                          else {"CMTRT": term.lower(), "CMDECOD": term})
+            rows[p.lower()].append(record)
+    for domain, records in rows.items():
+        path = out_dir / f"{domain}.csv"
+        tmp = path.with_name(f".{path.name}.tmp")
+        pd.DataFrame.from_records(records).to_csv(tmp, index=False)
+        tmp.replace(path)
+    return out_dir

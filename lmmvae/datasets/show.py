@@ -1,0 +1,141 @@
+"""``lmmvae data show``: a text summary of a longitudinal HDF5 file and a picture of examples."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lmmvae.h5 import SPLITS, LongitudinalData
+
+_SPLIT_LETTER = {SPLITS["train"]: "T", SPLITS["validation"]: "V", SPLITS["test"]: "X"}
+
+
+def _time_covariate(data: LongitudinalData) -> str | None:
+    """The covariate that orders a subject's observations: the first of kind time, else the first
+    continuous one (Rotating MNIST's angle), else none."""
+    for kind in ("time", "continuous"):
+        for name, cov in data.covariates.items():
+            if cov.kind == kind:
+                return name
+    return None
+
+
+def _subject_codes(data: LongitudinalData) -> np.ndarray:
+    for cov in data.covariates.values():
+        if cov.kind == "id":
+            return cov.values
+    return np.zeros(data.n_obs, dtype=np.int64)
+
+
+def summary(data: LongitudinalData, source: str = "") -> str:
+    """Human-readable summary: sizes, subjects, split, missing rate, covariates with kinds."""
+    n, d = data.y.shape
+    image = data.image_shape
+    lines = [f"{source or data.name}: {data.name} (generator {data.attrs.get('generator', '?')}, "
+             f"seed {data.attrs.get('seed', '-')})"]
+    lines.append(f"  N = {n} observations, D = {d} features"
+                 + (f" (images {'x'.join(map(str, image))})" if image else ""))
+    lines.append(f"  subjects: {len(np.unique(_subject_codes(data)))}")
+    counts = {name: int((data.split == code).sum()) for name, code in SPLITS.items()}
+    lines.append("  split: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    lines.append(f"  missing rate: {100 * (1 - data.mask.mean()):.1f} % of entries")
+    lines.append("  covariates:")
+    for name, cov in data.covariates.items():
+        if cov.levels is not None:
+            shown = ", ".join(str(v) for v in cov.levels[:5]) + (", ..." if len(cov.levels) > 5 else "")
+            detail = f"{len(cov.levels)} levels: {shown}"
+        elif cov.kind == "binary":
+            detail = f"share of 1: {cov.values.mean():.3f}" if n else ""
+        else:
+            detail = f"range {cov.values.min():.4g} .. {cov.values.max():.4g}" if n else ""
+        lines.append(f"    {name:<22} {cov.kind:<12} {detail}")
+    names = data.attrs.get("feature_names")
+    if names is not None:
+        lines.append(f"  features: {', '.join(map(str, names[:12]))}" + (", ..." if len(names) > 12 else ""))
+    extra = []
+    if data.y_full is not None:
+        extra.append("y_full")
+    if data.latent_truth is not None:
+        label = data.attrs.get("latent_truth_names")
+        extra.append(f"latent_truth [{n}, {data.latent_truth.shape[1]}]" + (f" ({', '.join(label)})" if label else ""))
+    if extra:
+        lines.append("  also: " + "; ".join(extra))
+    return "\n".join(lines)
+
+
+def _example_subjects(data: LongitudinalData, n_subjects: int) -> list[int]:
+    """Subjects with test observations first (they show the split), then the others, by code."""
+    subject = _subject_codes(data)
+    tested = np.unique(subject[data.split == SPLITS["test"]])
+    others = np.setdiff1d(np.unique(subject), tested)
+    half = n_subjects // 2 if len(others) else n_subjects
+    chosen = list(tested[:half]) + list(others[: n_subjects - min(half, len(tested))])
+    return [int(s) for s in chosen[:n_subjects]]
+
+
+def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: int = 6, n_columns: int = 10) -> Path:
+    """Save a PNG of example trajectories: images over time per subject (rows), missing pixels in
+    red, each titled with its time and split (T train, V validation, X test); or, for tabular data,
+    the best-observed features over time, one line per subject. Written atomically."""
+    from matplotlib.figure import Figure
+
+    subject, time_name = _subject_codes(data), _time_covariate(data)
+    time = data.covariates[time_name].values if time_name else np.arange(data.n_obs, dtype=float)
+    subjects = _example_subjects(data, n_subjects)
+    if data.image_shape:
+        fig = Figure(figsize=(1.3 * n_columns, 1.45 * len(subjects) + 0.3))
+        axes = fig.subplots(len(subjects), n_columns, squeeze=False)
+        for r, s in enumerate(subjects):
+            rows = np.flatnonzero(subject == s)
+            rows = rows[np.argsort(time[rows], kind="stable")]
+            rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(n_columns, len(rows))).round().astype(int))]
+            for c, ax in enumerate(axes[r]):
+                ax.set_axis_off()
+                if c >= len(rows):
+                    continue
+                i = rows[c]
+                pixels = np.ma.masked_array(data.y[i], mask=data.mask[i] == 0).reshape(data.image_shape)
+                ax.imshow(pixels, cmap=_gray_with_red(), vmin=0, vmax=1, interpolation="nearest")
+                ax.set_title(f"{time_name or 'row'}={time[i]:.3g} {_SPLIT_LETTER[int(data.split[i])]}", fontsize=7)
+        fig.suptitle(f"{data.name}: one row per subject (T train, V validation, X test; red = missing)", fontsize=9)
+    else:
+        observed = data.mask.mean(axis=0)  # [D]
+        features = np.argsort(-observed, kind="stable")[:6]
+        names = data.attrs.get("feature_names") or [f"y{j}" for j in range(data.n_features)]
+        fig = Figure(figsize=(12, 6.5))
+        axes = fig.subplots(2, 3, squeeze=False).ravel()
+        for ax, j in zip(axes, features):
+            for s in subjects:
+                rows = np.flatnonzero((subject == s) & (data.mask[:, j] == 1))
+                rows = rows[np.argsort(time[rows], kind="stable")]
+                ax.plot(time[rows], data.y[rows, j], marker=".", linewidth=1)
+                test = rows[data.split[rows] == SPLITS["test"]]
+                ax.plot(time[test], data.y[test, j], "kx", markersize=5)
+            ax.set_title(f"{names[j]} (observed {100 * observed[j]:.0f} %)", fontsize=9)
+            ax.set_xlabel(time_name or "row", fontsize=8)
+        for ax in axes[len(features):]:
+            ax.set_axis_off()
+        fig.suptitle(f"{data.name}: one line per subject, standardised values (x = test)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _gray_with_red():
+    from matplotlib import colormaps
+
+    cmap = colormaps["gray"].copy()
+    cmap.set_bad("red")
+    return cmap
