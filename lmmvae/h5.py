@@ -147,6 +147,15 @@ class LongitudinalData:
         if self.y.ndim != 2:
             raise DataFormatError(f"{where}: /y must be 2-D [N, D], got shape {self.y.shape}")
         n, d = self.y.shape
+        image_shape = self.attrs.get("image_shape")
+        if image_shape is not None and int(np.prod(image_shape)) != d:
+            raise DataFormatError(
+                f"{where}: root attribute image_shape {list(image_shape)} has {int(np.prod(image_shape))} pixels "
+                f"but /y has D = {d} columns"
+            )
+        names = self.attrs.get("feature_names")
+        if names is not None and len(names) != d:
+            raise DataFormatError(f"{where}: root attribute feature_names lists {len(names)} names but /y has D = {d} columns")
         for key, arr, shape in (("/mask", self.mask, (n, d)), ("/split", self.split, (n,))):
             if arr.shape != shape:
                 raise DataFormatError(f"{where}: {key} must have shape {shape}, got {arr.shape}")
@@ -172,6 +181,8 @@ class LongitudinalData:
                 raise DataFormatError(f"{where}: /covariates/{name} must have shape ({n},), got {cov.values.shape}")
             if not cov.is_coded and not np.isfinite(cov.values).all():
                 raise DataFormatError(f"{where}: /covariates/{name} contains NaN or infinite values")
+            if cov.kind == "binary" and not np.isin(cov.values, (0, 1)).all():
+                raise DataFormatError(f"{where}: /covariates/{name} (binary) must contain only 0 and 1")
             if cov.levels is not None and len(cov.values) and (
                 cov.values.min() < 0 or cov.values.max() >= len(cov.levels)
             ):
@@ -195,7 +206,7 @@ def read_h5(path: str | os.PathLike) -> LongitudinalData:
     with handle as f:
         version = f.attrs.get("format_version")
         if version is None or int(version) != FORMAT_VERSION:
-            raise DataFormatError(f"{path}: root attribute format_version must be {FORMAT_VERSION}, got {version!r}")
+            raise DataFormatError(f"{path}: root attribute format_version must be {FORMAT_VERSION}, got {_plain(version)!r}")
 
         def array(key: str, required: bool = True):
             if key not in f:
@@ -214,6 +225,8 @@ def read_h5(path: str | os.PathLike) -> LongitudinalData:
             raise DataFormatError(f"{path}: missing group /covariates")
         covariates = {}
         for name, ds in f["covariates"].items():
+            if not isinstance(ds, h5py.Dataset):
+                raise DataFormatError(f"{path}: /covariates/{name} must be a dataset, found a group")
             kind = ds.attrs.get("kind")
             kind = kind.decode() if isinstance(kind, bytes) else kind
             if kind not in COVARIATE_KINDS:
@@ -224,7 +237,12 @@ def read_h5(path: str | os.PathLike) -> LongitudinalData:
             if kind in ("categorical", "id"):
                 if levels is None:
                     raise DataFormatError(f"{path}: /covariates/{name} ({kind}) needs a 'levels' attribute")
-                levels = json.loads(levels) if isinstance(levels, str) else [_plain(v) for v in levels]
+                try:
+                    levels = json.loads(levels) if isinstance(levels, str) else [_plain(v) for v in levels]
+                except json.JSONDecodeError:
+                    raise DataFormatError(f"{path}: /covariates/{name} attribute levels is not a JSON list") from None
+                if not isinstance(levels, list):
+                    raise DataFormatError(f"{path}: /covariates/{name} attribute levels must be a list, got {levels!r}")
             else:
                 levels = None
             values = ds[()]
