@@ -1,0 +1,28 @@
+"""The design of LMM-VAE: named covariates -> design rows ``x_i`` (SPEC 1), and the GP connection
+of Fourier features (SPEC 5).
+
+    design = Design("~ age + sex + sex:age + (1 | id)")
+    fitted = design.fit(train.covariates)          # standardisation, levels, RFF frequencies
+    x = fitted.transform(test.covariates)          # DesignMatrix: shared [N, Q_s] + sparse random effects
+    x.to_torch(device)                             # lmmvae.batch.DesignBatch for the LMM prior
+
+See README "Design formulas" for the syntax and the columns of each term.
+"""
+
+from lmmvae.design.fitted import Design, DesignMatrix, FittedDesign, RandomTermInfo
+from lmmvae.design.formula import BASES, INTERCEPT, Factor, RandomTerm, Term, parse_formula
+from lmmvae.design.spectral import (
+    fourier_column_weights,
+    fourier_features,
+    kernel,
+    rff_features,
+    rff_frequencies,
+    spectral_weights,
+    weighted_fourier_features,
+)
+
+__all__ = [
+    "BASES", "INTERCEPT", "Design", "DesignMatrix", "Factor", "FittedDesign", "RandomTerm", "RandomTermInfo",
+    "Term", "fourier_column_weights", "fourier_features", "kernel", "parse_formula", "rff_features",
+    "rff_frequencies", "spectral_weights", "weighted_fourier_features",
+]

@@ -1,0 +1,256 @@
+"""Fitted basis functions of design factors (SPEC 1), and reading covariates for them.
+
+Each basis is fitted on the train split (standardisation, category levels, RFF frequencies),
+evaluates a factor's column block ``[N, k]`` from a covariate, and round-trips through a JSON-able
+dict. Covariates arrive as :class:`lmmvae.h5.Covariate`, numpy arrays or pandas Series; coded ones
+are matched to fitted levels by value (compared as strings, so ids read as ints match ``"12"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from lmmvae.design.formula import Factor
+from lmmvae.design.spectral import fourier_features, rff_features, rff_frequencies
+from lmmvae.errors import DesignError
+from lmmvae.h5 import Covariate, _plain
+
+NUMERIC_KINDS = ("continuous", "time")
+CODED_KINDS = ("binary", "categorical", "id")
+
+
+def level_key(value: Any) -> str:
+    """How levels are compared: ``12``, ``12.0``, ``np.int64(12)`` and ``"12"`` are one level."""
+    value = _plain(value)
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class CovariateReader:
+    """Reads named covariates for a transform, checking presence and a common length."""
+
+    def __init__(self, covariates: Mapping[str, Any], formula: str):
+        self.covariates = covariates
+        self.formula = formula
+        self.n_rows: int | None = None
+        self._first: str | None = None
+
+    def _get(self, name: str) -> Any:
+        try:
+            present = name in self.covariates
+        except TypeError:
+            present = False
+        if not present:
+            try:
+                available = ", ".join(sorted(map(str, self.covariates.keys()))) or "none"
+            except AttributeError:
+                available = "?"
+            raise DesignError(f"design {self.formula!r}: covariate {name!r} is missing (given: {available})")
+        value = self.covariates[name]
+        n = len(value.values) if isinstance(value, Covariate) else len(np.asarray(value))
+        if self.n_rows is None:
+            self.n_rows, self._first = n, name
+        elif n != self.n_rows:
+            raise DesignError(
+                f"design {self.formula!r}: covariate {name!r} has {n} rows but {self._first!r} has {self.n_rows}"
+            )
+        return value
+
+    def numbers(self, name: str) -> np.ndarray:
+        """Float64 values ``[N]`` of a numeric covariate (a coded Covariate gives its codes)."""
+        value = self._get(name)
+        raw = value.values if isinstance(value, Covariate) else value
+        try:
+            out = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DesignError(f"design {self.formula!r}: covariate {name!r} must be numeric") from None
+        if out.ndim != 1:
+            raise DesignError(f"design {self.formula!r}: covariate {name!r} must be 1-D, got shape {out.shape}")
+        if not np.isfinite(out).all():
+            row = int(np.flatnonzero(~np.isfinite(out))[0])
+            raise DesignError(f"design {self.formula!r}: covariate {name!r} has a missing/non-finite value at row {row}")
+        return out
+
+    def codes(self, name: str, levels: list, unseen: str) -> np.ndarray:
+        """Int64 codes ``[N]`` into ``levels``. Unseen values: ``unseen="error"`` raises a
+        DesignError naming covariate and level; ``unseen="zero"`` gives code -1."""
+        value = self._get(name)
+        index = {level_key(v): c for c, v in enumerate(levels)}
+        if isinstance(value, Covariate) and value.levels is not None:
+            # map the covariate's own level list once, then index by its codes: O(P) string work
+            table = np.array([index.get(level_key(v), -1) for v in value.levels], dtype=np.int64)
+            codes = table[value.values] if len(value.values) else np.zeros(0, np.int64)
+            originals = np.asarray(value.levels, dtype=object)[value.values] if (codes < 0).any() else None
+        else:
+            raw = value.values if isinstance(value, Covariate) else value
+            raw = np.asarray(raw)
+            if raw.ndim != 1:
+                raise DesignError(f"design {self.formula!r}: covariate {name!r} must be 1-D, got shape {raw.shape}")
+            inverse, uniques = pd.factorize(raw, use_na_sentinel=True)
+            table = np.array([index.get(level_key(v), -1) for v in uniques] + [-1], dtype=np.int64)
+            codes = table[inverse]  # sentinel -1 (missing) picks the trailing -1
+            originals = raw
+        if unseen == "error" and (codes < 0).any():
+            row = int(np.flatnonzero(codes < 0)[0])
+            shown = _plain(originals[row])
+            raise DesignError(
+                f"design {self.formula!r}: covariate {name!r} has level {shown!r} (row {row}) that was not "
+                f"seen in training (training levels: {_preview(levels)})"
+            )
+        return codes
+
+
+def _preview(levels: list, n: int = 8) -> str:
+    shown = ", ".join(repr(v) for v in levels[:n])
+    return shown + (f", ... ({len(levels)} in all)" if len(levels) > n else "")
+
+
+# -- bases ------------------------------------------------------------------------------------
+
+
+class Basis:
+    """A factor's fitted basis: ``columns(drop)`` names and ``evaluate(reader, drop)`` ``[N, k]``.
+
+    ``drop`` (drop the reference level) matters only for categorical bases.
+    """
+
+    def __init__(self, factor: Factor, state: dict):
+        self.factor = factor
+        self.state = state
+
+    @property
+    def label(self) -> str:
+        return self.factor.label
+
+    def to_dict(self) -> dict:
+        return dict(self.state)
+
+
+class LinearBasis(Basis):
+    """continuous/time: ``(v - mean) / std`` with train statistics (std 0 -> 1); binary: ``v`` (0/1)."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate) -> "LinearBasis":
+        if cov.kind == "binary":
+            return cls(factor, {"mean": None, "std": None})
+        return cls(factor, _standardiser(cov.values))
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [self.label]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        v = reader.numbers(self.factor.covariate)  # [N]
+        if self.state["mean"] is None:
+            if not np.isin(v, (0.0, 1.0)).all():
+                raise DesignError(f"design {reader.formula!r}: binary covariate {self.factor.covariate!r} "
+                                  "must contain only 0 and 1")
+            return v[:, None]
+        return ((v - self.state["mean"]) / self.state["std"])[:, None]  # [N, 1]
+
+
+class CategoricalBasis(Basis):
+    """One-hot of the levels seen in training (code order); ``drop`` removes the first level."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate) -> "CategoricalBasis":
+        seen = np.unique(cov.values)
+        levels = [cov.levels[c] for c in seen] if cov.levels is not None else [int(c) for c in seen]
+        return cls(factor, {"levels": [_plain(v) for v in levels]})
+
+    def columns(self, drop: bool = False) -> list[str]:
+        levels = self.state["levels"][1:] if drop else self.state["levels"]
+        return [f"{self.label}[{v}]" for v in levels]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        levels = self.state["levels"]
+        codes = reader.codes(self.factor.covariate, levels, unseen="error")  # [N]
+        onehot = np.zeros((len(codes), len(levels)))  # [N, n_levels]
+        onehot[np.arange(len(codes)), codes] = 1.0
+        return onehot[:, 1:] if drop else onehot
+
+
+class PolyBasis(Basis):
+    """``z, z², …, z^k`` of the standardised ``z = (v - mean) / std``."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate) -> "PolyBasis":
+        return cls(factor, _standardiser(cov.values))
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [f"{self.label}[{j}]" for j in range(1, self.factor.args["degree"] + 1)]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        z = (reader.numbers(self.factor.covariate) - self.state["mean"]) / self.state["std"]  # [N]
+        return z[:, None] ** np.arange(1, self.factor.args["degree"] + 1)  # [N, k]
+
+
+class FourierBasis(Basis):
+    """``cos(2πk v/T), sin(2πk v/T)``, k = 1..K, interleaved, on the raw ``v`` (SPEC 1, 5)."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate) -> "FourierBasis":
+        return cls(factor, {})
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [f"{self.label}[{fn}{k}]" for k in range(1, self.factor.args["n_frequencies"] + 1)
+                for fn in ("cos", "sin")]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        v = reader.numbers(self.factor.covariate)
+        return fourier_features(v, self.factor.args["n_frequencies"], self.factor.args["period"])  # [N, 2K]
+
+
+class RFFBasis(Basis):
+    """Random Fourier features of an RBF kernel on the raw ``v``; frequencies drawn once, stored."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate) -> "RFFBasis":
+        args = factor.args
+        omega = rff_frequencies(args["n_features"], args["lengthscale"], args["seed"])
+        return cls(factor, {"omega": [float(w) for w in omega]})
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [f"{self.label}[{fn}{m}]" for m in range(1, self.factor.args["n_features"] + 1)
+                for fn in ("cos", "sin")]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        v = reader.numbers(self.factor.covariate)
+        return rff_features(v, np.asarray(self.state["omega"]))  # [N, 2M]
+
+
+BASIS_CLASSES = {"linear": LinearBasis, "categorical": CategoricalBasis, "poly": PolyBasis,
+                 "fourier": FourierBasis, "rff": RFFBasis}
+
+
+def _standardiser(values: np.ndarray) -> dict:
+    mean = float(np.mean(values))
+    std = float(np.std(values))
+    return {"mean": mean, "std": std if std > 0 else 1.0}
+
+
+def resolve(factor: Factor, cov: Covariate, where: str) -> Factor:
+    """Check the factor's basis against the covariate's kind; a bare categorical name becomes a
+    categorical factor. ``where`` names the term for the error message."""
+    kind = cov.kind
+    if factor.basis == "linear":
+        if kind == "categorical":
+            return factor.with_kind(kind, "categorical")
+        if kind == "id":
+            raise DesignError(f"{where}: id covariate {factor.covariate!r} can enter as a fixed effect only "
+                              f"as C({factor.covariate}); as a random-effect group write (1 | {factor.covariate})")
+        return factor.with_kind(kind)
+    if factor.basis == "categorical":
+        if kind not in CODED_KINDS:
+            raise DesignError(f"{where}: C({factor.covariate}) needs a binary, categorical or id covariate, "
+                              f"but {factor.covariate!r} is {kind}")
+        return factor.with_kind(kind)
+    if kind not in NUMERIC_KINDS:
+        raise DesignError(f"{where}: {factor.basis}() needs a continuous or time covariate, "
+                          f"but {factor.covariate!r} is {kind}")
+    return factor.with_kind(kind)

@@ -1,0 +1,404 @@
+"""Parsing lme4-style design formulas into terms (SPEC 1).
+
+Grammar (whitespace is free)::
+
+    formula  := ["~"] sum
+    sum      := ["-"] summand (("+" | "-") summand)*
+    summand  := "0" | "1" | "(" sum "|" NAME ")" | product
+    product  := chunk ("*" chunk)*          # a*b  ->  a + b + a:b
+    chunk    := factor (":" factor)*        # a:b  ->  one interaction term
+    factor   := NAME | FUNC "(" NAME ("," arg)* ")"      FUNC in C, poly, fourier, rff
+    arg      := [KEY "="] number-expression  (numbers, pi, + - * / and parentheses)
+
+``- 1`` and ``0`` remove the intercept; ``- <term>`` for any other term is not supported. Numeric
+arguments are evaluated by a small recursive-descent evaluator, never by ``eval``.
+
+The parse is pure syntax: a bare name ``v`` is a factor with basis ``"linear"`` here; the fitted
+design resolves it to ``"categorical"`` when the covariate turns out to be categorical.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from itertools import combinations
+
+from lmmvae.errors import DesignError
+
+BASES = ("linear", "categorical", "poly", "fourier", "rff")
+INTERCEPT = "(Intercept)"
+
+#: function name -> (basis, positional parameter names after the covariate, required, integer-valued)
+_FUNCTIONS = {
+    "C": ("categorical", (), (), ()),
+    "poly": ("poly", ("degree",), ("degree",), ("degree",)),
+    "fourier": ("fourier", ("n_frequencies", "period"), ("n_frequencies", "period"), ("n_frequencies",)),
+    "rff": ("rff", ("n_features", "lengthscale", "seed"), ("n_features", "lengthscale"), ("n_features", "seed")),
+}
+_DEFAULTS = {"rff": {"seed": 0}}
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One covariate seen through one basis: ``age``, ``C(icu_type)``, ``fourier(angle, 3, period=2*pi)``.
+
+    ``args`` holds the evaluated numeric arguments (``degree``; ``n_frequencies``, ``period``;
+    ``n_features``, ``lengthscale``, ``seed``); ``label`` is the canonical text, used in column
+    names. ``kind`` is the covariate's kind, known only after fitting (``None`` before).
+    """
+
+    covariate: str
+    basis: str
+    args: dict = field(default_factory=dict, compare=False)
+    label: str = ""
+    kind: str | None = None
+
+    def with_kind(self, kind: str, basis: str | None = None) -> "Factor":
+        return replace(self, kind=kind, basis=basis or self.basis)
+
+
+@dataclass(frozen=True)
+class Term:
+    """A product of factors (``a:b``); the empty product is the intercept (a column of ones).
+
+    For a GP reading of the formula (SPEC 5, BASELINES.md) a term is a product kernel of its
+    factors' kernels, and the formula's ``+`` is a sum of the terms' kernels.
+    """
+
+    factors: tuple[Factor, ...] = ()
+
+    @property
+    def is_intercept(self) -> bool:
+        return not self.factors
+
+    @property
+    def name(self) -> str:
+        return ":".join(f.label for f in self.factors) if self.factors else "1"
+
+    @property
+    def key(self) -> frozenset:
+        """Identity up to factor order (``a:b`` is ``b:a``)."""
+        return frozenset(f.label for f in self.factors)
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """``(f | group)``: the columns of ``f`` (its ``terms``, the intercept among them unless
+    ``0 +``/``- 1``) interacted with the one-hot of the grouping factor ``group`` (SPEC 1)."""
+
+    terms: tuple[Term, ...]
+    group: str
+
+    @property
+    def intercept(self) -> bool:
+        return any(t.is_intercept for t in self.terms)
+
+    @property
+    def name(self) -> str:
+        parts = [t.name for t in self.terms if not t.is_intercept]
+        head = "1" if self.intercept else "0"
+        return f"({' + '.join([head] + parts)} | {self.group})"
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    terms: tuple  # Term | RandomTerm, intercept first when present
+
+    @property
+    def intercept(self) -> bool:
+        return any(isinstance(t, Term) and t.is_intercept for t in self.terms)
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
+    r"|(?P<op>\|\||[~+\-*/:|(),=]))"
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # number | name | op | end
+    text: str
+    pos: int
+
+
+def _tokenize(formula: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(formula):
+        if formula[pos:].strip() == "":
+            break
+        m = _TOKEN.match(formula, pos)
+        if m is None or m.end() == pos:
+            at = len(formula[pos:]) - len(formula[pos:].lstrip()) + pos
+            raise DesignError(f"design {formula!r}: unexpected character {formula[at]!r} at position {at}")
+        kind = m.lastgroup
+        tokens.append(_Token(kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(formula)))
+    return tokens
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, formula: str):
+        self.formula = formula
+        self.tokens = _tokenize(formula)
+        self.i = 0
+
+    # helpers
+    def error(self, message: str, token: _Token | None = None, locate: bool = True):
+        token = token or self.peek()
+        where = "" if not locate else " at the end" if token.kind == "end" else f" at position {token.pos}"
+        raise DesignError(f"design {self.formula!r}: {message}{where}")
+
+    def peek(self, ahead: int = 0) -> _Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def next(self) -> _Token:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def accept(self, text: str) -> _Token | None:
+        if self.peek().kind == "op" and self.peek().text == text:
+            return self.next()
+        return None
+
+    def expect(self, text: str, context: str) -> _Token:
+        tok = self.accept(text)
+        if tok is None:
+            found = self.peek()
+            what = "end of formula" if found.kind == "end" else repr(found.text)
+            self.error(f"expected {text!r} {context}, found {what}", found)
+        return tok
+
+    # grammar
+    def parse(self) -> ParsedFormula:
+        if self.peek().kind == "end":
+            self.error("empty formula", locate=False)
+        self.accept("~")
+        terms, intercept = self.sum(allow_random=True)
+        tok = self.peek()
+        if tok.kind != "end":
+            if tok.text == ")":
+                self.error("unbalanced parenthesis: ')' without a matching '('", tok)
+            self.error(f"unexpected {tok.text!r}", tok)
+        return ParsedFormula(_assemble(terms, intercept))
+
+    def sum(self, allow_random: bool):
+        """Returns (terms in order, intercept flag)."""
+        terms: list = []
+        intercept = True
+        sign = "-" if self.accept("-") else "+"
+        while True:
+            start = self.peek()
+            if start.kind == "end" or (start.kind == "op" and start.text in "+-|)"):
+                if start.kind == "end":
+                    self.error("empty term at the end of the formula", start, locate=False)
+                self.error(f"empty term before {start.text!r}", start)
+            if start.kind == "number" and start.text in ("0", "1"):
+                self.next()
+                if sign == "-":
+                    if start.text == "0":
+                        self.error("'- 0' is not meaningful", start)
+                    intercept = False
+                else:
+                    intercept = start.text == "1"
+            elif start.kind == "op" and start.text == "(":
+                if not allow_random:
+                    self.error("nested random-effect terms are not supported", start)
+                if sign == "-":
+                    self.error("removing a term with '-' is only supported for '- 1'", start)
+                terms.append(self.random_term())
+            else:
+                product_terms = self.product()
+                if sign == "-":
+                    self.error("removing a term with '-' is only supported for '- 1'", start)
+                terms.extend(product_terms)
+            op = self.peek()
+            if op.kind == "op" and op.text in "+-":
+                self.next()
+                sign = op.text
+                continue
+            return terms, intercept
+
+    def random_term(self) -> RandomTerm:
+        open_tok = self.next()  # "("
+        inner, intercept = self.sum(allow_random=False)
+        bar = self.peek()
+        if bar.kind == "op" and bar.text == "||":
+            self.error("'||' (uncorrelated random effects) is not supported; write separate terms", bar)
+        if not self.accept("|"):
+            if bar.kind == "end":
+                self.error(f"unbalanced parenthesis: '(' at position {open_tok.pos} is never closed",
+                           bar, locate=False)
+            self.error("expected '|' in a random-effect term '(f | group)'", bar)
+        group = self.next()
+        if group.kind != "name":
+            self.error("expected the name of a grouping covariate after '|'", group)
+        if self.peek().kind == "end":
+            self.error(f"unbalanced parenthesis: '(' at position {open_tok.pos} is never closed",
+                       self.peek(), locate=False)
+        self.expect(")", f"to close the random-effect term opened at position {open_tok.pos}")
+        return RandomTerm(_assemble(inner, intercept), group.text)
+
+    def product(self) -> list[Term]:
+        chunks = [self.chunk()]
+        while self.accept("*"):
+            chunks.append(self.chunk())
+        if len(chunks) == 1:
+            return [Term(tuple(chunks[0]))]
+        expanded = []
+        for size in range(1, len(chunks) + 1):
+            for combo in combinations(chunks, size):
+                expanded.append(Term(tuple(f for chunk in combo for f in chunk)))
+        return expanded
+
+    def chunk(self) -> list[Factor]:
+        factors = [self.factor()]
+        while self.accept(":"):
+            factors.append(self.factor())
+        return factors
+
+    def factor(self) -> Factor:
+        tok = self.next()
+        if tok.kind != "name":
+            what = "end of formula" if tok.kind == "end" else repr(tok.text)
+            if tok.kind == "number":
+                self.error(f"a number ({tok.text}) can only stand alone as 0 or 1, not in a product", tok)
+            self.error(f"expected a covariate name or function, found {what}", tok)
+        if not self.accept("("):
+            return Factor(tok.text, "linear", {}, tok.text)
+        if tok.text not in _FUNCTIONS:
+            self.error(f"unknown function {tok.text!r} (known: {', '.join(_FUNCTIONS)})", tok)
+        return self.call(tok)
+
+    def call(self, fn: _Token) -> Factor:
+        basis, positional, required, integral = _FUNCTIONS[fn.text]
+        cov = self.next()
+        if cov.kind != "name":
+            self.error(f"{fn.text}() needs a covariate name as its first argument", cov)
+        args: dict = dict(_DEFAULTS.get(basis, {}))
+        sources: dict = {}
+        n_positional = 0
+        while self.accept(","):
+            key_tok = self.peek()
+            if key_tok.kind == "name" and self.peek(1).text == "=" and self.peek(1).kind == "op":
+                key = key_tok.text
+                self.i += 2
+                if key not in positional:
+                    self.error(f"{fn.text}() has no argument {key!r} (valid: {', '.join(positional)})", key_tok)
+            else:
+                if n_positional >= len(positional) or any(k in sources for k in positional[n_positional:]):
+                    self.error(f"too many positional arguments to {fn.text}()", key_tok)
+                key = positional[n_positional]
+                n_positional += 1
+            if key in sources:
+                self.error(f"argument {key!r} of {fn.text}() given twice", key_tok)
+            start = self.peek().pos
+            value = _Arithmetic(self).expr()
+            end = self.peek().pos
+            sources[key] = re.sub(r"\s+", "", self.formula[start:end])
+            args[key] = self.check_arg(fn, key, value, key in integral, key_tok)
+        if self.peek().kind == "end":
+            self.error(f"unbalanced parenthesis: '(' of {fn.text}() at position {fn.pos} is never closed",
+                       locate=False)
+        self.expect(")", f"to close {fn.text}(")
+        missing = [k for k in required if k not in args]
+        if missing:
+            self.error(f"{fn.text}({cov.text}, ...) needs {' and '.join(missing)}", fn)
+        parts = [cov.text] + [
+            (sources[k] if i == 0 else f"{k}={sources[k]}") for i, k in enumerate(positional) if k in sources
+        ]
+        return Factor(cov.text, basis, args, f"{fn.text}({', '.join(parts)})")
+
+    def check_arg(self, fn: _Token, key: str, value: float, integral: bool, tok: _Token):
+        if integral:
+            if not float(value).is_integer():
+                self.error(f"{fn.text}() argument {key} must be an integer, got {value:g}", tok)
+            value = int(value)
+            if key == "seed":
+                if value < 0:
+                    self.error(f"{fn.text}() seed must be >= 0, got {value}", tok)
+            elif value < 1:
+                self.error(f"{fn.text}() argument {key} must be >= 1, got {value}", tok)
+            return value
+        if not (value > 0 and math.isfinite(value)):
+            self.error(f"{fn.text}() argument {key} must be a positive number, got {value:g}", tok)
+        return float(value)
+
+
+class _Arithmetic:
+    """Numbers, ``pi``, ``+ - * /`` and parentheses; nothing else (no ``eval``)."""
+
+    def __init__(self, parser: _Parser):
+        self.p = parser
+
+    def expr(self) -> float:
+        value = self.term()
+        while True:
+            if self.p.accept("+"):
+                value += self.term()
+            elif self.p.accept("-"):
+                value -= self.term()
+            else:
+                return value
+
+    def term(self) -> float:
+        value = self.unary()
+        while True:
+            if self.p.accept("*"):
+                value *= self.unary()
+            elif self.p.accept("/"):
+                tok = self.p.peek()
+                divisor = self.unary()
+                if divisor == 0:
+                    self.p.error("division by zero in an argument", tok)
+                value /= divisor
+            else:
+                return value
+
+    def unary(self) -> float:
+        if self.p.accept("-"):
+            return -self.unary()
+        if self.p.accept("+"):
+            return self.unary()
+        return self.atom()
+
+    def atom(self) -> float:
+        tok = self.p.next()
+        if tok.kind == "number":
+            return float(tok.text)
+        if tok.kind == "name" and tok.text == "pi":
+            return math.pi
+        if tok.kind == "op" and tok.text == "(":
+            value = self.expr()
+            if self.p.peek().kind == "end":
+                self.p.error(f"unbalanced parenthesis: '(' at position {tok.pos} is never closed", locate=False)
+            self.p.expect(")", "to close a parenthesised argument")
+            return value
+        what = "end of formula" if tok.kind == "end" else repr(tok.text)
+        self.p.error(f"expected a number, 'pi' or '(' in an argument, found {what}", tok)
+
+
+def _assemble(terms: list, intercept: bool) -> tuple:
+    """Intercept first, then terms in order; repeated terms (same factors, any order) dropped."""
+    out, seen = ([Term()] if intercept else []), set()
+    for term in terms:
+        key = ("random", term.name) if isinstance(term, RandomTerm) else term.key
+        if key not in seen:
+            seen.add(key)
+            out.append(term)
+    return tuple(out)
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Parse ``formula``; a syntax error is a one-line :class:`DesignError` naming the position."""
+    if not isinstance(formula, str):
+        raise DesignError(f"a design formula must be a string, got {type(formula).__name__}")
+    return _Parser(formula).parse()
