@@ -62,6 +62,12 @@ def test_rff_design_columns_approach_rbf_kernel_as_m_grows():
             errs.append(kernel_error(lambda v: fitted.transform({"t": v}).shared.astype(np.float64), x, k_exact))
         return np.mean(errs)
 
+    # the columns themselves: omega ~ N(0, l^-2) from default_rng(seed), cos/sin interleaved, / sqrt(M)
+    fitted = Design(f"~ 0 + rff(t, 4, lengthscale={ell}, seed=7)").fit(train)
+    omega = np.random.default_rng(7).normal(0.0, 1 / ell, size=4)
+    expected = np.stack([f(w * x) for w in omega for f in (np.cos, np.sin)], axis=1) / 2.0
+    np.testing.assert_allclose(fitted.transform({"t": x}).shared, expected, atol=1e-6)
+
     err_10, err_1000 = error(10), error(1000)
     assert err_1000 < 0.04
     assert err_10 > 3 * err_1000  # Monte Carlo error ~ 1/sqrt(M)
@@ -274,10 +280,12 @@ def test_levels_match_by_value_across_types():
     fitted = Design("~ C(site) + (1 | id)").fit(train)
     # ids read from CSV as ints or strings, a Covariate with another level order, a pandas Series
     for ids in (np.array([12, 10, 99]), np.array(["12", "10", "99"]), pd.Series([12.0, 10.0, 99.0]),
-                Covariate([0, 1, 2], "id", levels=["12", "10", "99"])):
+                Covariate([0, 1, 2], "id", levels=["12", "10", "99"]), pd.DataFrame({"i": [12, 10, 99]})["i"]):
         x = fitted.transform({"id": ids, "site": np.array([7, 12, 7])})
         np.testing.assert_array_equal(x.levels[0], [2, 0, -1])
         np.testing.assert_array_equal(x.shared[:, 1], [1, 0, 1])
+    frame = pd.DataFrame({"id": [11, 11], "site": ["12", "7"], "unused": [0, 0]})  # a DataFrame works as a mapping
+    np.testing.assert_array_equal(fitted.transform(frame).levels[0], [1, 1])
 
 
 # -- errors: one line, naming term / covariate ---------------------------------------------------------
