@@ -136,6 +136,4 @@ def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: i
 def _gray_with_red():
     from matplotlib import colormaps
 
-    cmap = colormaps["gray"].copy()
-    cmap.set_bad("red")
-    return cmap
+    return colormaps["gray"].with_extremes(bad="red")
