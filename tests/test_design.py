@@ -131,6 +131,9 @@ def test_standardisation_uses_train_statistics():
     z = (np.array([10.0, 2.0]) - 2.0) / np.sqrt(2.0)  # train mean 2, population std sqrt(2)
     np.testing.assert_allclose(x[:, 1], z, rtol=1e-6)
     np.testing.assert_allclose(x[:, 2:], np.stack([z, z**2, z**3], axis=1), rtol=1e-6)
+    # a Covariate whose numbers are stored as levels (e.g. read as categorical) gives its values, not codes
+    as_levels = fitted.transform({"age": Covariate([1, 0], "categorical", levels=[2.0, 10.0])}).shared
+    np.testing.assert_allclose(as_levels, x, rtol=1e-6)
     assert fitted.shared_columns == ["(Intercept)", "age", "poly(age, 3)[1]", "poly(age, 3)[2]", "poly(age, 3)[3]"]
     # a constant covariate: std 0 is replaced by 1, no division by zero
     const = Design("~ 0 + dose").fit({"dose": train["dose"]})
@@ -186,6 +189,20 @@ def test_star_expands_and_intercept_can_be_removed():
     assert not Design("~ 0 + a").intercept and not Design("~ a - 1").intercept and Design("a").intercept
     cov = {"a": Covariate([1.0, 2.0, 3.0], "continuous")}
     assert Design("~ a - 1").fit(cov).shared_columns == ["a"]
+
+
+def test_intercept_only_no_shared_columns_and_zero_rows_keep_consistent_shapes():
+    cov = health_covariates(n_subjects=3, n_times=2)
+    only = Design("~ 1").fit(cov)
+    np.testing.assert_array_equal(only.transform(cov).shared, np.ones((6, 1)))  # rows from the data given
+    none = Design("~ 0 + (0 + age | id)").fit(cov)
+    x = none.transform(cov)
+    assert none.n_shared == 0 and x.shared.shape == (6, 0) and x.dense().shape == (6, 3)
+    fitted = Design("~ C(location):age + (1 + age | id)").fit(cov)
+    n_seen = len(np.unique(cov["location"].values))
+    assert fitted.n_shared == 1 + n_seen  # no age main effect: one slope per level seen in training
+    empty = fitted.transform({k: [] for k in ("location", "age", "id")})
+    assert empty.shared.shape == (0, 1 + n_seen) and empty.values[0].shape == (0, 2) and empty.levels[0].shape == (0,)
 
 
 def test_parsed_terms_expose_factors_bases_and_args():

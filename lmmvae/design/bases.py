@@ -63,9 +63,12 @@ class CovariateReader:
         return value
 
     def numbers(self, name: str) -> np.ndarray:
-        """Float64 values ``[N]`` of a numeric covariate (a coded Covariate gives its codes)."""
+        """Float64 values ``[N]`` of a numeric covariate (a categorical/id Covariate gives its level
+        values, which must then be numbers; a binary one its 0/1 codes)."""
         value = self._get(name)
         raw = value.values if isinstance(value, Covariate) else value
+        if isinstance(value, Covariate) and value.kind in ("categorical", "id"):
+            raw = np.asarray(value.levels, dtype=object)[value.values]  # numbers stored as levels
         try:
             out = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
@@ -74,7 +77,8 @@ class CovariateReader:
             raise DesignError(f"design {self.formula!r}: covariate {name!r} must be 1-D, got shape {out.shape}")
         if not np.isfinite(out).all():
             row = int(np.flatnonzero(~np.isfinite(out))[0])
-            raise DesignError(f"design {self.formula!r}: covariate {name!r} has a missing/non-finite value at row {row}")
+            raise DesignError(f"design {self.formula!r}: covariate {name!r} has a missing or non-finite value "
+                              f"at row {row}")
         return out
 
     def codes(self, name: str, levels: list, unseen: str) -> np.ndarray:

@@ -222,7 +222,7 @@ class FittedDesign:
         block = np.ones((n, 1))  # [N, 1]
         for factor, drop in zip(term.factors, drops):
             cols = self._bases[factor.label].evaluate(reader, drop)  # [N, k]
-            block = (block[:, :, None] * cols[:, None, :]).reshape(n, -1)
+            block = (block[:, :, None] * cols[:, None, :]).reshape(n, block.shape[1] * cols.shape[1])
         return block
 
     def transform(self, covariates: Mapping[str, Any]) -> DesignMatrix:
@@ -236,6 +236,9 @@ class FittedDesign:
         reader = CovariateReader(covariates, self.formula)
         for name in sorted(self.covariate_names):
             reader._get(name)  # presence and equal lengths, before any work
+        if reader.n_rows is None:  # a design that reads no covariate ("~ 1"): rows of whatever is given
+            for name in list(covariates.keys())[:1]:
+                reader._get(name)
         n = reader.n_rows or 0
         blocks = [self._block(t, d, reader, n) for t, d in self._shared]
         shared = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
