@@ -1,0 +1,101 @@
+"""Collect the metrics files of every run into one tidy table: ``results/metrics.csv``.
+
+One row per run x metric. A run's metrics come from ``lmmvae evaluate`` (``metrics.json``); the
+MCC between the latents of two seeds of one model comes from ``lmmvae mcc`` and is recorded as
+metric ``mcc_seeds`` with both seeds (``seed``, ``seed_b``). The manifest, written by the workflow
+from the config (:meth:`lmmvae.reporting.experiments.Plan.manifest`), says which file belongs to
+which model and carries the labels that tables and figures need (base model, display label,
+sweep parameter and value).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from lmmvae.errors import RunError
+
+COLUMNS = [
+    "dataset",
+    "model",
+    "base_model",
+    "label",
+    "sweep_parameter",
+    "sweep_value",
+    "seed",
+    "seed_b",
+    "variant",
+    "objective",
+    "latent_dim",
+    "metric",
+    "value",
+]
+_LABELS = ("dataset", "model", "base_model", "label", "sweep_parameter", "sweep_value")
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path}: no such {what} file (did the job that writes it run?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def aggregate(manifest: dict) -> pd.DataFrame:
+    """The tidy metrics table of all runs and seed pairs listed in ``manifest``."""
+    rows = []
+    for run in manifest.get("runs", []):
+        result = read_json(run["path"], "metrics")
+        if "metrics" not in result:
+            raise RunError(f"{run['path']}: no 'metrics' mapping (not written by lmmvae evaluate?)")
+        for metric, value in result["metrics"].items():
+            rows.append(_row(run, result, metric, value, seed_b=None))
+    for pair in manifest.get("seed_pairs", []):
+        result = read_json(pair["path"], "MCC")
+        if "mcc" not in result:
+            raise RunError(f"{pair['path']}: no 'mcc' value (not written by lmmvae mcc?)")
+        run_result = read_json(pair["run_path"], "metrics")
+        rows.append(_row(pair, run_result, "mcc_seeds", result["mcc"], seed_b=pair["seed_b"]))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["seed_b"] = frame["seed_b"].astype("Int64")
+    return frame
+
+
+def _row(entry: dict, result: dict, metric: str, value, seed_b) -> dict:
+    row = {key: entry.get(key) for key in _LABELS}
+    row.update(
+        seed=int(entry["seed"]),
+        seed_b=seed_b,
+        variant=result.get("variant"),
+        objective=result.get("objective"),
+        latent_dim=result.get("latent_dim"),
+        metric=metric,
+        value=float(value) if value is not None else float("nan"),
+    )
+    return row
+
+
+def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    """``results/metrics.csv`` as written by :func:`write_csv` (sweep values as text)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such metrics table (run `lmmvae report aggregate`)")
+    frame = pd.read_csv(path, dtype={"sweep_value": str, "sweep_parameter": str})
+    missing = sorted(set(COLUMNS) - set(frame.columns))
+    if missing:
+        raise RunError(f"{path}: not a metrics table, column(s) {', '.join(missing)} missing")
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write atomically: a temporary file next to ``path``, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

@@ -1,0 +1,430 @@
+"""The benchmark's experiments, read from the workflow config: which models train on which data.
+
+The config (``config/default.yaml``, ``config/paper.yaml``; schema in
+``workflow/schemas/config.schema.yaml``) declares datasets and experiments. An experiment trains
+its models on one dataset for several seeds; an optional ``sweep`` expands a model into one model
+per value of a parameter (``latent_dim``, or a ``{n_basis}`` placeholder in the design formula).
+:func:`load_plan` validates the config and expands it into a :class:`Plan`: the set of runs
+(dataset x model x seed) that the Snakemake rules build, and what each table and figure shows.
+
+Model settings merge, later winning: ``training`` (global) < the dataset's ``model_defaults`` <
+the experiment's ``defaults`` < the model's own mapping. This module must not import torch (the
+workflow imports it at parse time, once per job on a cluster).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from lmmvae.errors import ConfigError
+
+#: the commands of ``lmmvae data`` that read a raw directory, and so accept ``raw``/``synthetic``
+RAW_GENERATORS = ("physionet", "clinical-trial")
+#: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
+HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")
+METRIC_LABELS = {
+    "mse_impute": "Imputation MSE",
+    "mse_test": "Test MSE",
+    "nll_test": "Test NLL",
+    "mcc_truth": "MCC (truth)",
+    "mcc_seeds": "MCC (seeds)",
+}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    generator: str  # an `lmmvae data` command
+    options: dict
+    raw: str | None = None  # raw directory (physionet, clinical-trial); None = synthetic cohort
+    synthetic: dict = field(default_factory=dict)
+
+    @property
+    def needs_raw(self) -> bool:
+        return self.generator in RAW_GENERATORS
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trained model of one dataset: ``config`` is what ``lmmvae fit --model`` reads."""
+
+    dataset: str
+    name: str  # unique per dataset; a swept model is named ``<base>_<parameter><value>``
+    base: str
+    label: str  # for tables and legends
+    config: dict
+    sweep_parameter: str | None = None
+    sweep_value: Any = None
+
+    def yaml(self) -> str:
+        return yaml.safe_dump(self.config, sort_keys=False, default_flow_style=False)
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    model: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """Two runs of one model whose latents are compared by MCC (identifiability)."""
+
+    dataset: str
+    model: str
+    seed_a: int
+    seed_b: int
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    dataset: str
+    seeds: tuple[int, ...]
+    models: list[str]  # expanded model names, in declaration order (sweep values inner)
+    references: list[str]  # models of other experiments on the same dataset
+    metrics: dict[str, str]  # metric -> column label
+    sweep_parameter: str | None
+    mcc_between_seeds: bool
+    figures: dict[str, dict]
+
+    @property
+    def all_models(self) -> list[str]:
+        return self.models + [r for r in self.references if r not in self.models]
+
+
+@dataclass
+class Plan:
+    device: str
+    datasets: dict[str, DatasetSpec]
+    models: dict[tuple[str, str], ModelSpec]
+    experiments: dict[str, Experiment]
+    runs: list[Run]
+    seed_pairs: list[SeedPair]
+
+    def model(self, dataset: str, name: str) -> ModelSpec:
+        return self.models[(dataset, name)]
+
+    def runs_of(self, experiment: str) -> list[Run]:
+        exp = self.experiments[experiment]
+        return [Run(exp.dataset, m, s) for m in exp.all_models for s in self._seeds(exp.dataset, m)]
+
+    def seed_pairs_of(self, experiment: str) -> list[SeedPair]:
+        exp = self.experiments[experiment]
+        names = set(exp.all_models)
+        return [p for p in self.seed_pairs if p.dataset == exp.dataset and p.model in names]
+
+    def _seeds(self, dataset: str, model: str) -> list[int]:
+        return [r.seed for r in self.runs if r.dataset == dataset and r.model == model]
+
+    def manifest(
+        self, metrics_path: Callable[[Run], str], mcc_path: Callable[[SeedPair], str]
+    ) -> dict:
+        """What ``lmmvae report aggregate`` needs to label each metrics file (JSON-ready)."""
+
+        def labels(dataset: str, name: str) -> dict:
+            spec = self.model(dataset, name)
+            return {
+                "dataset": dataset,
+                "model": name,
+                "base_model": spec.base,
+                "label": spec.label,
+                "sweep_parameter": spec.sweep_parameter,
+                "sweep_value": spec.sweep_value,
+            }
+
+        runs = [
+            {**labels(r.dataset, r.model), "seed": r.seed, "path": metrics_path(r)}
+            for r in self.runs
+        ]
+        pairs = [
+            {
+                **labels(p.dataset, p.model),
+                "seed": p.seed_a,
+                "seed_b": p.seed_b,
+                "path": mcc_path(p),
+                "run_path": metrics_path(Run(p.dataset, p.model, p.seed_a)),
+            }
+            for p in self.seed_pairs
+        ]
+        return {"runs": runs, "seed_pairs": pairs}
+
+
+def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Plan:
+    """Validate ``config`` against the JSON schema and expand it into a :class:`Plan`.
+
+    Raises :class:`ConfigError` with a one-line message naming the config path at fault.
+    """
+    if not config:
+        raise ConfigError(
+            "the config is empty: run snakemake with --configfile config/default.yaml"
+        )
+    if schema_path is not None:
+        validate_config(config, schema_path)
+    device = config.get("device", "cpu")
+    datasets = {name: _dataset(name, spec) for name, spec in config["datasets"].items()}
+    models: dict[tuple[str, str], ModelSpec] = {}
+    origin: dict[tuple[str, str], str] = {}  # model -> experiment that declared it
+    seeds_of: dict[tuple[str, str], set[int]] = {}
+    experiments: dict[str, Experiment] = {}
+    global_seeds = _seeds(config.get("seeds", 2))
+
+    for exp_name, spec in config["experiments"].items():
+        where = f"experiments.{exp_name}"
+        dataset = spec["dataset"]
+        if dataset not in datasets:
+            raise ConfigError(
+                f"{where}.dataset: unknown dataset {dataset!r}; declared: {', '.join(datasets)}"
+            )
+        seeds = _seeds(spec.get("seeds", global_seeds))
+        defaults = _merge(
+            config.get("training", {}),
+            config["datasets"][dataset].get("model_defaults", {}),
+            spec.get("defaults", {}),
+        )
+        expanded = _expand_models(where, dataset, spec, defaults)
+        for model in expanded:
+            key = (dataset, model.name)
+            if key in models and models[key] != model:
+                raise ConfigError(
+                    f"{where}.models.{model.base}: model {model.name!r} of dataset {dataset!r} is "
+                    f"also declared by experiments.{origin[key]} with other settings; rename one"
+                )
+            models[key] = model
+            origin.setdefault(key, exp_name)
+            seeds_of.setdefault(key, set()).update(seeds)
+        experiments[exp_name] = Experiment(
+            name=exp_name,
+            title=spec.get("title", exp_name.replace("_", " ")),
+            dataset=dataset,
+            seeds=tuple(seeds),
+            models=[m.name for m in expanded],
+            references=list(spec.get("references", [])),
+            metrics=_metrics(spec["metrics"]),
+            sweep_parameter=spec["sweep"]["parameter"] if "sweep" in spec else None,
+            mcc_between_seeds=bool(spec.get("mcc_between_seeds", False)),
+            figures=copy.deepcopy(spec.get("figures", {})),
+        )
+        if "mcc_seeds" in experiments[exp_name].metrics and not spec.get("mcc_between_seeds"):
+            raise ConfigError(f"{where}.metrics: mcc_seeds needs `mcc_between_seeds: true`")
+
+    for exp in experiments.values():
+        where = f"experiments.{exp.name}"
+        for ref in exp.references:
+            if (exp.dataset, ref) not in models:
+                valid = sorted(n for d, n in models if d == exp.dataset)
+                raise ConfigError(
+                    f"{where}.references: no model {ref!r} on dataset {exp.dataset!r}; "
+                    f"declared: {', '.join(valid)}"
+                )
+            seeds_of[(exp.dataset, ref)].update(exp.seeds)
+        for fig_name, fig in exp.figures.items():
+            _check_figure(f"{where}.figures.{fig_name}", exp, fig)
+
+    runs = [Run(d, m, s) for (d, m), seeds in seeds_of.items() for s in sorted(seeds)]
+    pairs: set[SeedPair] = set()
+    for exp in experiments.values():
+        if exp.mcc_between_seeds:
+            for name in exp.all_models:
+                if models[(exp.dataset, name)].config.get("objective", "elbo") == "gsnn":
+                    continue  # GSNN has no latent posterior (SPEC 4): no MCC
+                for a, b in itertools.combinations(sorted(exp.seeds), 2):
+                    pairs.add(SeedPair(exp.dataset, name, a, b))
+    ordered_pairs = sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
+    return Plan(device, datasets, models, experiments, runs, ordered_pairs)
+
+
+def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
+    """Check ``config`` against the JSON schema; the first error becomes a one-line ConfigError."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        raise ConfigError(describe_schema_error(_deepest(errors[0])))
+
+
+def _deepest(error):
+    """For oneOf/anyOf/if-then errors, the sub-error that says most about what is wrong."""
+    while error.context:
+        error = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.message)))
+    return error
+
+
+def describe_schema_error(error) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    kind, value = error.validator, error.instance
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed))
+        hint = f"; valid keys: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown key {', '.join(map(repr, extra))}{hint}"
+    if kind == "required":
+        return f"{where}: {error.message.replace(' is a required property', '')} is missing"
+    if kind == "enum":
+        return f"{where}: {value!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if kind == "pattern":
+        return (
+            f"{where}: name {value!r} must start with a letter and use only letters, digits and _"
+        )
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{where}: expected {expected}, got {type(value).__name__} {value!r}"
+    return f"{where}: {error.message}"
+
+
+def _dataset(name: str, spec: dict) -> DatasetSpec:
+    where = f"datasets.{name}"
+    generator = spec["generator"]
+    if generator not in RAW_GENERATORS:
+        for key in ("raw", "synthetic"):
+            if key in spec:
+                raise ConfigError(
+                    f"{where}.{key}: only {', '.join(RAW_GENERATORS)} read a raw directory"
+                )
+    raw = spec.get("raw")
+    if raw is not None and not Path(raw).is_dir():
+        raise ConfigError(
+            f"{where}.raw: directory {raw!r} does not exist (set raw: null for a synthetic cohort)"
+        )
+    return DatasetSpec(
+        name=name,
+        generator=generator,
+        options=dict(spec.get("options") or {}),
+        raw=raw,
+        synthetic=dict(spec.get("synthetic") or {}),
+    )
+
+
+def _expand_models(where: str, dataset: str, spec: dict, defaults: dict) -> list[ModelSpec]:
+    sweep = spec.get("sweep")
+    swept = set(sweep.get("models", spec["models"])) if sweep else set()
+    for name in swept - set(spec["models"]):
+        raise ConfigError(f"{where}.sweep.models: {name!r} is not a model of this experiment")
+    out = []
+    for base, own in spec["models"].items():
+        own = dict(own)
+        label = own.pop("label", base)
+        if "device" in own:
+            raise ConfigError(
+                f"{where}.models.{base}.device: set `device` at the top level of the config"
+            )
+        settings = _merge(defaults, own)
+        if base in swept:
+            for value in sweep["values"]:
+                parameter = sweep["parameter"]
+                config = _apply_sweep(settings, parameter, value)
+                name = f"{base}_{parameter}{value}"
+                _check_filled(f"{where}.models.{base}", config)
+                out.append(ModelSpec(dataset, name, base, label, config, parameter, value))
+        else:
+            _check_filled(f"{where}.models.{base}", settings)
+            out.append(ModelSpec(dataset, base, base, label, settings))
+        if "variant" not in out[-1].config:
+            raise ConfigError(f"{where}.models.{base}: `variant` is missing")
+        _check_model_keys(f"{where}.models.{base}", out[-1].config)
+    return out
+
+
+def _check_model_keys(where: str, config: dict) -> None:
+    """Unknown keys fail here, at parse time, rather than in the training job (types and values
+    are checked by `lmmvae fit`, whose validation imports torch)."""
+    from lmmvae.config import ModelConfig
+
+    valid = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(config) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown model key(s) {', '.join(map(repr, unknown))} (after merging "
+            f"training/model_defaults/defaults); valid: {', '.join(valid)}, label"
+        )
+
+
+def _apply_sweep(settings: dict, parameter: str, value: Any) -> dict:
+    """Fill ``{parameter}`` placeholders in string settings, or else set the key ``parameter``."""
+    uses_placeholder = False
+
+    def fill(node):
+        nonlocal uses_placeholder
+        if isinstance(node, dict):
+            return {k: fill(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fill(v) for v in node]
+        if isinstance(node, str) and f"{{{parameter}}}" in node:
+            uses_placeholder = True
+            return node.replace(f"{{{parameter}}}", str(value))
+        return node
+
+    config = fill(settings)
+    if not uses_placeholder:
+        config[parameter] = value
+    return config
+
+
+def _check_filled(where: str, node: Any, path: str = "") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_filled(where, v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_filled(where, v, f"{path}[{i}]")
+    elif isinstance(node, str) and (match := _PLACEHOLDER.search(node)):
+        raise ConfigError(
+            f"{where}{path}: placeholder {{{match.group(1)}}} is not filled; declare "
+            f"`sweep: {{parameter: {match.group(1)}, values: [...]}}` for this model"
+        )
+
+
+def _check_figure(where: str, exp: Experiment, fig: dict) -> None:
+    if fig["kind"] in ("trajectories", "latent_effects"):
+        if fig["model"] not in exp.all_models:
+            raise ConfigError(
+                f"{where}.model: {fig['model']!r} is not a model of this experiment; "
+                f"valid: {', '.join(exp.all_models)}"
+            )
+        fig.setdefault("seed", exp.seeds[0])
+        if fig["seed"] not in exp.seeds:
+            raise ConfigError(f"{where}.seed: {fig['seed']} is not one of the seeds {exp.seeds}")
+        return
+    if fig["kind"] == "sweep" and exp.sweep_parameter is None:
+        raise ConfigError(f"{where}: a `sweep` figure needs a `sweep:` in its experiment")
+    fig.setdefault("metrics", list(exp.metrics))
+    for metric in fig["metrics"]:
+        if metric == "mcc_seeds" and not exp.mcc_between_seeds:
+            raise ConfigError(f"{where}.metrics: mcc_seeds needs `mcc_between_seeds: true`")
+
+
+def _metrics(spec: list | dict) -> dict[str, str]:
+    if isinstance(spec, list):
+        return {m: METRIC_LABELS[m] for m in spec}
+    return {m: (label or METRIC_LABELS[m]) for m, label in spec.items()}
+
+
+def _seeds(spec: int | list) -> list[int]:
+    return list(range(spec)) if isinstance(spec, int) else sorted(spec)
+
+
+def _merge(*layers: dict) -> dict:
+    """Deep merge of mappings, later layers winning (nested mappings such as `prior:` merge too)."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,236 @@
+"""Benchmark figures (seaborn; PNG and PDF, written atomically).
+
+* :func:`metrics_figure`: ``by_model`` (one panel per metric, a bar per model, hue = sweep value)
+  and ``sweep`` (a metric against the sweep parameter, e.g. the number of basis functions or the
+  latent size; models that are not swept are drawn as horizontal reference bands). Error bars are
+  ± one standard deviation over seeds (ddof=1, as in the tables).
+* :func:`trajectories_figure`: observed images of test subjects over time against the model's
+  conditional predictions (SPEC 2.4); held-out (test) time points are framed in red.
+* :func:`latent_grid` and :func:`latent_effects_figure`: the interpretability figure of
+  sLMM-VAE: latent dimensions against a covariate, the shared effect ``A^T x`` (predicted for an
+  unseen subject, whose random effect is zero) and each subject's curve ``A^T x + nu_p``
+  (SPEC 3.4), whose vertical distance from the shared curve is that subject's random offset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lmmvae.errors import ConfigError  # noqa: E402
+from lmmvae.h5 import SPLITS, LongitudinalData  # noqa: E402
+
+#: marks the shared-effect curve in a latent grid (its subject id is one no subject has)
+SHARED = "shared"
+
+
+def _unseen_level(levels: list | None):
+    """A subject id that no subject has: below the smallest integer id, else a reserved name."""
+    if levels and all(isinstance(v, int) for v in levels):
+        return min(levels) - 1
+    return "__shared__"
+
+
+def save(fig, png: str | os.PathLike, pdf: str | os.PathLike | None = None) -> None:
+    """Save ``fig`` as PNG (and PDF), each to a temporary name first, then renamed."""
+    for path, fmt in ((png, "png"), (pdf, "pdf")):
+        if path is None:
+            continue
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    plt.close(fig)
+
+
+def metrics_figure(frame: pd.DataFrame, spec: dict):
+    """The ``by_model`` or ``sweep`` figure of one experiment (spec as for tables, plus ``kind``)."""
+    rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(spec["models"])]
+    metrics = list(spec["metrics"])
+    rows = rows[rows["metric"].isin(metrics)].copy()
+    if rows.empty:
+        raise ConfigError(f"no results for {spec['dataset']!r}, {', '.join(metrics)} to plot")
+    order = list(dict.fromkeys(rows.set_index("model").loc[
+        [m for m in spec["models"] if m in set(rows["model"])], "label"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1, 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = rows[rows["metric"] == metric]
+        if sub.empty:
+            ax.set_visible(False)
+            continue
+        if spec["kind"] == "sweep":
+            _sweep_panel(ax, sub, spec.get("sweep_parameter"))
+        else:
+            _by_model_panel(ax, sub, order, spec.get("sweep_parameter"))
+        ax.set_title(spec["metrics"][metric])
+        ax.set_ylabel(spec["metrics"][metric])
+    fig.suptitle(spec.get("title", ""), y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | None) -> None:
+    swept = sub["sweep_value"].notna().any()
+    hue = None
+    if swept:
+        sub = sub.assign(**{parameter: sub["sweep_value"].fillna("–")})
+        hue = parameter
+    sns.barplot(data=sub, x="label", y="value", hue=hue, order=[o for o in order if o in set(
+        sub["label"])], errorbar="sd", capsize=0.15, ax=ax, palette="crest" if hue else None)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+
+
+def _sweep_panel(ax, sub: pd.DataFrame, parameter: str | None) -> None:
+    swept = sub[sub["sweep_value"].notna()].copy()
+    swept[parameter] = pd.to_numeric(swept["sweep_value"], errors="coerce")
+    if swept[parameter].isna().any():  # non-numeric sweep values: keep them as categories
+        swept[parameter] = swept["sweep_value"]
+    sns.lineplot(data=swept, x=parameter, y="value", hue="label", style="label", markers=True,
+                 dashes=False, errorbar="sd", err_style="bars", ax=ax)
+    palette = sns.color_palette("Greys", 4)[2:]
+    for k, (label, ref) in enumerate(sub[sub["sweep_value"].isna()].groupby("label", sort=False)):
+        mean = ref["value"].mean()
+        std = ref["value"].std(ddof=1) if len(ref) > 1 else 0.0
+        color = palette[k % len(palette)]
+        ax.axhline(mean, color=color, linestyle="--", label=label)
+        ax.axhspan(mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel(parameter)
+    if pd.api.types.is_numeric_dtype(swept[parameter]):
+        ax.set_xticks(sorted(swept[parameter].unique()))
+    ax.legend(fontsize="small")
+
+
+def _subject_covariate(data: LongitudinalData) -> str:
+    ids = [n for n, c in data.covariates.items() if c.kind == "id"]
+    if not ids:
+        raise ConfigError(f"{data.name}: no covariate of kind 'id' identifies the subjects")
+    return ids[0]
+
+
+def _time_covariate(data: LongitudinalData, time: str | None) -> str:
+    if time is not None:
+        if time not in data.covariates:
+            raise ConfigError(f"{data.name}: no covariate {time!r}; have {', '.join(data.covariates)}")
+        return time
+    times = [n for n, c in data.covariates.items() if c.kind == "time"]
+    if not times:
+        raise ConfigError(f"{data.name}: no covariate of kind 'time'; name one with `time:`")
+    return times[0]
+
+
+def trajectories_figure(data: LongitudinalData, y_pred: np.ndarray, subjects: int = 2,
+                        steps: int = 10, title: str = "", time: str | None = None):
+    """Truth (``y_full`` where known, else ``y``) and prediction of the first ``subjects`` test
+    subjects (lowest codes), at up to ``steps`` time points spread over each trajectory."""
+    if data.image_shape is None:
+        raise ConfigError(f"{data.name}: trajectories need image data (no image_shape attribute)")
+    if y_pred.shape != data.y.shape:
+        raise ConfigError(f"predictions have shape {y_pred.shape}, the data {data.y.shape}")
+    subject = data.covariates[_subject_covariate(data)].values
+    time_name = _time_covariate(data, time)
+    times = data.covariates[time_name].values
+    test = data.split == SPLITS["test"]
+    chosen = np.unique(subject[test])[:subjects]
+    if chosen.size == 0:
+        raise ConfigError(f"{data.name}: no test observations, so no test subject to draw")
+    truth = data.y_full if data.y_full is not None else np.where(data.mask == 1, data.y, np.nan)
+    levels = data.covariates[_subject_covariate(data)].levels
+    n_cols = min(steps, max(int((subject == s).sum()) for s in chosen))
+    fig, axes = plt.subplots(2 * len(chosen), n_cols, figsize=(1.1 * n_cols + 1.2, 2.4 * len(chosen)),
+                             squeeze=False)
+    for k, s in enumerate(chosen):
+        rows = np.flatnonzero(subject == s)
+        rows = rows[np.argsort(times[rows], kind="stable")]
+        picked = rows[np.unique(np.linspace(0, len(rows) - 1, n_cols).round().astype(int))]
+        name = levels[s] if levels is not None else s
+        for j in range(n_cols):
+            for r, (source, what) in enumerate(((truth, "truth"), (y_pred, "predicted"))):
+                ax = axes[2 * k + r, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j >= len(picked):
+                    ax.set_visible(False)
+                    continue
+                i = picked[j]
+                ax.imshow(source[i].reshape(data.image_shape), cmap="gray", vmin=0, vmax=1)
+                if test[i]:
+                    for spine in ax.spines.values():
+                        spine.set_edgecolor("red")
+                        spine.set_linewidth(2)
+                if r == 0:
+                    ax.set_title(f"{time_name}={times[i]:.3g}", fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(f"subject {name}\n{what}", fontsize=7)
+    fig.suptitle(f"{title}: test subjects, truth vs prediction (red: held-out time points)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def latent_grid(data: LongitudinalData, covariate: str, points: int = 64,
+                subjects: int = 5) -> pd.DataFrame:
+    """Covariate rows for ``lmmvae predict``: ``covariate`` on a grid over its training range,
+    for an unseen subject (``curve = shared``) and the first ``subjects`` training subjects; the
+    other covariates keep the values of each subject's first training observation."""
+    if covariate not in data.covariates:
+        raise ConfigError(f"{data.name}: no covariate {covariate!r}; have {', '.join(data.covariates)}")
+    if data.covariates[covariate].is_coded:
+        raise ConfigError(f"{data.name}: covariate {covariate!r} is not continuous; cannot grid it")
+    id_name = _subject_covariate(data)
+    subject = data.covariates[id_name].values
+    train = np.flatnonzero(data.split == SPLITS["train"])
+    values = data.covariates[covariate].values[train]
+    grid = np.linspace(values.min(), values.max(), points)
+    chosen = np.unique(subject[train])[:subjects]
+    frames = []
+    for curve, s in [(SHARED, chosen[0])] + [(None, s) for s in chosen]:
+        first = train[np.flatnonzero(subject[train] == s)[0]]
+        row = {}
+        for name, cov in data.covariates.items():
+            value = cov.values[first]
+            row[name] = cov.levels[value] if cov.levels is not None else value
+        level = row[id_name]
+        row[id_name] = _unseen_level(data.covariates[id_name].levels) if curve == SHARED else level
+        frame = pd.DataFrame({**row, covariate: grid}, index=range(points))
+        frame["curve"] = "shared" if curve == SHARED else f"subject {level}"
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def latent_effects_figure(grid: pd.DataFrame, z: np.ndarray, covariate: str, title: str = "",
+                          n_dims: int = 2):
+    """The ``n_dims`` latent dimensions that vary most with ``covariate`` along the shared curve:
+    shared effect (black) and each subject's curve (colour)."""
+    if len(grid) != len(z):
+        raise ConfigError(f"latent predictions have {len(z)} rows, the grid {len(grid)}")
+    shared = (grid["curve"] == "shared").to_numpy()
+    spread = z[shared].var(axis=0)  # [L]
+    dims = np.argsort(spread)[::-1][: min(n_dims, z.shape[1])]
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.6 * len(dims), 3.6), squeeze=False)
+    curves = [c for c in dict.fromkeys(grid["curve"]) if c != "shared"]
+    colors = sns.color_palette("husl", len(curves))
+    for ax, d in zip(axes[0], dims):
+        for curve, color in zip(curves, colors):
+            rows = (grid["curve"] == curve).to_numpy()
+            ax.plot(grid[covariate][rows], z[rows, d], color=color, linewidth=1, label=curve)
+        ax.plot(grid[covariate][shared], z[shared, d], color="black", linewidth=2.5,
+                label="shared effect")
+        ax.set_xlabel(covariate)
+        ax.set_ylabel(f"z[{d}]")
+        ax.set_title(f"latent dimension {d}")
+    axes[0, -1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(f"{title}: shared effect of {covariate} and subject offsets", y=1.02)
+    fig.tight_layout()
+    return fig

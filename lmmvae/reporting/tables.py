@@ -1,0 +1,195 @@
+"""Benchmark tables: mean ± std over seeds per model and metric, best within one std in bold.
+
+A table spec (built by the workflow from the config, :func:`lmmvae.reporting.experiments`) names
+the dataset, the models in row order, the metrics (name -> column label) and the sweep parameter,
+if any. Rows are base models; with a sweep, each metric gets one column per sweep value (a model
+that is not swept, e.g. a reference baseline, shows its one result in each of them). Bold follows
+:func:`lmmvae.metrics.bold_best` (within one std *of the best entry*, SPEC 6), column by column.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lmmvae.errors import ConfigError
+from lmmvae.reporting.experiments import HIGHER_IS_BETTER
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float
+    n: int  # number of seeds (or seed pairs) behind the mean
+    bold: bool = False
+
+
+@dataclass
+class Table:
+    title: str
+    row_labels: list[str]
+    column_labels: list[str]
+    cells: list[list[Cell | None]]  # [row][column]; None: no result
+    decimals: list[int]  # per column
+    n_seeds: int
+
+
+def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """Mean, std (ddof=1) and count per model x metric of the spec's dataset and models."""
+    from lmmvae.metrics import mean_std  # lazy: imports torch
+
+    rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(spec["models"])]
+    rows = rows[rows["metric"].isin(list(spec["metrics"]))]
+    out = []
+    for (model, metric), group in rows.groupby(["model", "metric"], sort=False):
+        values = group["value"].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        mean, std = mean_std(values)
+        first = group.iloc[0]
+        out.append(
+            {
+                "model": model,
+                "base_model": first["base_model"],
+                "label": first["label"],
+                "sweep_value": first["sweep_value"],
+                "metric": metric,
+                "mean": mean,
+                "std": std,
+                "n": int(values.size),
+            }
+        )
+    return pd.DataFrame(out, columns=["model", "base_model", "label", "sweep_value", "metric",
+                                      "mean", "std", "n"])
+
+
+def build_table(frame: pd.DataFrame, spec: dict) -> Table:
+    """Lay out :func:`summarize` as rows (base models) x columns (metric [x sweep value])."""
+    from lmmvae.metrics import bold_best  # lazy: imports torch
+
+    summary = summarize(frame, spec)
+    if summary.empty:
+        raise ConfigError(
+            f"no results for dataset {spec['dataset']!r} and models {', '.join(spec['models'])} "
+            "in the metrics table"
+        )
+    present = set(summary["model"])
+    models = [m for m in spec["models"] if m in present]
+    info = summary.drop_duplicates("model").set_index("model")
+    bases = list(dict.fromkeys(info.loc[m, "base_model"] for m in models))
+    labels = {info.loc[m, "base_model"]: info.loc[m, "label"] for m in models}
+    swept = [m for m in models if _is_set(info.loc[m, "sweep_value"])]
+    sweep_values = list(dict.fromkeys(info.loc[m, "sweep_value"] for m in swept)) or [None]
+    parameter = spec.get("sweep_parameter")
+
+    columns, column_keys = [], []
+    for metric, metric_label in spec["metrics"].items():
+        for value in sweep_values:
+            column_keys.append((metric, value))
+            columns.append(metric_label if value is None else f"{metric_label} ({parameter}={value})")
+    lookup = {(r.base_model, r.sweep_value if _is_set(r.sweep_value) else None, r.metric): r
+              for r in summary.itertuples()}
+
+    cells: list[list[Cell | None]] = [[None] * len(columns) for _ in bases]
+    for j, (metric, value) in enumerate(column_keys):
+        for i, base in enumerate(bases):
+            hit = lookup.get((base, value, metric)) or lookup.get((base, None, metric))
+            if hit is not None:
+                cells[i][j] = Cell(hit.mean, hit.std, hit.n)
+        present_rows = [i for i in range(len(bases)) if cells[i][j] is not None]
+        if present_rows:
+            flags = bold_best(
+                [cells[i][j].mean for i in present_rows],
+                [cells[i][j].std for i in present_rows],
+                lower_is_better=metric not in HIGHER_IS_BETTER,
+            )
+            for i, flag in zip(present_rows, flags):
+                cells[i][j].bold = flag
+    decimals = [_decimals([c.mean for c in col if c is not None]) for col in zip(*cells)]
+    n_seeds = int(summary["n"].max())
+    return Table(spec.get("title", spec["dataset"]), [labels[b] for b in bases], columns, cells,
+                 decimals, n_seeds)
+
+
+def _is_set(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _decimals(means: list[float], significant: int = 3) -> int:
+    """Decimals that show the smallest non-zero |mean| of a column with 3 significant digits."""
+    magnitudes = [abs(m) for m in means if np.isfinite(m) and m != 0]
+    if not magnitudes:
+        return 3
+    return int(min(6, max(0, significant - 1 - math.floor(math.log10(min(magnitudes))))))
+
+
+def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
+    if cell is None:
+        return "–"
+    text = f"{cell.mean:.{decimals}f}"
+    if cell.n > 1:
+        text += f" {pm} {cell.std:.{decimals}f}"
+    return text
+
+
+def to_markdown(table: Table) -> str:
+    header = ["Model", *table.column_labels]
+    lines = [
+        f"**{table.title}** (mean ± std over {table.n_seeds} seeds; bold: within one std of the "
+        "best)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join([":--"] + ["--:"] * len(table.column_labels)) + " |",
+    ]
+    for label, row in zip(table.row_labels, table.cells):
+        texts = [
+            f"**{format_cell(c, d)}**" if c is not None and c.bold else format_cell(c, d)
+            for c, d in zip(row, table.decimals)
+        ]
+        lines.append("| " + " | ".join([label, *texts]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: Table) -> str:
+    def cell_tex(c: Cell | None, d: int) -> str:
+        text = format_cell(c, d, pm=r"$\pm$").replace("–", "--")
+        return rf"\textbf{{{text}}}" if c is not None and c.bold else text
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(table.title)}: mean $\pm$ std over {table.n_seeds} seeds; "
+        r"bold: within one std of the best.}",
+        r"\begin{tabular}{l" + "c" * len(table.column_labels) + "}",
+        r"\toprule",
+        " & ".join(["Model", *map(_tex_escape, table.column_labels)]) + r" \\",
+        r"\midrule",
+    ]
+    for label, row in zip(table.row_labels, table.cells):
+        texts = [cell_tex(c, d) for c, d in zip(row, table.decimals)]
+        lines.append(" & ".join([_tex_escape(label), *texts]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+        "{": r"\{", "}": r"\}", "±": r"$\pm$", "×": r"$\times$"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX.get(char, char) for char in str(text))
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write atomically: a temporary file next to ``path``, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,98 @@
+# Shared by every stage: the validated plan (lmmvae.reporting.experiments), paths, CLI helpers.
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from lmmvae.errors import ConfigError
+from lmmvae.reporting.experiments import Run, SeedPair, load_plan
+
+# rules call `lmmvae`: the one installed next to the Python that runs Snakemake (.venv/bin), also
+# when .venv is not activated; an activated conda/venv environment of a job comes first.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+try:
+    PLAN = load_plan(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(f"invalid config {' '.join(map(str, workflow.configfiles))}: {err}")
+
+DEVICE = PLAN.device
+# Training requests the GPU resource only on `device: cuda` (SLURM: --gpus=1; locally,
+# `--resources gpu=N` caps concurrent GPU jobs; the default profile sets gpu=1).
+TRAIN_RESOURCES = {"gpu": 1} if DEVICE == "cuda" else {}
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z][A-Za-z0-9_]*",
+    model=r"[A-Za-z][A-Za-z0-9_.\-]*",
+    seed=r"\d+",
+    seed_b=r"\d+",
+    experiment=r"[A-Za-z][A-Za-z0-9_]*",
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these strings (never matches when empty)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
+def cli_options(options):
+    """{test_fraction: 0.2, mnist: null, flag: true} -> "--test-fraction 0.2 --flag" (quoted)."""
+    args = []
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is None or value is False:
+            continue
+        args.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return " ".join(args)
+
+
+# ---- paths: results/<stage>/<dataset>/<model>/seed<seed>/... (STYLE.md) ----
+def data_h5(dataset):
+    return f"results/data/{dataset}.h5"
+
+
+def run_dir(run):
+    return f"results/train/{run.dataset}/{run.model}/seed{run.seed}"
+
+
+def metrics_json(run):
+    return f"results/eval/{run.dataset}/{run.model}/seed{run.seed}/metrics.json"
+
+
+def mcc_json(pair):
+    return (
+        f"results/eval/{pair.dataset}/{pair.model}/mcc/"
+        f"seed{pair.seed_a}_seed{pair.seed_b}.json"
+    )
+
+
+def predictions_h5(run):
+    return f"results/predictions/{run.dataset}/{run.model}/seed{run.seed}/predictions.h5"
+
+
+def figures_of(*kinds):
+    """ids `experiment/figure` of the figures of these kinds."""
+    return [
+        f"{exp.name}/{name}"
+        for exp in PLAN.experiments.values()
+        for name, fig in exp.figures.items()
+        if fig["kind"] in kinds
+    ]
+
+
+def figure_spec(fig_id):
+    experiment, name = fig_id.split("/")
+    return PLAN.experiments[experiment], PLAN.experiments[experiment].figures[name]
+
+
+def all_tables():
+    return [f"results/tables/{e}.{ext}" for e in PLAN.experiments for ext in ("md", "tex")]
+
+
+def all_figures():
+    ids = figures_of("by_model", "sweep", "trajectories", "latent_effects")
+    return [f"results/figures/{f}.{ext}" for f in ids for ext in ("png", "pdf")]

@@ -1,0 +1,104 @@
+# Evaluation: metrics of each run (MSE, NLL, MCC against latent_truth), MCC between the latents of
+# two seeds (identifiability), and the predictions that the trajectory and latent figures draw.
+
+
+rule evaluate:
+    input:
+        data=lambda wc: data_h5(wc.dataset),
+        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
+    output:
+        "results/eval/{dataset}/{model}/seed{seed}/metrics.json",
+    log:
+        "results/logs/evaluate/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{model}/seed{seed}.tsv"
+    params:
+        run_dir=lambda wc, input: os.path.dirname(input.model),
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} lmmvae evaluate --run {params.run_dir} --data {input.data}"
+        " --out {output} > {log} 2>&1"
+
+
+rule mcc_seeds:
+    input:
+        data=lambda wc: data_h5(wc.dataset),
+        model_a="results/train/{dataset}/{model}/seed{seed}/model.pt",
+        model_b="results/train/{dataset}/{model}/seed{seed_b}/model.pt",
+    output:
+        "results/eval/{dataset}/{model}/mcc/seed{seed}_seed{seed_b}.json",
+    log:
+        "results/logs/mcc_seeds/{dataset}/{model}/seed{seed}_seed{seed_b}.log",
+    benchmark:
+        "results/benchmarks/mcc_seeds/{dataset}/{model}/seed{seed}_seed{seed_b}.tsv"
+    params:
+        run_a=lambda wc, input: os.path.dirname(input.model_a),
+        run_b=lambda wc, input: os.path.dirname(input.model_b),
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} lmmvae mcc {params.run_a} {params.run_b} --data {input.data}"
+        " --out {output} > {log} 2>&1"
+
+
+rule predictions:
+    input:
+        data=lambda wc: data_h5(wc.dataset),
+        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
+    output:
+        predictions="results/predictions/{dataset}/{model}/seed{seed}/predictions.h5",
+        metrics="results/predictions/{dataset}/{model}/seed{seed}/metrics.json",
+    log:
+        "results/logs/predictions/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/predictions/{dataset}/{model}/seed{seed}.tsv"
+    params:
+        run_dir=lambda wc, input: os.path.dirname(input.model),
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} lmmvae evaluate --run {params.run_dir} --data {input.data}"
+        " --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
+
+
+def latent_run(wildcards):
+    exp, fig = figure_spec(wildcards.fig)
+    return Run(exp.dataset, fig["model"], fig["seed"])
+
+
+rule latent_grid:
+    input:
+        data=lambda wc: data_h5(figure_spec(wc.fig)[0].dataset),
+    output:
+        "results/latent/{fig}.grid.csv",
+    log:
+        "results/logs/latent_grid/{fig}.log",
+    benchmark:
+        "results/benchmarks/latent_grid/{fig}.tsv"
+    wildcard_constraints:
+        fig=one_of(figures_of("latent_effects")),
+    params:
+        covariate=lambda wc: figure_spec(wc.fig)[1]["covariate"],
+        points=lambda wc: figure_spec(wc.fig)[1].get("points", 64),
+        subjects=lambda wc: figure_spec(wc.fig)[1].get("subjects", 5),
+    shell:
+        "lmmvae report grid --data {input.data} --covariate {params.covariate}"
+        " --points {params.points} --subjects {params.subjects} --out {output} > {log} 2>&1"
+
+
+rule latent_predict:
+    input:
+        grid="results/latent/{fig}.grid.csv",
+        model=lambda wc: f"{run_dir(latent_run(wc))}/model.pt",
+    output:
+        "results/latent/{fig}.h5",
+    log:
+        "results/logs/latent_predict/{fig}.log",
+    benchmark:
+        "results/benchmarks/latent_predict/{fig}.tsv"
+    wildcard_constraints:
+        fig=one_of(figures_of("latent_effects")),
+    params:
+        run_dir=lambda wc, input: os.path.dirname(input.model),
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} lmmvae predict --run {params.run_dir} --covariates {input.grid}"
+        " --out {output} > {log} 2>&1"

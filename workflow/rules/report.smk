@@ -1,0 +1,163 @@
+# Reporting: every run's metrics -> one tidy results/metrics.csv -> per experiment a table
+# (Markdown and LaTeX) and its figures (PNG and PDF), marked for `snakemake --report`.
+# The `lmmvae report` commands do not import torch.
+
+
+def report_spec(experiment, figure=None):
+    """What a table or metrics figure shows: its models (in order), metrics and sweep."""
+    exp = PLAN.experiments[experiment]
+    spec = {
+        "title": exp.title,
+        "dataset": exp.dataset,
+        "models": exp.all_models,
+        "metrics": exp.metrics,
+        "sweep_parameter": exp.sweep_parameter,
+    }
+    if figure is not None:
+        fig = exp.figures[figure]
+        spec["metrics"] = {m: exp.metrics.get(m, m) for m in fig["metrics"]}
+        spec["kind"] = fig["kind"]
+    return json.dumps(spec)
+
+
+def figure_category(wildcards):
+    return figure_spec(wildcards.fig)[0].title
+
+
+def figure_caption(wildcards):
+    exp, fig = figure_spec(wildcards.fig)
+    return fig.get("caption", f"{exp.title}: {wildcards.fig.split('/')[1].replace('_', ' ')}.")
+
+
+# the manifest labels each metrics file (base model, display label, sweep value); written by a
+# script rather than a shell command, since it grows past the size of one command-line argument
+rule manifest:
+    output:
+        "results/runs.json",
+    log:
+        "results/logs/manifest.log",
+    benchmark:
+        "results/benchmarks/manifest.tsv"
+    params:
+        content=PLAN.manifest(metrics_json, mcc_json),
+    localrule: True
+    script:
+        "../scripts/write_json.py"
+
+
+rule aggregate:
+    input:
+        manifest="results/runs.json",
+        metrics=[metrics_json(run) for run in PLAN.runs],
+        mcc=[mcc_json(pair) for pair in PLAN.seed_pairs],
+    output:
+        "results/metrics.csv",
+    log:
+        "results/logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    localrule: True
+    shell:
+        "lmmvae report aggregate --manifest {input.manifest} --out {output} > {log} 2>&1"
+
+
+rule table:
+    input:
+        "results/metrics.csv",
+    output:
+        md=report(
+            "results/tables/{experiment}.md",
+            caption="../report/table.rst",
+            category=lambda wc: PLAN.experiments[wc.experiment].title,
+            labels={"table": "mean ± std over seeds"},
+        ),
+        tex="results/tables/{experiment}.tex",
+    log:
+        "results/logs/table/{experiment}.log",
+    benchmark:
+        "results/benchmarks/table/{experiment}.tsv"
+    params:
+        spec=lambda wc: report_spec(wc.experiment),
+    localrule: True
+    shell:
+        "lmmvae report table --metrics {input} --spec {params.spec:q}"
+        " --md {output.md} --tex {output.tex} > {log} 2>&1"
+
+
+rule figure_metrics:
+    input:
+        "results/metrics.csv",
+    output:
+        png=report(
+            "results/figures/{fig}.png",
+            caption="../report/figure.rst",
+            category=figure_category,
+        ),
+        pdf="results/figures/{fig}.pdf",
+    log:
+        "results/logs/figure/{fig}.log",
+    benchmark:
+        "results/benchmarks/figure/{fig}.tsv"
+    wildcard_constraints:
+        fig=one_of(figures_of("by_model", "sweep")),
+    params:
+        spec=lambda wc: report_spec(*wc.fig.split("/")),
+        caption=figure_caption,
+    localrule: True
+    shell:
+        "lmmvae report figure --metrics {input} --spec {params.spec:q}"
+        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule figure_trajectories:
+    input:
+        data=lambda wc: data_h5(figure_spec(wc.fig)[0].dataset),
+        predictions=lambda wc: predictions_h5(latent_run(wc)),
+    output:
+        png=report(
+            "results/figures/{fig}.png",
+            caption="../report/figure.rst",
+            category=figure_category,
+        ),
+        pdf="results/figures/{fig}.pdf",
+    log:
+        "results/logs/figure/{fig}.log",
+    benchmark:
+        "results/benchmarks/figure/{fig}.tsv"
+    wildcard_constraints:
+        fig=one_of(figures_of("trajectories")),
+    params:
+        subjects=lambda wc: figure_spec(wc.fig)[1].get("subjects", 2),
+        steps=lambda wc: figure_spec(wc.fig)[1].get("steps", 10),
+        title=lambda wc: PLAN.model(latent_run(wc).dataset, latent_run(wc).model).label,
+        caption=figure_caption,
+    shell:
+        "lmmvae report trajectories --data {input.data} --predictions {input.predictions}"
+        " --subjects {params.subjects} --steps {params.steps} --title {params.title:q}"
+        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule figure_latent_effects:
+    input:
+        grid="results/latent/{fig}.grid.csv",
+        latent="results/latent/{fig}.h5",
+    output:
+        png=report(
+            "results/figures/{fig}.png",
+            caption="../report/figure.rst",
+            category=figure_category,
+        ),
+        pdf="results/figures/{fig}.pdf",
+    log:
+        "results/logs/figure/{fig}.log",
+    benchmark:
+        "results/benchmarks/figure/{fig}.tsv"
+    wildcard_constraints:
+        fig=one_of(figures_of("latent_effects")),
+    params:
+        title=lambda wc: PLAN.model(latent_run(wc).dataset, latent_run(wc).model).label,
+        caption=figure_caption,
+    localrule: True
+    shell:
+        "lmmvae report latent-effects --grid {input.grid} --latent {input.latent}"
+        " --title {params.title:q} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
