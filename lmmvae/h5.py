@@ -41,15 +41,15 @@ class Covariate:
         if self.kind not in COVARIATE_KINDS:
             raise DataFormatError(f"covariate kind {self.kind!r} is not one of {COVARIATE_KINDS}")
         self.values = np.asarray(self.values)
-        if self.kind in _CODED_KINDS:
-            self.values = self.values.astype(np.int64)
-        else:
-            self.values = self.values.astype(np.float64)
         if self.kind in ("categorical", "id") and self.levels is None:
             # no levels given: the values are the raw levels; store codes into their sorted set
             uniq, codes = np.unique(self.values, return_inverse=True)
             self.levels = [_plain(v) for v in uniq]
-            self.values = codes.astype(np.int64)
+            self.values = codes
+        if self.kind in _CODED_KINDS:
+            self.values = self.values.astype(np.int64)
+        else:
+            self.values = self.values.astype(np.float64)
         if self.levels is not None:
             self.levels = [_plain(v) for v in self.levels]
 
