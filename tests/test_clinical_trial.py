@@ -1,8 +1,11 @@
 """Clinical-trial preprocessing (DATA.md; paper H.1) on a hand-written SDTM trial, errors, synthetic trial."""
 
 import hashlib
+import io
+import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lmmvae.datasets import clinical_trial, clinical_trial_synthetic
@@ -105,6 +108,73 @@ def test_small_trial_by_hand(tmp_path):
     np.testing.assert_array_equal(cov["cm_aspirin"].values, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(cov["cm_paracetamol"].values, [0, 1, 0, 0, 0, 0])
     assert cov["ae_nausea"].kind == "binary" and cov["day"].kind == "time"
+
+
+def ibm_double(x: float) -> bytes:
+    """IEEE -> IBM hexadecimal floating point (8 bytes), as SAS transport files store numbers."""
+    if np.isnan(x):
+        return b"." + bytes(7)  # SAS missing value
+    if x == 0:
+        return bytes(8)
+    sign, x = (0x80 if x < 0 else 0), abs(x)
+    exponent = int(np.floor(np.log(x) / np.log(16))) + 1
+    fraction = x / 16.0**exponent  # in [1/16, 1)
+    mantissa = int(round(fraction * 2**56))
+    if mantissa >= 2**56:
+        mantissa, exponent = mantissa >> 4, exponent + 1
+    return bytes([sign | (exponent + 64)]) + mantissa.to_bytes(7, "big")
+
+
+def write_xport(path, frame: pd.DataFrame) -> None:
+    """A minimal SAS XPORT v5 writer (pandas reads the format but cannot write it)."""
+    def card(text):
+        return text.ljust(80).encode("ascii")
+
+    date = "01JAN24:00:00:00"
+    out = io.BytesIO()
+    out.write(card("HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!" + "0" * 30))
+    out.write(card("SAS     SAS     SASLIB  9.4     X64_7PRO" + " " * 24 + date))
+    out.write(card(date))
+    out.write(card("HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!" + "0" * 17 + "16" + "0" * 8 + "140"))
+    out.write(card("HEADER RECORD*******DSCRPTR HEADER RECORD!!!!!!!" + "0" * 30))
+    out.write(card("SAS     " + "DATA".ljust(8) + "SASDATA 9.4     X64_7PRO" + " " * 24 + date))
+    out.write(card(date + " " * 16 + " " * 40 + "DATA    "))
+    out.write(card("HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!000000" + f"{frame.shape[1]:04d}" + "0" * 20))
+    widths, namestrs, position = [], b"", 0
+    for number, column in enumerate(frame.columns, start=1):
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        width = 8 if numeric else max(8, int(frame[column].astype(str).str.len().max()))
+        widths.append((numeric, width))
+        namestrs += struct.pack(">hhhh8s40s8shhh2s8shhl52s", 1 if numeric else 2, 0, width, number,
+                                column.encode().ljust(8), b"".ljust(40), b"".ljust(8), 0, 0, 0, b"  ",
+                                b"".ljust(8), 0, 0, position, b"".ljust(52))
+        position += width
+    out.write(namestrs.ljust(-(-len(namestrs) // 80) * 80, b" "))
+    out.write(card("HEADER RECORD*******OBS     HEADER RECORD!!!!!!!" + "0" * 30))
+    rows = b""
+    for _, row in frame.iterrows():
+        for (numeric, width), value in zip(widths, row):
+            rows += ibm_double(float(value)) if numeric else str(value).encode().ljust(width)
+    out.write(rows.ljust(-(-len(rows) // 80) * 80, b" "))
+    path.write_bytes(out.getvalue())
+
+
+def test_sas_transport_domains_read_like_csv(tmp_path):
+    """dm and lb as SAS transport files (.xpt, any case) give the same data set as the CSVs."""
+    assert ibm_double(1.0) == bytes.fromhex("4110000000000000")  # the IBM encoding of 1.0
+    csv_dir = write_sdtm(tmp_path / "csv")
+    xpt_dir = write_sdtm(tmp_path / "xpt", {k: v for k, v in SDTM.items() if k not in ("dm", "lb")})
+    write_xport(xpt_dir / "dm.xpt", pd.read_csv(csv_dir / "dm.csv"))
+    write_xport(xpt_dir / "LB.XPT", pd.read_csv(csv_dir / "lb.csv"))
+    np.testing.assert_array_equal(pd.read_sas(xpt_dir / "LB.XPT", format="xport", encoding="latin-1")["LBSTRESN"],
+                                  pd.read_csv(csv_dir / "lb.csv")["LBSTRESN"])
+    options = dict(min_observed=0.5, min_visits=3, min_feature_fraction=0.2, test_fraction=0.0)
+    from_csv, from_xpt = clinical_trial(csv_dir, **options), clinical_trial(xpt_dir, **options)
+    np.testing.assert_array_equal(from_xpt.y, from_csv.y)
+    np.testing.assert_array_equal(from_xpt.mask, from_csv.mask)
+    assert from_xpt.covariates["id"].levels == ["T-1", "T-2"]
+    assert from_xpt.covariates["race"].levels == ["ASIAN", "WHITE"]
+    np.testing.assert_array_equal(from_xpt.covariates["age"].values, from_csv.covariates["age"].values)
 
 
 def test_top_terms_limit(tmp_path):

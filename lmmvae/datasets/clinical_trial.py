@@ -33,7 +33,7 @@ DOMAINS = ("lb", "vs", "dm", "ae", "cm")
 _READERS = {
     ".csv": lambda p: pd.read_csv(p, low_memory=False),
     ".xpt": lambda p: pd.read_sas(p, format="xport", encoding="latin-1"),
-    ".sas7bdat": lambda p: pd.read_sas(p, format="sas7bdat", encoding="latin-1"),
+    ".sas7bdat": lambda p: pd.read_sas(p, format="sas7bdat", encoding="infer"),  # the file records it
 }
 
 
