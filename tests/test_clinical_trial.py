@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import struct
 
 import numpy as np
@@ -85,6 +86,7 @@ def test_small_trial_by_hand(tmp_path):
     assert data.attrs["feature_names"] == ["ALT", "PULSE", "SYSBP"]
     cov = data.covariates
     assert cov["id"].levels == ["T-1", "T-2"]  # T-3: unknown age; T-4: two visits
+    assert json.loads(data.attrs["dropped_subjects"]) == {"not in dm or unknown age/sex": 1, "few visits": 1}
     np.testing.assert_array_equal(cov["day"].values, [1, 8, 15, 1, 8, 16])
     nan = np.nan
     expected = np.array([[25, nan, 120], [40, 70, 130], [50, 72, nan],

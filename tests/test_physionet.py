@@ -1,6 +1,7 @@
 """PhysioNet 2012 preprocessing on a hand-written raw directory, errors, and the synthetic cohort."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -79,6 +80,7 @@ def test_two_patients_binned_by_hand(tmp_path, capsys):
     assert "Foo" in capsys.readouterr().err  # unknown parameters are reported, not silently used
     # 140003: unknown gender -> dropped; 140004: one bin (07h) -> fewer than 2 bins -> dropped
     assert data.covariates["id"].levels == [140001, 140002]
+    assert json.loads(data.attrs["dropped_patients"]) == {"few bins": 1, "unknown age/gender/ICU type": 1}
     np.testing.assert_array_equal(data.covariates["time"].values, [0, 1, 2, 47, 5, 10])
     mean, std = np.array(data.attrs["feature_mean"]), np.array(data.attrs["feature_std"])
     raw = np.where(data.mask == 1, data.y * std + mean, np.nan)  # back on the raw scale

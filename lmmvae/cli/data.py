@@ -90,6 +90,9 @@ def register(subparsers) -> None:
 def _write(data, args, started: float) -> int:
     path = write_h5(data, args.out)
     print(f"wrote {path}: {data.n_obs} observations x {data.n_features} features in {time.perf_counter() - started:.1f} s")
+    for key in ("dropped_patients", "dropped_subjects"):
+        if key in data.attrs:
+            print(f"{key.replace('_', ' ')}: {data.attrs[key]}")
     return 0
 
 

@@ -161,10 +161,12 @@ def clinical_trial(
     _require(dm, dm_path, "USUBJID", "AGE", "SEX")
     dm = dm.assign(USUBJID=_text(dm["USUBJID"]), SEX=_text(dm["SEX"]), AGE=pd.to_numeric(dm["AGE"], errors="coerce"))
     dm = dm[dm["AGE"].notna() & dm["SEX"].isin(["F", "M"])].drop_duplicates("USUBJID").set_index("USUBJID")
-    subjects_of_rows = wide.index.get_level_values("USUBJID")
-    wide = wide[subjects_of_rows.isin(dm.index)]
+    with_results = set(wide.index.get_level_values("USUBJID"))
+    wide = wide[wide.index.get_level_values("USUBJID").isin(dm.index)]
     n_visits = wide.groupby(level="USUBJID").size()
     wide = wide[wide.index.get_level_values("USUBJID").isin(n_visits.index[n_visits >= min_visits])]
+    dropped = {"not in dm or unknown age/sex": len(with_results - set(dm.index)),
+               "few visits": int((n_visits < min_visits).sum())}
     if len(wide) == 0:
         raise DataFormatError(f"{raw_dir}: no subject left after filtering; lower --min-visits or --min-observed")
     wide = wide.sort_index()
@@ -207,6 +209,6 @@ def clinical_trial(
     attrs = generator_attrs("clinical_trial", __name__, seed, args)
     attrs.update(
         feature_names=[str(c) for c in wide.columns], feature_mean=mean.tolist(), feature_std=std.tolist(),
-        ae_terms=json.dumps(terms["ae"]), cm_terms=json.dumps(terms["cm"]),
+        ae_terms=json.dumps(terms["ae"]), cm_terms=json.dumps(terms["cm"]), dropped_subjects=json.dumps(dropped),
     )
     return LongitudinalData(y=y, mask=mask, split=split, covariates=covariates, attrs=attrs)

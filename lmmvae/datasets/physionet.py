@@ -14,6 +14,7 @@ counts as a measurement. Each variable is standardised on the train split.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -201,6 +202,6 @@ def physionet(
     attrs = generator_attrs("physionet", __name__, seed, args)
     attrs.update(
         feature_names=list(VARIABLES), feature_mean=mean.tolist(), feature_std=std.tolist(),
-        dropped_patients=str(dropped),
+        dropped_patients=json.dumps(dropped),
     )
     return LongitudinalData(y=y, mask=mask, split=split, covariates=covariates, attrs=attrs)
