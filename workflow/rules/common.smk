@@ -11,9 +11,17 @@ from snakemake.exceptions import WorkflowError
 from lmmvae.errors import ConfigError
 from lmmvae.reporting.experiments import Run, SeedPair, load_plan
 
-# rules call `lmmvae`: the one installed next to the Python that runs Snakemake (.venv/bin), also
-# when .venv is not activated; an activated conda/venv environment of a job comes first.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# Rules run `python -m lmmvae ...`. Without --sdm conda, `python` is the one that runs Snakemake
+# (.venv/bin, also when .venv is not activated); with --sdm conda, the job's environment
+# (envs/lmmvae.yaml) comes first on PATH and imports this checkout's lmmvae through PYTHONPATH.
+def prepend_to_search_path(variable, entry):
+    rest = [p for p in os.getenv(variable, "").split(os.pathsep) if p]
+    os.environ.update({variable: os.pathsep.join([str(entry), *rest])})
+
+
+prepend_to_search_path("PATH", Path(sys.executable).parent)
+prepend_to_search_path("PYTHONPATH", Path(workflow.basedir).parent)
+ENV = "../envs/lmmvae.yaml"
 
 try:
     PLAN = load_plan(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -43,7 +51,7 @@ def cli_options(options):
     """{test_fraction: 0.2, mnist: null, flag: true} -> "--test-fraction 0.2 --flag" (quoted)."""
     args = []
     for key, value in options.items():
-        flag = "--" + str(key).replace("_", "-")
+        flag = f"--{str(key).replace('_', '-')}"
         if value is None or value is False:
             continue
         args.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
@@ -85,7 +93,7 @@ def figures_of(*kinds):
 
 
 def figure_spec(fig_id):
-    experiment, name = fig_id.split("/")
+    experiment, name = Path(fig_id).parts
     return PLAN.experiments[experiment], PLAN.experiments[experiment].figures[name]
 
 
@@ -96,3 +104,49 @@ def all_tables():
 def all_figures():
     ids = figures_of("by_model", "sweep", "trajectories", "latent_effects")
     return [f"results/figures/{f}.{ext}" for f in ids for ext in ("png", "pdf")]
+
+
+def raw_dir(wildcards):
+    spec = PLAN.datasets[wildcards.dataset]
+    return spec.raw if spec.raw is not None else f"results/raw/{wildcards.dataset}"
+
+
+def data_inputs(wildcards):
+    return {"raw": raw_dir(wildcards)} if PLAN.datasets[wildcards.dataset].needs_raw else {}
+
+
+def data_command(wildcards, input):
+    spec = PLAN.datasets[wildcards.dataset]
+    raw = f" --raw {shlex.quote(input.raw)}" if spec.needs_raw else ""
+    return f"{spec.generator}{raw} {cli_options(spec.options)}"
+
+
+def latent_run(wildcards):
+    exp, fig = figure_spec(wildcards.fig)
+    return Run(exp.dataset, fig["model"], fig["seed"])
+
+
+def report_spec(experiment, figure=None):
+    """What a table or metrics figure shows: its models (in order), metrics and sweep."""
+    exp = PLAN.experiments[experiment]
+    spec = {
+        "title": exp.title,
+        "dataset": exp.dataset,
+        "models": exp.all_models,
+        "metrics": exp.metrics,
+        "sweep_parameter": exp.sweep_parameter,
+    }
+    if figure is not None:
+        fig = exp.figures[figure]
+        spec["metrics"] = {m: exp.metrics.get(m, m) for m in fig["metrics"]}
+        spec["kind"] = fig["kind"]
+    return json.dumps(spec)
+
+
+def figure_category(wildcards):
+    return figure_spec(wildcards.fig)[0].title
+
+
+def figure_caption(wildcards):
+    exp, fig = figure_spec(wildcards.fig)
+    return fig.get("caption", f"{exp.title}: {Path(wildcards.fig).name.replace('_', ' ')}.")

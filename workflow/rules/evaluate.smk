@@ -14,9 +14,11 @@ rule evaluate:
         "results/benchmarks/evaluate/{dataset}/{model}/seed{seed}.tsv"
     params:
         run_dir=lambda wc, input: os.path.dirname(input.model),
+    conda:
+        ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} lmmvae evaluate --run {params.run_dir} --data {input.data}"
+        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir} --data {input.data}"
         " --out {output} > {log} 2>&1"
 
 
@@ -34,9 +36,11 @@ rule mcc_seeds:
     params:
         run_a=lambda wc, input: os.path.dirname(input.model_a),
         run_b=lambda wc, input: os.path.dirname(input.model_b),
+    conda:
+        ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} lmmvae mcc {params.run_a} {params.run_b} --data {input.data}"
+        "OMP_NUM_THREADS={threads} python -m lmmvae mcc {params.run_a} {params.run_b} --data {input.data}"
         " --out {output} > {log} 2>&1"
 
 
@@ -53,15 +57,12 @@ rule predictions:
         "results/benchmarks/predictions/{dataset}/{model}/seed{seed}.tsv"
     params:
         run_dir=lambda wc, input: os.path.dirname(input.model),
+    conda:
+        ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} lmmvae evaluate --run {params.run_dir} --data {input.data}"
+        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir} --data {input.data}"
         " --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
-
-
-def latent_run(wildcards):
-    exp, fig = figure_spec(wildcards.fig)
-    return Run(exp.dataset, fig["model"], fig["seed"])
 
 
 rule latent_grid:
@@ -79,8 +80,10 @@ rule latent_grid:
         covariate=lambda wc: figure_spec(wc.fig)[1]["covariate"],
         points=lambda wc: figure_spec(wc.fig)[1].get("points", 64),
         subjects=lambda wc: figure_spec(wc.fig)[1].get("subjects", 5),
+    conda:
+        ENV
     shell:
-        "lmmvae report grid --data {input.data} --covariate {params.covariate}"
+        "python -m lmmvae report grid --data {input.data} --covariate {params.covariate}"
         " --points {params.points} --subjects {params.subjects} --out {output} > {log} 2>&1"
 
 
@@ -98,7 +101,9 @@ rule latent_predict:
         fig=one_of(figures_of("latent_effects")),
     params:
         run_dir=lambda wc, input: os.path.dirname(input.model),
+    conda:
+        ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} lmmvae predict --run {params.run_dir} --covariates {input.grid}"
+        "OMP_NUM_THREADS={threads} python -m lmmvae predict --run {params.run_dir} --covariates {input.grid}"
         " --out {output} > {log} 2>&1"

@@ -3,32 +3,6 @@
 # The `lmmvae report` commands do not import torch.
 
 
-def report_spec(experiment, figure=None):
-    """What a table or metrics figure shows: its models (in order), metrics and sweep."""
-    exp = PLAN.experiments[experiment]
-    spec = {
-        "title": exp.title,
-        "dataset": exp.dataset,
-        "models": exp.all_models,
-        "metrics": exp.metrics,
-        "sweep_parameter": exp.sweep_parameter,
-    }
-    if figure is not None:
-        fig = exp.figures[figure]
-        spec["metrics"] = {m: exp.metrics.get(m, m) for m in fig["metrics"]}
-        spec["kind"] = fig["kind"]
-    return json.dumps(spec)
-
-
-def figure_category(wildcards):
-    return figure_spec(wildcards.fig)[0].title
-
-
-def figure_caption(wildcards):
-    exp, fig = figure_spec(wildcards.fig)
-    return fig.get("caption", f"{exp.title}: {wildcards.fig.split('/')[1].replace('_', ' ')}.")
-
-
 # the manifest labels each metrics file (base model, display label, sweep value); written by a
 # script rather than a shell command, since it grows past the size of one command-line argument
 rule manifest:
@@ -40,6 +14,8 @@ rule manifest:
         "results/benchmarks/manifest.tsv"
     params:
         content=PLAN.manifest(metrics_json, mcc_json),
+    conda:
+        ENV
     localrule: True
     script:
         "../scripts/write_json.py"
@@ -56,9 +32,11 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    conda:
+        ENV
     localrule: True
     shell:
-        "lmmvae report aggregate --manifest {input.manifest} --out {output} > {log} 2>&1"
+        "python -m lmmvae report aggregate --manifest {input.manifest} --out {output} > {log} 2>&1"
 
 
 rule table:
@@ -78,9 +56,11 @@ rule table:
         "results/benchmarks/table/{experiment}.tsv"
     params:
         spec=lambda wc: report_spec(wc.experiment),
+    conda:
+        ENV
     localrule: True
     shell:
-        "lmmvae report table --metrics {input} --spec {params.spec:q}"
+        "python -m lmmvae report table --metrics {input} --spec {params.spec:q}"
         " --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
@@ -103,9 +83,11 @@ rule figure_metrics:
     params:
         spec=lambda wc: report_spec(*wc.fig.split("/")),
         caption=figure_caption,
+    conda:
+        ENV
     localrule: True
     shell:
-        "lmmvae report figure --metrics {input} --spec {params.spec:q}"
+        "python -m lmmvae report figure --metrics {input} --spec {params.spec:q}"
         " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
@@ -129,11 +111,14 @@ rule figure_trajectories:
     params:
         subjects=lambda wc: figure_spec(wc.fig)[1].get("subjects", 2),
         steps=lambda wc: figure_spec(wc.fig)[1].get("steps", 10),
+        time=lambda wc: cli_options({"time": figure_spec(wc.fig)[1].get("time")}),
         title=lambda wc: PLAN.model(latent_run(wc).dataset, latent_run(wc).model).label,
         caption=figure_caption,
+    conda:
+        ENV
     shell:
-        "lmmvae report trajectories --data {input.data} --predictions {input.predictions}"
-        " --subjects {params.subjects} --steps {params.steps} --title {params.title:q}"
+        "python -m lmmvae report trajectories --data {input.data} --predictions {input.predictions}"
+        " --subjects {params.subjects} --steps {params.steps} {params.time} --title {params.title:q}"
         " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
@@ -157,7 +142,9 @@ rule figure_latent_effects:
     params:
         title=lambda wc: PLAN.model(latent_run(wc).dataset, latent_run(wc).model).label,
         caption=figure_caption,
+    conda:
+        ENV
     localrule: True
     shell:
-        "lmmvae report latent-effects --grid {input.grid} --latent {input.latent}"
+        "python -m lmmvae report latent-effects --grid {input.grid} --latent {input.latent}"
         " --title {params.title:q} --png {output.png} --pdf {output.pdf} > {log} 2>&1"

@@ -12,6 +12,8 @@ rule model_yaml:
         "results/benchmarks/model_yaml/{dataset}/{model}.tsv"
     params:
         yaml=lambda wc: PLAN.model(wc.dataset, wc.model).yaml(),
+    conda:
+        ENV
     localrule: True
     shell:
         "printf '%s' {params.yaml:q} > {output} 2> {log}"
@@ -19,7 +21,8 @@ rule model_yaml:
 
 # `lmmvae fit` writes checkpoint.pt every epoch (undeclared, so Snakemake never deletes it) and
 # model.pt last and atomically: a job killed part-way leaves no model.pt, and the rerun resumes from
-# the checkpoint (--resume starts fresh when there is none).
+# the checkpoint (--resume starts fresh when there is none). A checkpoint older than the data or
+# the model YAML belongs to settings that have since changed: the run directory is cleared first.
 rule fit:
     input:
         data=lambda wc: data_h5(wc.dataset),
@@ -33,10 +36,16 @@ rule fit:
     params:
         run_dir=lambda wc, output: os.path.dirname(output[0]),
         device=DEVICE,
+    conda:
+        ENV
     threads: 1
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lmmvae fit --data {input.data} --model {input.model}"
+        "ckpt={params.run_dir}/checkpoint.pt; : > {log};"
+        " if [ -e $ckpt ] && {{ [ {input.model} -nt $ckpt ] || [ {input.data} -nt $ckpt ]; }};"
+        " then echo 'stale checkpoint (settings or data changed): starting afresh' >> {log};"
+        " rm -rf {params.run_dir}; fi;"
+        " OMP_NUM_THREADS={threads} python -m lmmvae fit --data {input.data} --model {input.model}"
         " --seed {wildcards.seed} --out {params.run_dir} --device {params.device} --resume"
-        " > {log} 2>&1"
+        " >> {log} 2>&1"
