@@ -1,6 +1,5 @@
 """Clinical-trial preprocessing (DATA.md; paper H.1) on a hand-written SDTM trial, errors, synthetic trial."""
 
-import hashlib
 import io
 import json
 import struct
@@ -12,6 +11,7 @@ import pytest
 from lmmvae.datasets import clinical_trial, clinical_trial_synthetic
 from lmmvae.datasets.splits import TEST, TRAIN
 from lmmvae.h5 import DataFormatError
+from datahash import tree_hash
 
 SDTM = {
     "dm": """USUBJID,AGE,SEX,RACE,ARM
@@ -209,13 +209,6 @@ def test_missing_domain_and_column_are_named(tmp_path):
     tables = dict(SDTM, ae=SDTM["ae"].replace("AEENDY", "END"))
     with pytest.raises(DataFormatError, match=r"ae\.csv: missing column AEENDY"):
         clinical_trial(write_sdtm(tmp_path / "c", tables))
-
-
-def tree_hash(root):
-    h = hashlib.sha256()
-    for path in sorted(root.iterdir()):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 def test_synthetic_trial_deterministic_with_drug_effects(tmp_path):

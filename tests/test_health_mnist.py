@@ -1,21 +1,12 @@
 """Health MNIST (DATA.md; paper E): the rotation schedule, the shift, missingness, split, determinism."""
 
-import hashlib
 
 import numpy as np
 import pytest
 
 from lmmvae.datasets import health_mnist
 from lmmvae.datasets.splits import TEST, TRAIN
-
-
-def data_hash(data) -> str:
-    h = hashlib.sha256()
-    for array in (data.y, data.mask, data.split, data.y_full, data.latent_truth):
-        h.update(np.ascontiguousarray(array).tobytes())
-    for name in sorted(data.covariates):
-        h.update(name.encode() + data.covariates[name].values.tobytes())
-    return h.hexdigest()
+from datahash import data_hash
 
 
 @pytest.fixture(scope="module")

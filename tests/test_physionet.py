@@ -1,6 +1,5 @@
 """PhysioNet 2012 preprocessing on a hand-written raw directory, errors, and the synthetic cohort."""
 
-import hashlib
 import json
 
 import numpy as np
@@ -10,6 +9,7 @@ from lmmvae.datasets import physionet, physionet_synthetic
 from lmmvae.datasets.physionet import VARIABLES
 from lmmvae.datasets.splits import TEST, TRAIN
 from lmmvae.h5 import DataFormatError
+from datahash import tree_hash
 
 RECORDS = {
     140001: """Time,Parameter,Value
@@ -151,13 +151,6 @@ def test_missing_pieces_are_named(tmp_path):
     (tmp_path / "Outcomes-a.txt").write_text(OUTCOMES.replace("140002,12,4,8,-1,0\n", ""))
     with pytest.raises(DataFormatError, match=r"Outcomes-a\.txt: no row for RecordID 140002"):
         physionet(tmp_path, min_bins=2)
-
-
-def tree_hash(root):
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 def test_synthetic_cohort_is_deterministic_and_realistically_sparse(tmp_path):

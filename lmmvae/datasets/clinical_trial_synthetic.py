@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lmmvae.datasets._common import check_positive_int, streams
+from lmmvae.datasets._common import atomic_output, check_positive_int, streams
 
 STUDY = "SYNTH-01"
 ARMS = (("PBO", "PLACEBO", 0.0), ("D10", "DRUG 10 MG", 0.5), ("D20", "DRUG 20 MG", 1.0))
@@ -155,8 +155,6 @@ def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: i
                           else {"CMTRT": term.lower(), "CMDECOD": term})
             rows[p.lower()].append(record)
     for domain, records in rows.items():
-        path = out_dir / f"{domain}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        pd.DataFrame.from_records(records).to_csv(tmp, index=False)
-        tmp.replace(path)
+        with atomic_output(out_dir / f"{domain}.csv") as tmp:
+            pd.DataFrame.from_records(records).to_csv(tmp, index=False)
     return out_dir

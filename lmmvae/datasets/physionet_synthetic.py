@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lmmvae.datasets._common import check_positive_int, streams
+from lmmvae.datasets._common import atomic_output, check_positive_int, streams
 from lmmvae.datasets.physionet import HEADER, N_HOURS, OUTCOME_COLUMNS
 
 # name: (centre, scale, low, high, decimals, log scale, severity loading)
@@ -174,6 +174,5 @@ def physionet_synthetic(out_dir: str | Path, n_patients: int = 400, seed: int = 
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from lmmvae.datasets._common import atomic_output
 from lmmvae.h5 import SPLITS, LongitudinalData
 
 _SPLIT_LETTER = {SPLITS["train"]: "T", SPLITS["validation"]: "V", SPLITS["test"]: "X"}
@@ -120,17 +120,9 @@ def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: i
             ax.set_axis_off()
         fig.suptitle(f"{data.name}: one line per subject, standardised values (x = test)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    return Path(path)
 
 
 def _gray_with_red():
