@@ -192,8 +192,7 @@ def clinical_trial(
     for column in ("RACE", "ARM"):
         if column in dm.columns:
             values = _text(demo[column]).fillna("UNKNOWN").to_numpy(dtype=str)  # [N]
-            names, codes = np.unique(values, return_inverse=True)
-            covariates[column.lower()] = Covariate(codes, "categorical", levels=names.tolist())
+            covariates[column.lower()] = Covariate(values, "categorical")  # levels: the sorted names
     terms = {}
     for domain, prefix in (("ae", "AE"), ("cm", "CM")):
         events = _events(*tables[domain], prefix)
