@@ -68,6 +68,8 @@ def aggregate(manifest: dict) -> pd.DataFrame:
 
 def _row(entry: dict, result: dict, metric: str, value, seed_b) -> dict:
     row = {key: entry.get(key) for key in _LABELS}
+    if row["sweep_value"] is not None:  # text, as read back from the CSV: 16, 0.5, "rbf"
+        row["sweep_value"] = str(row["sweep_value"])
     row.update(
         seed=int(entry["seed"]),
         seed_b=seed_b,

@@ -1,0 +1,238 @@
+"""Reporting of the benchmark: config -> plan, metrics files -> metrics.csv -> tables and figures.
+
+Values are hand-computed: e.g. seeds [0.10, 0.12, 0.14] give 0.120 ± 0.020 (ddof=1).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmmvae.cli import main
+from lmmvae.errors import ConfigError, RunError
+from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.reporting import figures
+from lmmvae.reporting.aggregate import aggregate, read_metrics, write_csv
+from lmmvae.reporting.experiments import load_plan
+from lmmvae.reporting.tables import build_table, to_latex, to_markdown
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+def write_runs(tmp_path, results: dict, sweep=None) -> dict:
+    """metrics.json per (model, seed) from {model: {metric: [value per seed]}}; the manifest."""
+    runs = []
+    for model, metrics in results.items():
+        n_seeds = len(next(iter(metrics.values())))
+        for seed in range(n_seeds):
+            path = tmp_path / model / f"seed{seed}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            values = {m: v[seed] for m, v in metrics.items() if v[seed] is not None}
+            path.write_text(json.dumps({"metrics": values, "variant": "olmm", "objective": "elbo",
+                                        "latent_dim": 4, "seed": seed}))
+            base, value = (sweep or {}).get(model, (model, None))
+            runs.append({"dataset": "d", "model": model, "base_model": base, "label": base.upper(),
+                         "sweep_parameter": "latent_dim" if value is not None else None,
+                         "sweep_value": value, "seed": seed, "path": str(path)})
+    return {"runs": runs, "seed_pairs": []}
+
+
+def spec(models, metrics, sweep_parameter=None):
+    return {"title": "T", "dataset": "d", "models": models, "metrics": metrics,
+            "sweep_parameter": sweep_parameter}
+
+
+def test_table_mean_std_and_bold_within_one_std_of_the_best(tmp_path):
+    frame = aggregate(write_runs(tmp_path, {
+        "a": {"mse_test": [0.10, 0.12, 0.14], "mcc_truth": [0.5, 0.6, 0.7]},
+        "b": {"mse_test": [0.13, 0.13, 0.13], "mcc_truth": [0.95, 0.95, 0.95]},
+        "c": {"mse_test": [0.20, 0.22, 0.24], "mcc_truth": [0.8, 0.9, 1.0]},
+    }))
+    assert len(frame) == 18 and set(frame["seed"]) == {0, 1, 2}
+    table = build_table(frame, spec(["a", "b", "c"], {"mse_test": "MSE", "mcc_truth": "MCC"}))
+    md = to_markdown(table)
+    # MSE, lower is better: best a = 0.12 ± 0.02, so b (0.13) is within one std of it, c is not
+    assert "| A | **0.120 ± 0.020** | 0.600 ± 0.100 |" in md
+    # MCC, higher is better: best b = 0.95 ± 0; c = 0.9 ± 0.1 is NOT bold although its own std
+    # would reach 0.95: the tolerance is the best entry's std
+    assert "| B | **0.130 ± 0.000** | **0.950 ± 0.000** |" in md
+    assert "| C | 0.220 ± 0.020 | 0.900 ± 0.100 |" in md
+    assert "3 seeds" in md
+    tex = to_latex(table)
+    assert r"\textbf{0.120 $\pm$ 0.020} & 0.600 $\pm$ 0.100 \\" in tex
+    assert tex.count(r"\textbf") == 3 and r"\begin{tabular}{lcc}" in tex
+
+
+def test_single_seed_shows_mean_only_and_missing_metric_a_dash(tmp_path):
+    frame = aggregate(write_runs(tmp_path, {"a": {"mse_test": [0.5], "mse_impute": [None]},
+                                            "b": {"mse_test": [0.25], "mse_impute": [0.0123]}}))
+    md = to_markdown(build_table(frame, spec(["a", "b"], {"mse_test": "MSE", "mse_impute": "Imp"})))
+    assert "| A | 0.500 | – |" in md  # 3 significant digits of the smallest mean in the column
+    assert "| B | **0.250** | **0.0123** |" in md
+
+
+def test_sweep_columns_and_unswept_reference_in_each(tmp_path):
+    frame = aggregate(write_runs(tmp_path, {
+        "m_l16": {"mse_test": [0.30, 0.32]}, "m_l32": {"mse_test": [0.20, 0.22]},
+        "ref": {"mse_test": [0.25, 0.25]},
+    }, sweep={"m_l16": ("m", 16), "m_l32": ("m", 32)}))
+    table = build_table(frame, spec(["m_l16", "m_l32", "ref"], {"mse_test": "MSE"}, "latent_dim"))
+    assert table.column_labels == ["MSE (latent_dim=16)", "MSE (latent_dim=32)"]
+    assert table.row_labels == ["M", "REF"]
+    (m16, m32), (r16, r32) = table.cells
+    assert m16.mean == pytest.approx(0.31) and m32.mean == pytest.approx(0.21)
+    assert r16.mean == r32.mean == pytest.approx(0.25)
+    assert (m16.bold, r16.bold, m32.bold, r32.bold) == (False, True, True, False)
+
+
+def test_aggregate_seed_pairs_round_trip_and_missing_file(tmp_path):
+    manifest = write_runs(tmp_path, {"a": {"nll_test": [1.0, 2.0]}})
+    pair = tmp_path / "a" / "mcc" / "seed0_seed1.json"
+    pair.parent.mkdir()
+    pair.write_text(json.dumps({"mcc": 0.75}))
+    manifest["seed_pairs"] = [{**manifest["runs"][0], "seed_b": 1, "path": str(pair),
+                               "run_path": manifest["runs"][0]["path"]}]
+    frame = aggregate(manifest)
+    mcc = frame[frame["metric"] == "mcc_seeds"].iloc[0]
+    assert (mcc["seed"], mcc["seed_b"], mcc["value"], mcc["variant"]) == (0, 1, 0.75, "olmm")
+    write_csv(frame, tmp_path / "metrics.csv")
+    back = read_metrics(tmp_path / "metrics.csv")
+    assert back["value"].tolist() == frame["value"].tolist()
+    assert not list(tmp_path.glob(".*.tmp"))
+    manifest["runs"][1]["path"] = str(tmp_path / "gone.json")
+    with pytest.raises(RunError, match="gone.json: no such metrics file"):
+        aggregate(manifest)
+
+
+def base_config(**experiment) -> dict:
+    exp = {"dataset": "d", "metrics": ["mse_test"],
+           "models": {"lmm": {"variant": "olmm", "design": "fourier(t, {K}, period=10) + (1 | id)",
+                              "lr": 0.1}}}
+    exp.update(experiment)
+    return {"seeds": 2, "training": {"epochs": 5, "lr": 0.01},
+            "datasets": {"d": {"generator": "health-mnist", "model_defaults": {"epochs": 7}}},
+            "experiments": {"e": exp}}
+
+
+def test_plan_expands_sweeps_merges_settings_and_pairs_seeds():
+    config = base_config(sweep={"parameter": "K", "values": [1, 3]}, mcc_between_seeds=True,
+                         defaults={"batch_size": 16}, seeds=[0, 1, 2])
+    config["experiments"]["e"]["models"]["g"] = {"variant": "olmm", "objective": "gsnn"}
+    config["experiments"]["e"]["sweep"]["models"] = ["lmm"]
+    plan = load_plan(config, SCHEMA)
+    assert plan.experiments["e"].models == ["lmm_K1", "lmm_K3", "g"]
+    lmm3 = plan.model("d", "lmm_K3")
+    # training < dataset model_defaults < experiment defaults < model
+    assert lmm3.config == {"epochs": 7, "lr": 0.1, "batch_size": 16, "variant": "olmm",
+                           "design": "fourier(t, 3, period=10) + (1 | id)"}
+    assert (lmm3.base, lmm3.sweep_parameter, lmm3.sweep_value) == ("lmm", "K", 3)
+    assert len(plan.runs) == 9
+    # MCC between seeds: 3 pairs per ELBO model, none for the GSNN model (no posterior)
+    pairs = {(p.model, p.seed_a, p.seed_b) for p in plan.seed_pairs}
+    assert pairs == {(m, a, b) for m in ("lmm_K1", "lmm_K3") for a, b in [(0, 1), (0, 2), (1, 2)]}
+
+
+def test_plan_sweep_of_a_model_key():
+    config = base_config(sweep={"parameter": "latent_dim", "values": [8, 16]})
+    config["experiments"]["e"]["models"]["lmm"]["design"] = "t + (1 | id)"
+    plan = load_plan(config, SCHEMA)
+    assert plan.model("d", "lmm_latent_dim16").config["latent_dim"] == 16
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["experiments"]["e"].update(colour="red"),
+     "experiments.e: unknown key 'colour'; valid keys: dataset, defaults, figures"),
+    (lambda c: c["datasets"]["d"].update(generator="mnist"),
+     "datasets.d.generator: 'mnist' is not one of health-mnist, rotating-mnist"),
+    (lambda c: c["experiments"]["e"].update(figures={"f": {"kind": "trajectories", "modle": "x"}}),
+     "experiments.e.figures.f: unknown key 'modle'"),
+    (lambda c: c["experiments"]["e"].update(metrics=["mse"]),
+     "experiments.e.metrics.0: 'mse' is not one of mse_impute"),
+    (lambda c: None, "placeholder {K} is not filled"),
+    (lambda c: c["experiments"]["e"].update(sweep={"parameter": "K", "values": [1]}, dataset="x"),
+     "experiments.e.dataset: unknown dataset 'x'; declared: d"),
+    (lambda c: c["experiments"]["e"].update(sweep={"parameter": "K", "values": [1]},
+                                            references=["gppvae"]),
+     "experiments.e.references: no model 'gppvae' on dataset 'd'"),
+    (lambda c: (c["experiments"]["e"].update(sweep={"parameter": "K", "values": [1]}),
+                c["experiments"]["e"]["models"]["lmm"].update(epoch=3)),
+     "experiments.e.models.lmm: unknown model key(s) 'epoch'"),
+    (lambda c: (c["experiments"]["e"].update(sweep={"parameter": "K", "values": [1]}),
+                c["experiments"].update(e2={**c["experiments"]["e"], "defaults": {"batch_size": 8}})),
+     "model 'lmm_K1' of dataset 'd' is also declared by experiments.e with other settings"),
+])
+def test_config_errors_are_one_line_and_name_the_place(edit, message):
+    config = base_config()
+    edit(config)
+    with pytest.raises(ConfigError) as err:
+        load_plan(config, SCHEMA)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def longitudinal(n_subjects=4, n_times=5, test_subjects=(2, 3)) -> LongitudinalData:
+    subject = np.repeat(np.arange(n_subjects), n_times)
+    time = np.tile(np.arange(n_times, dtype=float), n_subjects)
+    split = np.where(np.isin(subject, test_subjects) & (time >= 3), 2, 0)
+    rng = np.random.default_rng(0)
+    y = rng.uniform(size=(len(subject), 16)).astype(np.float32)
+    return LongitudinalData(
+        y=y, mask=np.ones_like(y, np.uint8), split=split,
+        covariates={"t": Covariate(time * 2.0, "time"),
+                    "id": Covariate(subject, "id", levels=[10, 11, 12, 13]),
+                    "sex": Covariate(subject % 2, "binary")},
+        attrs={"name": "toy", "image_shape": [4, 4]})
+
+
+def test_latent_grid_shared_curve_has_an_unseen_id_and_spans_the_train_range():
+    grid = figures.latent_grid(longitudinal(), "t", points=5, subjects=2)
+    shared = grid[grid["curve"] == "shared"]
+    assert shared["id"].unique().tolist() == [9]  # below the smallest id 10: no subject has it
+    assert shared["t"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert grid["curve"].unique().tolist() == ["shared", "subject 10", "subject 11"]
+    assert grid.loc[grid["curve"] == "subject 11", "sex"].unique().tolist() == [1]
+
+
+def test_latent_effects_shows_the_dims_that_vary_most_along_the_shared_curve():
+    grid = figures.latent_grid(longitudinal(), "t", points=5, subjects=2)
+    t = grid["t"].to_numpy()
+    z = np.stack([0.1 * t, np.zeros_like(t), np.sin(t) * 5, 2 + 0 * t], axis=1)  # [rows, 4]
+    fig = figures.latent_effects_figure(grid, z, "t", "toy", n_dims=2)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["latent dimension 2", "latent dimension 0"]
+
+
+def test_trajectories_draw_the_test_subjects_in_time_order():
+    data = longitudinal()
+    fig = figures.trajectories_figure(data, data.y, subjects=2, steps=5, title="toy")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["subject 12\ntruth", "subject 12\npredicted", "subject 13\ntruth",
+                      "subject 13\npredicted"]
+    assert [ax.get_title() for ax in fig.axes[:5]] == [f"t={v:g}" for v in (0, 2, 4, 6, 8)]
+    red = [ax for ax in fig.axes[:5] if ax.spines["top"].get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(red) == 2  # times 6 and 8 (time index >= 3) are test observations
+
+
+def test_report_cli_writes_tables_and_figures_and_fails_in_one_line(tmp_path, capsys):
+    manifest = write_runs(tmp_path, {"a": {"mse_test": [0.1, 0.2]}, "b": {"mse_test": [0.3, 0.3]}})
+    (tmp_path / "runs.json").write_text(json.dumps(manifest))
+    csv = tmp_path / "metrics.csv"
+    assert main(["report", "aggregate", "--manifest", str(tmp_path / "runs.json"),
+                 "--out", str(csv)]) == 0
+    table_spec = json.dumps(spec(["a", "b"], ["mse_test"]))
+    assert main(["report", "table", "--metrics", str(csv), "--spec", table_spec,
+                 "--md", str(tmp_path / "t.md"), "--tex", str(tmp_path / "t.tex")]) == 0
+    assert "**0.150 ± 0.071**" in (tmp_path / "t.md").read_text()
+    for kind in ("by_model", "sweep"):
+        fig_spec = json.dumps({**spec(["a", "b"], ["mse_test"], "K"), "kind": kind})
+        png, pdf = tmp_path / f"{kind}.png", tmp_path / f"{kind}.pdf"
+        assert main(["report", "figure", "--metrics", str(csv), "--spec", fig_spec,
+                     "--png", str(png), "--pdf", str(pdf)]) == 0
+        assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
+    capsys.readouterr()
+    assert main(["report", "table", "--metrics", str(csv), "--spec", "{oops",
+                 "--md", str(tmp_path / "x.md"), "--tex", str(tmp_path / "x.tex")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmmvae: error: --spec: not valid JSON") and err.count("\n") == 1
+    assert not (tmp_path / "x.md").exists()
