@@ -300,6 +300,9 @@ def write_h5(data: LongitudinalData, path: str | os.PathLike) -> Path:
                     continue
                 f.attrs[key] = value
             f.attrs["format_version"] = FORMAT_VERSION
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
