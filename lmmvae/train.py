@@ -66,7 +66,12 @@ class Trainer:
 
     # -- one pass -------------------------------------------------------------------------
     def _pass(self, split: str, n_total: int, train: bool) -> dict[str, float]:
-        totals = {"loss": 0.0, "reconstruction": 0.0, "kl_local": 0.0, "kl_global": 0.0}
+        """One epoch over ``split``; returns per-row averages of ``−ELBO`` and its parts.
+
+        Sums stay on the device and are read once at the end, so a GPU never waits on the host.
+        """
+        keys = ("loss", "reconstruction", "kl_local", "kl_global")
+        totals = torch.zeros(len(keys), dtype=torch.float64, device=self.data.device)
         n_rows = 0
         self.model.train(train)
         batches = self.data.batches(split, self.config.batch_size, by=self.model.prior.batching,
@@ -80,16 +85,15 @@ class Trainer:
                     terms.loss.backward()
                     for opt in self.optimizers:
                         opt.step()
-                # per-row averages: the batch's share of -ELBO/N is loss * |B| / (scale * |B|)
-                weight = batch.size
-                values = terms.detached()
-                totals["loss"] += values["loss"] * n_total / batch.scale
-                for key in ("reconstruction", "kl_local", "kl_global"):
-                    totals[key] += values[key]
-                n_rows += weight
-        if not math.isfinite(totals["loss"]):
+                # the batch's share of −ELBO in rows: loss · N / scale
+                parts = torch.stack([terms.loss * n_total / batch.scale, terms.reconstruction,
+                                     terms.kl_local, terms.kl_global]).detach()
+                totals += parts.to(totals.dtype)
+                n_rows += batch.size
+        values = dict(zip(keys, (totals / max(n_rows, 1)).tolist()))
+        if not math.isfinite(values["loss"]):
             raise FloatingPointError(f"non-finite {split} loss; lower lr or check the data for extreme values")
-        return {k: v / max(n_rows, 1) for k, v in totals.items()}
+        return values
 
     # -- epochs ---------------------------------------------------------------------------
     def fit(self) -> TrainState:
