@@ -27,9 +27,6 @@ class LossTerms:
     kl_local: torch.Tensor
     kl_global: torch.Tensor
 
-    def detached(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("loss", "reconstruction", "kl_local", "kl_global")}
-
 
 def elbo(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int = 1) -> LossTerms:
     """``ELBO = Σ_i E_q log p(y_i|z_i) − Σ_i E KL_i − KL_global`` (SPEC 2.3), one reparameterised
