@@ -1,0 +1,181 @@
+"""SVGP-VAE (Jazbec et al. 2021, "Scalable Gaussian Process Variational Autoencoders"), BASELINES.md.
+
+Implemented, in the paper's numbering:
+
+* the GPPVAE kernel (object vectors × view, :class:`baselines.kernels.ObjectViewKernel`) with
+  ``M`` inducing points ``Z ∈ R^{M × (H+1)}`` in the joint (object vector, view) space, learned and
+  shared by the latent dimensions; kernel hyper-parameters per latent dimension.
+* section 3.2, the encoder as a source of Gaussian pseudo-observations ``ỹ_i^l = μ_il`` with noise
+  ``s_il²``; for a minibatch ``b`` with ``c = N/|b|`` the optimal inducing posterior (Titsias 2009)
+  ``Σ_l = K_mm + c K_mb diag(s⁻²) K_bm``, ``m_l = c K_mm Σ_l⁻¹ K_mb diag(s⁻²) ỹ^l``,
+  ``A_l = K_mm Σ_l⁻¹ K_mm``, and the latent posterior of the batch is the SVGP predictive
+  ``q(z_i^l) = N(k_iᵀ K_mm⁻¹ m_l, k_ii − k_iᵀ K_mm⁻¹ k_i + k_iᵀ K_mm⁻¹ A_l K_mm⁻¹ k_i)``
+  (``K_mm⁻¹ m_l = c Σ_l⁻¹ K_mb s⁻² ỹ^l`` and ``K_mm⁻¹ A_l K_mm⁻¹ = Σ_l⁻¹``, which is how it is computed).
+* eq. 9–10, the ELBO ``c Σ_b E_q log p(y_i|z_i) − c Σ_b Σ_l E_q log N(ỹ_i^l | z_i^l, s_il²) + Σ_l L_H^l``
+  with ``L_H^l`` the Hensman et al. (2013) bound of the batch's pseudo-observations scaled by ``c``.
+
+Because ``q(z_i)`` *is* the SVGP predictive, ``E_q log N(ỹ_i | z_i, s_i²) = log N(ỹ_i | k_iᵀK_mm⁻¹m,
+s_i²) − (k̃_ii + tr(K_mm⁻¹ A K_mm⁻¹ k_i k_iᵀ)) / (2 s_i²)``, the data term of ``L_H``: the second
+term of the ELBO cancels against ``c Σ_i [·]`` inside ``Σ_l L_H^l`` exactly, in value and gradient,
+and what is left is ``c Σ_b E_q log p(y_i|z_i) − Σ_l KL(q(u_l) ‖ N(0, K_mm))`` (the familiar SVGP fact
+``KL(q(f) ‖ p(f)) = KL(q(u) ‖ p(u))``). :meth:`SVGPVAEPrior.kl` returns that KL as the global term
+and zero as the local term; ``tests/test_baselines_gp.py`` checks the identity numerically.
+
+Deviations: none in the objective. Object vectors are learned per subject as in GPPVAE (the paper
+also evaluates PCA-initialised ones); an unseen subject gets ``w = 0`` and hence the prior.
+Predictions use ``m_l`` computed from the whole training split (``c = 1``) in ``condition``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from torch import nn
+from torch.distributions import Normal
+
+from lmmvae.batch import Batch
+from lmmvae.errors import ConfigError
+from lmmvae.priors.base import Encoded, KLTerms, Prior
+
+from baselines.gppvae import subject_levels
+from baselines.kernels import KernelInputs, ObjectViewKernel, components_from_design, joint_prior_sample, view_factor
+
+
+@dataclass
+class SVGPVAEOptions:
+    """Options of SVGP-VAE (the YAML's ``prior:`` mapping)."""
+
+    object_dim: int = 8  # H, length of the learned object vectors
+    view: str | None = None  # view covariate; default: the design's one continuous term
+    n_inducing: int = 32  # M
+
+    def check(self) -> None:
+        for key in ("object_dim", "n_inducing"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"svgpvae: prior.{key} must be at least 1, got {getattr(self, key)}")
+
+
+@dataclass
+class InducingPosterior:
+    """``q(u_l)`` given pseudo-observations, in the factors the predictive needs.
+
+    With ``K_mm = L Lᵀ``, ``Σ_l = L B_l Lᵀ`` where ``B_l = I + c L⁻¹ K_mb diag(s⁻²) K_bm L⁻ᵀ`` has
+    eigenvalues ``≥ 1``: its Cholesky factor is stable in float32 even when ``c s⁻²`` is large.
+    """
+
+    chol_mm: torch.Tensor  # [L, M, M]  L, Cholesky of K_mm
+    chol_b: torch.Tensor  # [L, M, M]  Cholesky of B_l
+    weights: torch.Tensor  # [L, M]  Σ_l⁻¹ c K_mb s⁻² ỹ  (= K_mm⁻¹ m_l)
+
+    def predictive(self, k_mx: torch.Tensor, k_xx_diag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``f`` at inputs with ``k_mx [L, M, n]`` and ``k_xx [L, n]``:
+        ``k_xx − ‖L⁻¹k‖² + ‖L_B⁻¹L⁻¹k‖²`` (the last term is ``kᵀΣ⁻¹k = kᵀK_mm⁻¹AK_mm⁻¹k``)."""
+        mean = (k_mx * self.weights.unsqueeze(-1)).sum(-2)  # [L, n]
+        a = torch.linalg.solve_triangular(self.chol_mm, k_mx, upper=False)  # [L, M, n]
+        b = torch.linalg.solve_triangular(self.chol_b, a, upper=False)  # [L, M, n]
+        var = k_xx_diag - a.square().sum(-2) + b.square().sum(-2)  # [L, n]
+        return mean, var.clamp_min(1e-8)
+
+    def kl(self) -> torch.Tensor:
+        """``Σ_l KL(N(m_l, A_l) ‖ N(0, K_mm))`` with ``A = K_mm Σ⁻¹ K_mm``, ``m = K_mm w``:
+        ``½[tr(Σ⁻¹K_mm) + wᵀK_mm w − M + log|Σ| − log|K_mm|] = ½[tr(B⁻¹) + ‖Lᵀw‖² − M + log|B|]``."""
+        n_inducing = self.chol_b.shape[-1]
+        eye = torch.eye(n_inducing, dtype=self.chol_b.dtype, device=self.chol_b.device)
+        trace = torch.linalg.solve_triangular(self.chol_b, eye, upper=False).square().sum((-2, -1))  # [L]
+        lw = (self.chol_mm.transpose(-1, -2) @ self.weights.unsqueeze(-1)).squeeze(-1)  # [L, M]
+        logdet_b = 2 * self.chol_b.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return 0.5 * (trace + lw.square().sum(-1) - n_inducing + logdet_b).sum()
+
+
+class SVGPVAEPrior(Prior):
+    """SVGP-VAE's sparse GP posterior and KL (module docstring)."""
+
+    def __init__(self, latent_dim: int, kernel: ObjectViewKernel, inducing: torch.Tensor, options: SVGPVAEOptions):
+        super().__init__(latent_dim)
+        self.options = options
+        self.kernel = kernel
+        self.inducing = nn.Parameter(inducing)  # [M, H + 1]
+        m = inducing.shape[0]
+        # q(u) from the whole training split (condition), for predictions
+        self.register_buffer("pred_weights", torch.zeros(latent_dim, m))  # [L, M]
+        self.register_buffer("pred_chol_b", torch.eye(m).expand(latent_dim, m, m).clone())  # [L, M, M]
+        self._memo: tuple[Encoded, InducingPosterior] | None = None
+
+    def _inputs(self, batch: Batch) -> torch.Tensor:
+        return self.kernel.inputs(batch.subject, self.kernel.view(batch.covariates))  # [B, H + 1]
+
+    def inducing_posterior(self, x: torch.Tensor, mu: torch.Tensor, s2: torch.Tensor, c: float) -> InducingPosterior:
+        """Titsias' optimal ``q(u_l)`` given pseudo-observations ``(μ, s²)`` at inputs ``x``."""
+        chol_mm = psd_safe_cholesky(self.kernel(self.inducing))  # [L, M, M]
+        a = torch.linalg.solve_triangular(chol_mm, self.kernel(self.inducing, x), upper=False)  # [L, M, B]
+        prec = 1.0 / s2.T  # [L, B]
+        eye = torch.eye(a.shape[-2], dtype=a.dtype, device=a.device)
+        chol_b = torch.linalg.cholesky(eye + c * (a * prec.unsqueeze(-2)) @ a.transpose(-1, -2))  # [L, M, M]
+        rhs = c * (a @ (prec * mu.T).unsqueeze(-1))  # [L, M, 1]  L⁻¹ c K_mb s⁻² ỹ
+        inner = torch.cholesky_solve(rhs, chol_b)  # B⁻¹ L⁻¹ rhs
+        weights = torch.linalg.solve_triangular(chol_mm.transpose(-1, -2), inner, upper=True).squeeze(-1)  # [L, M]
+        return InducingPosterior(chol_mm, chol_b, weights)
+
+    def _batch_posterior(self, encoded: Encoded, batch: Batch) -> tuple[InducingPosterior, torch.Tensor]:
+        x = self._inputs(batch)
+        if self._memo is not None and self._memo[0] is encoded:
+            return self._memo[1], x
+        post = self.inducing_posterior(x, encoded.mean, encoded.var, batch.scale)
+        self._memo = (encoded, post)
+        return post, x
+
+    # -- the seam -------------------------------------------------------------------------
+    def posterior(self, encoded: Encoded, batch: Batch) -> Normal:
+        """``q(z_i)``: the SVGP predictive at the batch inputs given the batch's pseudo-observations."""
+        post, x = self._batch_posterior(encoded, batch)
+        mean, var = post.predictive(self.kernel(self.inducing, x), self.kernel(x, diag=True))
+        return Normal(mean.T, var.T.sqrt())
+
+    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
+        """``local = 0`` (the pseudo-likelihood terms cancel, module docstring), ``global = KL(q(u) ‖ p(u))``."""
+        post, _ = self._batch_posterior(encoded, batch)
+        self._memo = None
+        return KLTerms(local=q_z.mean.new_zeros(()), global_=post.kl())
+
+    @torch.no_grad()
+    def condition(self, encoded: Encoded, batch: Batch) -> None:
+        """``q(u)`` from every training pseudo-observation (``c = 1``), for :meth:`predict`."""
+        post = self.inducing_posterior(self._inputs(batch), encoded.mean, encoded.var, 1.0)
+        self.pred_weights.copy_(post.weights)
+        self.pred_chol_b.copy_(post.chol_b)
+
+    def predict(self, batch: Batch) -> Normal:
+        """``z* ~ N(k_*ᵀ K_mm⁻¹ m, k_** − k_*ᵀK_mm⁻¹k_* + k_*ᵀ Σ⁻¹ k_*)`` with ``q(u)`` from training."""
+        x = self._inputs(batch)
+        chol_mm = psd_safe_cholesky(self.kernel(self.inducing))
+        post = InducingPosterior(chol_mm, self.pred_chol_b, self.pred_weights)
+        mean, var = post.predictive(self.kernel(self.inducing, x), self.kernel(x, diag=True))
+        return Normal(mean.T, var.T.sqrt())
+
+    def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
+        """Joint draws from the GP prior ``N(0, K_B)`` over the batch rows: ``[S, B, L]``."""
+        return joint_prior_sample(self.kernel(self._inputs(batch)), n_samples)
+
+
+def initial_inducing(kernel: ObjectViewKernel, subject: np.ndarray, view: torch.Tensor, n_inducing: int) -> torch.Tensor:
+    """``M`` training inputs (object vector, view), chosen with a fixed generator: ``[M, H + 1]``."""
+    gen = np.random.default_rng(0)
+    n = len(subject)
+    rows = gen.choice(n, size=n_inducing, replace=n < n_inducing)
+    with torch.no_grad():
+        x = kernel.inputs(torch.as_tensor(subject[rows]), view[torch.as_tensor(rows)])
+    return x + 1e-3 * torch.as_tensor(gen.standard_normal(x.shape), dtype=x.dtype)  # distinct points
+
+
+def build_svgpvae(options: SVGPVAEOptions, design, train, latent_dim: int, subject: str = "id") -> SVGPVAEPrior:
+    options.check()
+    components = components_from_design(design, train.covariates)
+    view = view_factor(components, "svgpvae", options.view)
+    inputs = KernelInputs([view], train.covariates)
+    kernel = ObjectViewKernel(subject_levels(train, subject, "svgpvae"), options.object_dim, view, inputs, latent_dim)
+    view_values = inputs({view.covariate: torch.as_tensor(train.covariates[view.covariate].values)})
+    inducing = initial_inducing(kernel, train.covariates[subject].values, view_values, options.n_inducing)
+    return SVGPVAEPrior(latent_dim, kernel, inducing, options)
