@@ -1,0 +1,218 @@
+"""The Snakemake workflow (issue 5): the tiny .test config run for real (every rule type), the HTML
+report, lint, a dry run of the paper config listing every job, which jobs rerun after editing one
+model, a killed training job resuming from its checkpoint, readable config errors, the profiles.
+
+The real run takes about a minute on 2 cores; the other tests reuse its results directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lmmvae.reporting.experiments import load_plan
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+TINY = REPO / ".test" / "config.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(*args: str, workdir: Path, configfile: Path, targets=(), timeout=600):
+    """Run Snakemake from the repository root on ``workdir``; ``(returncode, stdout + stderr)``."""
+    cmd = [SNAKEMAKE, *targets, "--directory", str(workdir), *args, "--configfile", str(configfile)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout + done.stderr
+
+
+def job_counts(output: str) -> Counter:
+    """The 'Job stats' table of a (dry) run as rule -> number of jobs."""
+    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = Counter()
+    for line in block.splitlines()[3:]:
+        rule, count = line.split()
+        if rule != "total":
+            counts[rule] = int(count)
+    return counts
+
+
+def workflow_rules() -> set[str]:
+    text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    return set(re.findall(r"^rule (\w+):", text, flags=re.M))
+
+
+def edited_config(tmp_path: Path, edit) -> Path:
+    config = yaml.safe_load(TINY.read_text())
+    edit(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    rc, out = snakemake("--cores", "2", workdir=workdir, configfile=TINY)
+    assert rc == 0, out[-4000:]
+    (workdir / "run.log").write_text(out)
+    return workdir
+
+
+def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
+    log = (tiny / "run.log").read_text()
+    executed = set(re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M))
+    assert executed == workflow_rules() | {"all"}
+    assert "--device cpu" in log and "gpu=1" not in log  # device: cpu requests no GPU
+
+    metrics = pd.read_csv(tiny / "results" / "metrics.csv")
+    plan = load_plan(yaml.safe_load(TINY.read_text()), SCHEMA)
+    runs = set(zip(metrics["dataset"], metrics["model"], metrics["seed"]))
+    assert runs == {(r.dataset, r.model, r.seed) for r in plan.runs}
+    assert metrics["value"].notna().all()
+    pairs = metrics[metrics["metric"] == "mcc_seeds"]
+    assert pairs[["seed", "seed_b"]].values.tolist() == [[0, 1]]
+    assert 0 <= pairs["value"].iloc[0] <= 1
+    gsnn = metrics[metrics["objective"] == "gsnn"]
+    assert set(gsnn["metric"]) == {"mse_test", "nll_test"}  # no imputation/MCC without q(z|y)
+
+    for experiment in plan.experiments:
+        md = (tiny / "results" / "tables" / f"{experiment}.md").read_text()
+        assert "**" in md and "| Model |" in md
+        assert r"\textbf" in (tiny / "results" / "tables" / f"{experiment}.tex").read_text()
+    figures = sorted((tiny / "results" / "figures").rglob("*.png"))
+    assert len(figures) == sum(len(e.figures) for e in plan.experiments.values()) == 5
+    for png in figures:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        assert png.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+    assert not list((tiny / "results").rglob(".*.tmp"))
+
+
+def test_report_html_has_the_figures_and_captions(tiny):
+    rc, out = snakemake("--report", "report.html", workdir=tiny, configfile=TINY)
+    assert rc == 0, out[-3000:]
+    html = (tiny / "report.html").read_text()
+    assert "Rotating MNIST (tiny), basis functions: mse basis" in html
+    assert html.count("latent.png") >= 1 and "trajectories.png" in html
+
+
+def test_editing_one_model_reruns_only_its_training_evaluation_and_the_reports(tiny, tmp_path):
+    config = edited_config(
+        tmp_path, lambda c: c["experiments"]["identifiability_trial"]["models"]["olmm"].update(lr=0.01)
+    )
+    rc, out = snakemake("--dry-run", workdir=tiny, configfile=config)
+    assert rc == 0, out[-3000:]
+    # the model's YAML, its two seeds' training and evaluation, their MCC, then metrics.csv and
+    # everything drawn from it; no data, no other model, no figure drawn from predictions
+    assert job_counts(out) == {"model_yaml": 1, "fit": 2, "evaluate": 2, "mcc_seeds": 1,
+                               "aggregate": 1, "table": 4, "figure_metrics": 3, "all": 1}
+    fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", out)
+    assert fits and all("model=olmm_latent_dim2" in w for w in fits)
+    assert "Params have changed since last execution" in out
+
+
+def test_lint_is_clean():
+    rc, out = snakemake("--lint", workdir=REPO, configfile=REPO / "config" / "default.yaml")
+    assert rc == 0 and "Congratulations" in out, out[-3000:]
+
+
+def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
+    rc, out = snakemake("--dry-run", workdir=tmp_path, configfile=REPO / "config" / "paper.yaml")
+    assert rc == 0, out[-3000:]
+    plan = load_plan(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), SCHEMA)
+    counts = job_counts(out)
+    assert counts["fit"] == counts["evaluate"] == len(plan.runs) == 275
+    assert counts["mcc_seeds"] == len(plan.seed_pairs) == 120
+    assert counts["model_yaml"] == len(plan.models)
+    assert counts["data"] == 4 and counts["synthetic_raw"] == 2
+    assert counts["table"] == len(plan.experiments) == 7
+    # the experiments of the issue, by base model and sweep
+    bases = {name: sorted({plan.model(e.dataset, m).base for m in e.all_models})
+             for name, e in plan.experiments.items()}
+    assert bases["health_mnist"] == ["gppvae", "lmm_age", "lmm_disease", "lmm_sex", "lvae", "svgpvae"]
+    assert bases["rotating_mnist"] == ["cvae", "gppvae", "lvae", "olmm_elbo", "olmm_gsnn",
+                                       "slmm_elbo", "slmm_gsnn", "svgpvae"]
+    assert {plan.model("physionet", m).config["objective"] for m in plan.experiments["physionet"].models
+            if m.startswith(("olmm", "slmm"))} == {"elbo", "gsnn"}
+    latent = {n: sorted({plan.model(e.dataset, m).config["latent_dim"] for m in e.models})
+              for n, e in plan.experiments.items()}
+    assert latent["health_mnist"] == [16, 32]
+    assert latent["identifiability_trial"] == [15, 18, 20]
+    assert latent["identifiability_health_mnist"] == [8, 16, 32]
+    assert plan.experiments["rotating_mnist"].seeds == (0, 1, 2, 3)
+    assert plan.experiments["health_mnist"].seeds == (0, 1, 2, 3, 4)
+    # device: cuda -> every training job requests the GPU and runs with --device cuda
+    fit_jobs = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    assert len(fit_jobs) == 275 and all("gpu=1" in r for r in fit_jobs)
+    assert out.count("--device cuda") == 275
+
+
+def test_invalid_config_fails_in_one_readable_line(tmp_path):
+    config = edited_config(tmp_path, lambda c: c["experiments"]["physionet"].update(colour="red"))
+    rc, out = snakemake("--dry-run", workdir=tmp_path, configfile=config)
+    assert rc != 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("invalid config"))
+    assert line.endswith("experiments.physionet: unknown key 'colour'; valid keys: dataset, "
+                         "defaults, figures, mcc_between_seeds, metrics, models, references, "
+                         "seeds, sweep, title")
+
+
+def test_slurm_profile_requests_gpus_and_runtimes(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    rc, out = snakemake("--dry-run", "--workflow-profile", "profiles/slurm", workdir=tmp_path,
+                        configfile=REPO / "config" / "paper.yaml")
+    assert rc == 0, out[-3000:]
+    assert "Using workflow specific profile profiles/slurm" in out
+    fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    assert fit and all("gpu=1" in r and "runtime=720" in r for r in fit)
+
+
+def test_workflow_conda_env_lists_the_project_dependencies():
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "lmmvae.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert pip == project["dependencies"]
+
+
+def test_killed_training_job_resumes_from_its_checkpoint(tiny, tmp_path):
+    """Kill the workflow while a training job runs: model.pt is absent (never half-written), the
+    undeclared checkpoint survives, and the rerun continues from it (the epochs done before the
+    kill are kept as they were, not redone). Runs last: it retrains one model of the tiny run."""
+    config = edited_config(
+        tmp_path, lambda c: c["experiments"]["physionet"]["models"]["olmm_gsnn"].update(epochs=30)
+    )
+    run = tiny / "results" / "train" / "physionet" / "olmm_gsnn" / "seed0"
+    target = "results/train/physionet/olmm_gsnn/seed0/model.pt"
+    cmd = [SNAKEMAKE, target, "--cores", "1", "--directory", str(tiny), "--configfile", str(config)]
+    job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    history, started, deadline = run / "history.csv", False, time.monotonic() + 120
+    while time.monotonic() < deadline:  # the old model.pt goes first, then an epoch is written
+        started = started or not (run / "model.pt").exists()
+        if started and history.exists() and len(history.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(job.pid, signal.SIGTERM)
+    job.wait(timeout=60)
+    assert started and not (run / "model.pt").exists() and (run / "checkpoint.pt").exists()
+    before = history.read_text().splitlines()
+    assert 2 <= len(before) < 31
+
+    rc, out = snakemake("--cores", "1", workdir=tiny, configfile=config, targets=[target])
+    assert rc == 0, out[-3000:]
+    after = history.read_text().splitlines()
+    assert len(after) == 31 and after[: len(before)] == before  # same wall-clock seconds: resumed
+    assert (run / "model.pt").exists()
+    assert "stale checkpoint" not in (tiny / "results/logs/fit/physionet/olmm_gsnn/seed0.log").read_text()
