@@ -46,7 +46,8 @@ COLUMNS = [
     Column("ratio_vae", "× VAE", "{:.2f}"),
     Column("step_ms", "ms / step", "{:.1f}"),
     Column("hook_s", "epoch-start s", "{:.3g}"),
-    Column("n_batches", "steps"),
+    Column("n_batches", "steps / epoch"),
+    Column("steps_timed", "timed"),
     Column("peak_mb", "peak MB", "{:.0f}"),
     Column("step_mb", "step MB", "{:.0f}"),
     Column("target", "target"),
@@ -76,15 +77,15 @@ def target_status(label: str, ratio: float, ratios: dict[str, float], largest: b
     return "; ".join(parts)
 
 
-def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 8, models=None,
-        cache=harness.RESULTS / "data", command: str = "") -> harness.Result:
+def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 8, budget: float | None = 10.0,
+        models=None, cache=harness.RESULTS / "data", command: str = "") -> harness.Result:
     device = choose_device(device)
     models, notes = available(models or MODELS)
     rows = []
     for n_obs in sizes:
         data = health_mnist(n_obs // TIMEPOINTS, TIMEPOINTS, cache=cache)
         benches = [harness.prepare(label, data, device, **COMMON, **settings) for label, settings in models.items()]
-        timing = harness.time_epochs(benches, steps, repeats)
+        timing = harness.time_epochs(benches, steps, repeats, budget=budget)
         floor = timing[FLOOR].epoch_seconds if FLOOR in timing else float("nan")
         ratios = {label: t.epoch_seconds / floor for label, t in timing.items()}
         for bench in benches:
@@ -94,7 +95,7 @@ def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 
                 "n_obs": data.n_obs, "n_train": bench.trainer.n_train, "model": bench.name,
                 "variant": bench.config.variant, "epoch_s": t.epoch_seconds, "ratio_vae": ratios[bench.name],
                 "step_ms": 1000 * t.step_seconds, "hook_s": t.hook_seconds, "n_batches": t.n_batches,
-                "steps_timed": steps or t.n_batches, "repeats": repeats,
+                "steps_timed": t.steps_timed, "repeats": repeats,
                 "epoch_s_repeats": " ".join(f"{x:.4g}" for x in t.repeats), **memory,
                 "target": target_status(bench.name, ratios[bench.name], ratios, n_obs == max(sizes)),
                 "device": str(device),
@@ -102,9 +103,10 @@ def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 
         del benches
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    notes.append(f"Epoch = epoch-start hook + {'the first ' + str(steps) + ' steps, scaled to' if steps else ''} "
-                 f"all training batches; median of {repeats} interleaved repeats. Training split only "
-                 "(about 68 % of N on Health MNIST); no validation pass, no checkpoint.")
+    timed = f"the first {steps} steps (fewer where they take over {budget:g} s: column timed), scaled to " if steps else ""
+    notes.append(f"Epoch = epoch-start hook + {timed}all training batches; median of {repeats} interleaved "
+                 "repeats. Training split only (about 68 % of N on Health MNIST); no validation pass, no "
+                 "checkpoint. peak MB = data + model state + step MB (what one step allocates on top).")
     return harness.Result(NAME, rows, harness.markdown_table(rows, COLUMNS), command,
                           harness.describe_machine(device), notes)
 
@@ -113,6 +115,7 @@ def main(argv=None) -> harness.Result:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     harness.add_common_arguments(parser)
     parser.add_argument("--steps", type=int, default=8, help="steps timed per repeat (0: whole epochs)")
+    parser.add_argument("--budget", type=float, default=10.0, help="at most this many seconds of steps per repeat")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="observations (multiples of 20)")
     args = parser.parse_args(argv)
     harness.apply_threads(args.threads)
@@ -121,7 +124,7 @@ def main(argv=None) -> harness.Result:
         result = run(args.device, sizes=(40,), repeats=1, steps=1, command=command.strip())
     else:
         result = run(args.device, sizes=args.sizes, repeats=args.repeats or 3, steps=args.steps or None,
-                     command=command.strip())
+                     budget=args.budget, command=command.strip())
     print(result.markdown())
     print(f"CSV: {harness.write_csv(result.rows, harness.csv_path(NAME, choose_device(args.device), args.out))}")
     return result

@@ -126,16 +126,23 @@ def _draw_epoch(tensors: TensorData, config: ModelConfig, model: nn.Module, devi
 
 
 class _FirstBatches:
-    """The bench's :class:`TensorData`, whose ``batches`` stop after ``n`` batches."""
+    """The bench's :class:`TensorData`, whose ``batches`` stop after ``n`` batches, or earlier once
+    ``budget`` seconds have passed (always at least one batch); ``drawn`` counts what was yielded."""
 
-    def __init__(self, data: TensorData, n: int):
-        self._data, self._n = data, n
+    def __init__(self, data: TensorData, n: int, budget: float | None = None):
+        self._data, self._n, self._budget = data, n, budget
+        self.drawn = 0
 
     def __getattr__(self, name: str):
         return getattr(self._data, name)
 
     def batches(self, *args, **kwargs):
-        return itertools.islice(self._data.batches(*args, **kwargs), self._n)
+        start = time.perf_counter()
+        for batch in itertools.islice(self._data.batches(*args, **kwargs), self._n):
+            if self.drawn and self._budget is not None and time.perf_counter() - start > self._budget:
+                return
+            self.drawn += 1
+            yield batch
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -148,19 +155,20 @@ def time_hook(bench: Bench) -> float:
     return time.perf_counter() - start
 
 
-def time_steps(bench: Bench, steps: int | None) -> float:
-    """Seconds per training step over the first ``steps`` batches of an epoch (``None``: all),
-    through ``Trainer._pass`` itself."""
+def time_steps(bench: Bench, steps: int | None, budget: float | None = None) -> float:
+    """Seconds per training step over the first ``steps`` batches of an epoch (``None``: all), or as
+    many as fit in ``budget`` seconds, through ``Trainer._pass`` itself."""
     trainer = bench.trainer
     n = bench.n_batches if steps is None else min(steps, bench.n_batches)
-    if steps is not None:
-        trainer.data = _FirstBatches(bench.tensors, n)
+    limited = _FirstBatches(bench.tensors, n, budget)
+    trainer.data = limited
     try:
         synchronize(bench.device)
         start = time.perf_counter()
         trainer._pass("train", trainer.n_train, train=True)
         synchronize(bench.device)
-        return (time.perf_counter() - start) / n
+        bench.extra["steps_drawn"] = limited.drawn
+        return (time.perf_counter() - start) / max(limited.drawn, 1)
     finally:
         trainer.data = bench.tensors
 
@@ -173,26 +181,32 @@ class EpochTiming:
     hook_seconds: float  # median over repeats
     n_batches: int
     repeats: list[float]  # epoch estimate of each repeat
+    steps_timed: int  # fewest steps timed in one repeat
 
 
-def time_epochs(benches: list[Bench], steps: int | None, repeats: int, warmup: int = 2) -> dict[str, EpochTiming]:
+def time_epochs(benches: list[Bench], steps: int | None, repeats: int, warmup: int = 2,
+                budget: float | None = None) -> dict[str, EpochTiming]:
     """Interleaved timing: every repeat times each bench once, in a rotated order, so that a burst of
-    load on a shared machine falls on all models alike; medians over repeats."""
+    load on a shared machine falls on all models alike; medians over repeats. ``budget`` caps the
+    seconds of steps per repeat (slow baselines then time fewer steps)."""
     for bench in benches:
         time_hook(bench)
-        time_steps(bench, warmup)  # first steps: allocator warm-up, optimiser state creation
+        time_steps(bench, warmup, budget)  # first steps: allocator warm-up, optimiser state creation
     hooks: dict[str, list[float]] = {b.name: [] for b in benches}
     step_times: dict[str, list[float]] = {b.name: [] for b in benches}
+    drawn: dict[str, list[int]] = {b.name: [] for b in benches}
     for r in range(repeats):
         shift = r % len(benches)
         for bench in benches[shift:] + benches[:shift]:
             hooks[bench.name].append(time_hook(bench))
-            step_times[bench.name].append(time_steps(bench, steps))
+            step_times[bench.name].append(time_steps(bench, steps, budget))
+            drawn[bench.name].append(bench.extra["steps_drawn"])
     out = {}
     for bench in benches:
         hook, step = statistics.median(hooks[bench.name]), statistics.median(step_times[bench.name])
         each = [h + s * bench.n_batches for h, s in zip(hooks[bench.name], step_times[bench.name])]
-        out[bench.name] = EpochTiming(bench.name, hook + step * bench.n_batches, step, hook, bench.n_batches, each)
+        out[bench.name] = EpochTiming(bench.name, hook + step * bench.n_batches, step, hook, bench.n_batches, each,
+                                       min(drawn[bench.name]))
     return out
 
 

@@ -61,7 +61,7 @@ def sweep(key: str, values: list[int], make_data: Callable[[int], object], desig
         rows.append({
             key: value, "model": label, "n_obs": n_obs, "epoch_s": t.epoch_seconds,
             "ratio_first": t.epoch_seconds / first, "ratio_vae": t.epoch_seconds / floor,
-            "step_ms": 1000 * t.step_seconds, "n_batches": t.n_batches, "steps_timed": steps or t.n_batches,
+            "step_ms": 1000 * t.step_seconds, "n_batches": t.n_batches, "steps_timed": t.steps_timed,
             "repeats": repeats, "epoch_s_repeats": " ".join(f"{x:.4g}" for x in t.repeats),
             **harness.measure_memory(bench), "device": str(device),
         })

@@ -17,7 +17,7 @@ def test_smoke_run_all_quick(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     markdown = tmp_path / "BENCH.md"
     markdown.write_text("# Benchmarks\n\nreading kept\n\n<!-- BEGIN many_subjects -->\nold\n<!-- END many_subjects -->\n")
-    run_all.main(["--quick", "--markdown", str(markdown)])
+    run_all.main(["--quick", "--threads", "1", "--markdown", str(markdown)])
     text = markdown.read_text()
     assert "reading kept" in text and "\nold\n" not in text
     for name in run_all.SCRIPTS:
