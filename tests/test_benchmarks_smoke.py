@@ -17,7 +17,11 @@ def test_smoke_run_all_quick(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     markdown = tmp_path / "BENCH.md"
     markdown.write_text("# Benchmarks\n\nreading kept\n\n<!-- BEGIN many_subjects -->\nold\n<!-- END many_subjects -->\n")
-    run_all.main(["--quick", "--threads", "1", "--markdown", str(markdown)])
+    threads = torch.get_num_threads()
+    try:
+        run_all.main(["--quick", "--threads", "1", "--markdown", str(markdown)])
+    finally:
+        torch.set_num_threads(threads)  # the rest of the suite keeps its threads
     text = markdown.read_text()
     assert "reading kept" in text and "\nold\n" not in text
     for name in run_all.SCRIPTS:
