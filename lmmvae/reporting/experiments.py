@@ -172,6 +172,8 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
             "the config is empty: run snakemake with --configfile config/default.yaml"
         )
     if schema_path is not None:
+        from lmmvae.reporting.schema import validate_config
+
         validate_config(config, schema_path)
     device = config.get("device", "cpu")
     datasets = {name: _dataset(name, spec) for name, spec in config["datasets"].items()}
@@ -244,47 +246,6 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
                     pairs.add(SeedPair(exp.dataset, name, a, b))
     ordered_pairs = sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
     return Plan(device, datasets, models, experiments, runs, ordered_pairs)
-
-
-def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
-    """Check ``config`` against the JSON schema; the first error becomes a one-line ConfigError."""
-    import jsonschema
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
-    if errors:
-        raise ConfigError(describe_schema_error(_deepest(errors[0])))
-
-
-def _deepest(error):
-    """For oneOf/anyOf/if-then errors, the sub-error that says most about what is wrong."""
-    while error.context:
-        error = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.message)))
-    return error
-
-
-def describe_schema_error(error) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    kind, value = error.validator, error.instance
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed))
-        hint = f"; valid keys: {', '.join(allowed)}" if allowed else ""
-        return f"{where}: unknown key {', '.join(map(repr, extra))}{hint}"
-    if kind == "required":
-        return f"{where}: {error.message.replace(' is a required property', '')} is missing"
-    if kind == "enum":
-        return f"{where}: {value!r} is not one of {', '.join(map(str, error.validator_value))}"
-    if kind == "pattern":
-        return (
-            f"{where}: name {value!r} must start with a letter and use only letters, digits and _"
-        )
-    if kind == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{where}: expected {expected}, got {type(value).__name__} {value!r}"
-    return f"{where}: {error.message}"
 
 
 def _dataset(name: str, spec: dict) -> DatasetSpec:
