@@ -16,6 +16,7 @@ from lmmvae.variants import Variant, register
 
 from baselines.cvae import CVAEOptions, build_cvae
 from baselines.gppvae import GPPVAEOptions, build_gppvae
+from baselines.lvae import LVAEOptions, build_lvae
 from baselines.svgpvae import SVGPVAEOptions, build_svgpvae
 from baselines.vae import VAEOptions, build_vae
 
@@ -25,3 +26,5 @@ register(Variant("gppvae", GPPVAEOptions, build_gppvae,
                  "GPPVAE (Casale et al. 2018): object × view GP prior, full-GP pseudo-minibatch objective"))
 register(Variant("svgpvae", SVGPVAEOptions, build_svgpvae,
                  "SVGP-VAE (Jazbec et al. 2021): object × view GP prior through inducing points"))
+register(Variant("lvae", LVAEOptions, build_lvae,
+                 "L-VAE (Ramchandran et al. 2021): additive GP prior from the formula, subject-decomposed bound"))
