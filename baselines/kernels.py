@@ -158,7 +158,7 @@ def _term_factors(term, covariates: dict[str, Covariate]) -> tuple[Factor, ...]:
         if name not in covariates:
             raise DesignError(f"design term {term!r} names covariate {name!r}, which the data lack")
         kind = covariates[name].kind
-        if kind in CODED:
+        if kind in CODED or basis == "categorical":
             factors.append(Factor(name, "categorical"))
         elif basis == "fourier" and args.get("period") is not None:
             factors.append(Factor(name, "periodic", period=float(args["period"])))
