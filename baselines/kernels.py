@@ -120,6 +120,15 @@ class KernelInputs(nn.Module):
         return (raw - self.shift) / self.scale
 
 
+def kernel_diag(kernel: Kernel, x: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """``k(x_i, x_i)`` for ``x [n, C]``: ``[L, n]``.
+
+    The inputs get an explicit batch dimension of size ``L``: gpytorch 1.15 takes the diagonal of a
+    ``diag=True`` result once more when it looks square, which silently breaks ``n == L``.
+    """
+    return kernel(x.expand(latent_dim, *x.shape), diag=True)
+
+
 def factor_kernel(factor: Factor, column: int, latent_dim: int, scale: float = 1.0) -> Kernel:
     """The gpytorch kernel of one factor on input ``column``; ``scale``: the column's standardisation."""
     batch = torch.Size([latent_dim])
@@ -235,6 +244,7 @@ class ObjectViewKernel(nn.Module):
                  latent_dim: int):
         super().__init__()
         self.object_dim = object_dim
+        self.latent_dim = latent_dim
         self.view_inputs = view_inputs
         self.objects = nn.Embedding(n_objects, object_dim)
         nn.init.normal_(self.objects.weight, std=1.0 / math.sqrt(object_dim))
@@ -260,7 +270,7 @@ class ObjectViewKernel(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None, diag: bool = False) -> torch.Tensor:
         x2 = x1 if x2 is None else x2
         if diag:
-            return self.kernel(x1, x2, diag=True)  # [L, n]
+            return kernel_diag(self.kernel, x1, self.latent_dim)  # [L, n]
         return self.kernel(x1, x2).to_dense()  # [L, n, m]
 
 

@@ -49,7 +49,8 @@ from lmmvae.errors import ConfigError
 from lmmvae.priors.base import Encoded, KLTerms, Prior
 
 from baselines.gppvae import subject_levels
-from baselines.kernels import Component, KernelInputs, component_kernel, components_from_design, joint_prior_sample, positive
+from baselines.kernels import (Component, KernelInputs, component_kernel, components_from_design, joint_prior_sample,
+                               kernel_diag, positive)
 
 
 @dataclass
@@ -152,7 +153,7 @@ class LVAEPrior(Prior):
         chol_mm = psd_safe_cholesky(self.shared_kernel(self.inducing).to_dense())  # [L, M, M]
         k_nm = self.shared_kernel(x, self.inducing).to_dense()  # [L, n, M]
         b = torch.linalg.solve_triangular(chol_mm, k_nm.transpose(-1, -2), upper=False).transpose(-1, -2)  # K_nm L⁻ᵀ
-        k_diag = self.shared_kernel(x, diag=True)  # [L, n]
+        k_diag = kernel_diag(self.shared_kernel, x, self.latent_dim)  # [L, n]
         residual = (k_diag - b.square().sum(-1)).clamp_min(0)
         m_v, chol_v = self._q_v()  # K_nm K_mm⁻¹ m = b m_v, K_nm K_mm⁻¹ L_S = b L_v
         return SharedPart(mean=(b @ m_v.unsqueeze(-1)).squeeze(-1), residual_var=residual, root=b @ chol_v), chol_mm
@@ -219,7 +220,7 @@ class LVAEPrior(Prior):
             mean[:, seen] = mean[:, seen] + sub_mean
             var[:, seen] = var[:, seen] + sub_var
         if self.subject_kernel is not None and (~seen).any():
-            var[:, ~seen] = var[:, ~seen] + self.subject_kernel(x[~seen], diag=True)
+            var[:, ~seen] = var[:, ~seen] + kernel_diag(self.subject_kernel, x[~seen], self.latent_dim)
         return Normal(mean.T, var.T.clamp_min(1e-10).sqrt())
 
     def _subject_predictive(self, x: torch.Tensor, subject: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,7 +246,7 @@ class LVAEPrior(Prior):
         k = torch.where(mask[row_block][:, None, None, :], k, torch.zeros_like(k))
         mean = (k @ alpha[row_block]).squeeze(-1).squeeze(-1)  # [n, L]
         w = torch.linalg.solve_triangular(chol[row_block], k.transpose(-1, -2), upper=False)  # [n, L, T, 1]
-        var = self.subject_kernel(x, diag=True).T - w.square().sum((-2, -1))  # [n, L]
+        var = kernel_diag(self.subject_kernel, x, self.latent_dim).T - w.square().sum((-2, -1))  # [n, L]
         return mean.T, var.T.clamp_min(0)
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:

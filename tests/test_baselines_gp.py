@@ -444,3 +444,29 @@ def test_lvae_recovers_kernel_and_predicts_future_time_points():
     pred_mse = (pred - f[ho]).square().mean()
     assert pred_mse < 0.25 * f[ho].square().mean(), pred_mse  # beats the prior mean 0
     assert pred_mse < 0.5 * (shared_only - f[ho]).square().mean()  # the subject's own latents help
+
+
+def test_predictions_do_not_depend_on_the_batch_size_even_when_it_equals_the_latent_size():
+    """gpytorch takes the diagonal of a square-looking ``diag=True`` result: [L, n] with n == L."""
+    angle, subject, _, y = object_view_truth(n_subjects=3, n_views=6)
+    n = len(angle)
+    enc = Encoded(y, torch.full_like(y, 0.05))
+    gp = gppvae_prior(angle, subject, n)
+    svgp = svgp_prior(angle, subject, 6)
+    age = angle * 3
+    lv = lvae_prior(age, subject, n, n_inducing=4)
+    with torch.no_grad():  # different hyper-parameters per latent dimension
+        for prior in (gp, svgp, lv):
+            for name, param in prior.named_parameters():
+                if name.split(".")[-1].startswith("raw_") and param.dim() and param.shape[0] == 2:
+                    param[1] += 0.7
+    for prior, covariates in ((gp, {"angle": angle}), (svgp, {"angle": angle}), (lv, {"age": age, "id": subject})):
+        batch_all = make_batch(torch.arange(n), subject, covariates)
+        prior.eval()
+        with torch.no_grad():
+            prior.condition(enc, batch_all)
+            whole = prior.predict(batch_all)
+            rows = torch.tensor([2, 9])  # two rows: the latent size
+            pair = prior.predict(make_batch(rows, subject[rows], {k: v[rows] for k, v in covariates.items()}))
+        torch.testing.assert_close(pair.mean, whole.mean[rows])
+        torch.testing.assert_close(pair.variance, whole.variance[rows])
