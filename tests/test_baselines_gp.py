@@ -10,21 +10,12 @@ latents, and the GP predictive at held-out inputs beats the prior mean.
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from baselines.gppvae import GPPVAEOptions, GPPVAEPrior, LowRankGaussian, view_grid
-from baselines.kernels import Factor, KernelInputs, ObjectViewKernel
-from baselines.kernels import Component
-from baselines.lvae import LVAEOptions, LVAEPrior
-from baselines.lvae import initial_inducing as lvae_initial_inducing
-from baselines.svgpvae import SVGPVAEOptions, SVGPVAEPrior, initial_inducing
-from lmmvae.batch import Batch, DesignBatch
-from lmmvae.h5 import Covariate
+from baselines.gppvae import LowRankGaussian
+from gp_truth import dense_kernel, gppvae_prior, lvae_prior, make_batch, object_view_truth, svgp_prior
 from lmmvae.priors.base import Encoded
-
-TWO_PI = 2 * math.pi
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,47 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-# -- data from a known object × view GP ---------------------------------------------------------
-
-def object_view_truth(seed=0, n_subjects=12, n_views=16, lengthscales=(0.8, 2.5), noise=0.01, object_dim=2):
-    """``f_l ~ GP(0, (W Wᵀ)_{pp'} · exp(−2 sin²(π Δa / 2π) / ℓ_l))`` with plain torch formulas."""
-    gen = torch.Generator().manual_seed(seed)
-    angle = (torch.arange(n_views) * TWO_PI / n_views).repeat(n_subjects)  # [N]
-    subject = torch.arange(n_subjects).repeat_interleave(n_views)  # [N]
-    w = torch.randn(n_subjects, object_dim, generator=gen, dtype=torch.float64) / math.sqrt(object_dim)
-    k_obj = (w @ w.T)[subject][:, subject]  # [N, N]
-    diff = (angle[:, None] - angle[None, :]).double()
-    f = []
-    for ell in lengthscales:
-        k = k_obj * torch.exp(-2 * torch.sin(math.pi * diff / TWO_PI).square() / ell)
-        evals, evecs = torch.linalg.eigh(k)  # K has rank H × n_views: sample through its root
-        root = evecs * evals.clamp_min(0).sqrt()
-        f.append((root @ torch.randn(len(angle), 1, generator=gen, dtype=torch.float64)).squeeze(-1).float())
-    f = torch.stack(f, dim=-1)  # [N, L]
-    y = f + math.sqrt(noise) * torch.randn(f.shape, generator=gen)
-    return angle, subject, f, y
-
-
-def make_batch(index, subject, covariates, n_features=1, scale=1.0):
-    n = index.shape[0]
-    return Batch(index=index, y=torch.zeros(n, n_features), mask=torch.ones(n, n_features),
-                 x=DesignBatch(shared=torch.zeros(n, 0)), covariates=covariates, subject=subject, scale=scale)
-
-
-def gppvae_prior(angle, subject, n_train, latent_dim=2, object_dim=2, noise=0.1):
-    covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
-    factor = Factor("angle", "periodic", period=TWO_PI)
-    inputs = KernelInputs([factor], covs)
-    kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
-    grid = view_grid(inputs, covs["angle"].values, max_rank=64)
-    return GPPVAEPrior(latent_dim, kernel, grid, n_train, GPPVAEOptions(object_dim=object_dim, noise=noise))
-
-
-def dense_kernel(prior: GPPVAEPrior, subject, angle):
-    x = prior.kernel.inputs(subject, prior.kernel.view({"angle": angle}))
-    return prior.kernel(x).double()  # [L, N, N]
 
 
 # -- GPPVAE: equations ------------------------------------------------------------------------
@@ -237,20 +187,6 @@ def test_gppvae_recovers_kernel_and_predicts_held_out_views():
 
 # -- SVGP-VAE ---------------------------------------------------------------------------------
 
-def svgp_prior(angle, subject, n_inducing, latent_dim=2, object_dim=2, inducing_rows=None):
-    covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
-    factor = Factor("angle", "periodic", period=TWO_PI)
-    inputs = KernelInputs([factor], covs)
-    kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
-    view = inputs({"angle": angle})
-    if inducing_rows is None:
-        inducing = initial_inducing(kernel, subject.numpy(), view, n_inducing)
-    else:
-        with torch.no_grad():
-            inducing = kernel.inputs(subject[inducing_rows], view[inducing_rows])
-    return SVGPVAEPrior(latent_dim, kernel, inducing, SVGPVAEOptions(object_dim=object_dim, n_inducing=n_inducing))
-
-
 def test_svgp_with_inducing_points_at_the_data_is_the_exact_gp_posterior_and_bound():
     angle, subject, _, y = object_view_truth(n_subjects=4, n_views=6)
     n = len(angle)
@@ -329,121 +265,6 @@ def test_svgpvae_recovers_kernel_and_predicts_held_out_views():
         pred = prior.predict(make_batch(ho, subject[ho], {"angle": angle[ho]})).mean
     pred_mse, prior_mse = (pred - f[ho]).square().mean(), f[ho].square().mean()
     assert pred_mse < 0.1 * prior_mse, (pred_mse, prior_mse)
-
-
-# -- L-VAE ------------------------------------------------------------------------------------
-
-def additive_truth(seed=0, n_subjects=40, n_times=10, ells=(2.0, 4.0), subject_var=0.5, noise=0.01):
-    """``f_l = f_age + f_id×age``: one shared RBF curve in raw age (lengthscale 3) plus an independent
-    RBF curve per subject (lengthscale ``ℓ_l``, variance ``subject_var``), plain torch formulas."""
-    gen = torch.Generator().manual_seed(seed)
-    age = torch.arange(n_times, dtype=torch.float64).repeat(n_subjects)
-    subject = torch.arange(n_subjects).repeat_interleave(n_times)
-    same = (subject[:, None] == subject[None, :]).double()
-    sq = (age[:, None] - age[None, :]).square()
-    f = []
-    for ell in ells:
-        k = torch.exp(-0.5 * sq / 3.0 ** 2) + subject_var * same * torch.exp(-0.5 * sq / ell ** 2)
-        evals, evecs = torch.linalg.eigh(k)
-        f.append((evecs * evals.clamp_min(0).sqrt()) @ torch.randn(len(age), generator=gen, dtype=torch.float64))
-    f = torch.stack(f, -1).float()
-    y = f + noise ** 0.5 * torch.randn(f.shape, generator=gen)
-    return age.float(), subject, f, y
-
-
-def lvae_prior(age, subject, n_train, n_inducing=10, latent_dim=2, components=None):
-    covs = {"age": Covariate(age.numpy().astype(np.float64), "time"),
-            "id": Covariate(subject.numpy(), "id", levels=list(range(int(subject.max()) + 1)))}
-    age_f, id_f = Factor("age", "rbf"), Factor("id", "categorical")
-    components = components or [Component((age_f,)), Component((id_f, age_f))]
-    inputs = KernelInputs([f for c in components for f in c.factors], covs)
-    x = inputs({"age": age, "id": subject})
-    shared = [c for c in components if not c.involves("id")]
-    per_subject = [c for c in components if c.involves("id")]
-    inducing = lvae_initial_inducing(inputs, x, n_inducing, shared)
-    return LVAEPrior(latent_dim, inputs, shared, per_subject, inducing, n_train, int(subject.max()) + 1,
-                     LVAEOptions(n_inducing=n_inducing))
-
-
-def test_lvae_subject_bound_equals_its_monte_carlo_expectation_over_u():
-    age, subject, _, y = additive_truth(n_subjects=5, n_times=6)
-    keep = torch.tensor([0, 1, 2, 6, 7, 12, 13, 14, 15, 16, 17])  # subjects of 3, 2 and 6 rows: padded blocks
-    components = [Component((Factor("age", "rbf"),)), Component((Factor("id", "categorical"),)),
-                  Component((Factor("id", "categorical"), Factor("age", "rbf")))]
-    prior = lvae_prior(age, subject, len(age), n_inducing=4, components=components).double()
-    gen = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        prior.inducing[:, prior.inputs.index("age")] = torch.tensor([-1.5, -0.5, 0.4, 1.3])  # well separated
-        prior.q_u.variational_mean.copy_(torch.randn(2, 4, generator=gen))
-        prior.q_u.chol_variational_covar.copy_(torch.randn(2, 4, 4, generator=gen).tril() * 0.3 + torch.eye(4))
-    mu = y[keep].double()
-    s2 = torch.rand(len(keep), 2, generator=gen, dtype=torch.float64) * 0.3 + 0.05
-    batch = make_batch(keep, subject[keep], {"age": age[keep].double(), "id": subject[keep]})
-    terms = prior.kl(torch.distributions.Normal(mu, s2.sqrt()), Encoded(mu, s2), batch)
-    # reference: sample u ~ q(u), exact Gaussian KL(q(Z_p) ‖ p(Z_p | u)) per subject, averaged
-    x = prior.inputs(batch.covariates)
-    k_mm = prior.shared_kernel(prior.inducing).to_dense()
-    k_nm = prior.shared_kernel(x, prior.inducing).to_dense()
-    a = k_nm @ torch.linalg.inv(k_mm)  # [L, n, M]
-    resid = prior.shared_kernel(x).to_dense() - a @ k_nm.transpose(-1, -2)
-    sigma = prior.subject_kernel(x).to_dense() + torch.diag_embed(resid.diagonal(dim1=-2, dim2=-1) + prior.noise[:, None])
-    m, chol_s = prior.q_u_moments(torch.linalg.cholesky(k_mm))
-    u = torch.distributions.MultivariateNormal(m, scale_tril=chol_s).sample((20000,))  # [S, L, M]
-    total = 0.0
-    for p in subject[keep].unique():
-        rows = torch.nonzero(subject[keep] == p).flatten()
-        cond_mean = (a[:, rows] @ u.unsqueeze(-1)).squeeze(-1)  # [S, L, n_p]
-        prior_p = torch.distributions.MultivariateNormal(cond_mean, sigma[:, rows][:, :, rows])
-        q_p = torch.distributions.MultivariateNormal(mu[rows].T, torch.diag_embed(s2[rows].T))
-        total = total + torch.distributions.kl_divergence(q_p, prior_p).sum(-1).mean()
-    assert abs(float(terms.local - total)) < 0.01 * float(total), (terms.local, total)
-    # and the global term is KL(q(u) ‖ N(0, K_mm))
-    ref_u = torch.distributions.kl_divergence(torch.distributions.MultivariateNormal(m, scale_tril=chol_s),
-                                              torch.distributions.MultivariateNormal(torch.zeros_like(m), k_mm)).sum()
-    torch.testing.assert_close(terms.global_, ref_u)
-
-
-def test_lvae_recovers_kernel_and_predicts_future_time_points():
-    ells, subject_var, noise, n_subjects = (2.0, 4.0), 0.5, 0.01, 40
-    age, subject, f, y = additive_truth(seed=1, n_subjects=n_subjects, ells=ells, subject_var=subject_var, noise=noise)
-    held_out = (subject < 10) & (age >= 7)  # the last three visits of ten subjects
-    tr = torch.nonzero(~held_out).flatten()
-    torch.manual_seed(0)
-    prior = lvae_prior(age[tr], subject[tr], len(tr))
-    optim = torch.optim.Adam(prior.parameters(), lr=0.05)
-    gen = torch.Generator().manual_seed(0)
-    enc_all = Encoded(y[tr], torch.full((len(tr), 2), 1e-4))  # identity encoder: μ = y
-    per_batch = 10  # subjects per minibatch
-    for step in range(300):
-        chosen = torch.randperm(n_subjects, generator=gen)[:per_batch]
-        pos = torch.nonzero(torch.isin(subject[tr], chosen)).flatten()
-        rows = tr[pos]
-        batch = make_batch(rows, subject[rows], {"age": age[rows], "id": subject[rows]}, scale=n_subjects / per_batch)
-        enc = Encoded(enc_all.mean[pos], enc_all.var[pos])
-        terms = prior.kl(enc.as_normal(), enc, batch)
-        loss = (batch.scale * terms.local + terms.global_) / len(tr)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-    # the subject component (40 independent curves) is identifiable; the shared curve is one draw
-    subject_kernel = prior.subject_kernel.kernels[0]
-    rbf = subject_kernel.base_kernel.kernels[1]
-    fitted_ell = rbf.lengthscale.detach().flatten() * prior.inputs.scale[prior.inputs.index("age")]
-    for got, want in zip(fitted_ell.tolist(), ells):
-        assert abs(got - want) / want < 0.35, (fitted_ell, ells)
-    fitted_var = subject_kernel.outputscale.detach()
-    assert ((fitted_var > 0.5 * subject_var) & (fitted_var < 2 * subject_var)).all(), fitted_var
-    assert (prior.noise > 0.4 * noise).all() and (prior.noise < 2.5 * noise).all(), prior.noise
-    prior.condition(enc_all, make_batch(tr, subject[tr], {"age": age[tr], "id": subject[tr]}))
-    ho = torch.nonzero(held_out).flatten()
-    with torch.no_grad():
-        fit = prior.predict(make_batch(tr, subject[tr], {"age": age[tr], "id": subject[tr]})).mean
-        pred = prior.predict(make_batch(ho, subject[ho], {"age": age[ho], "id": subject[ho]})).mean
-        shared_only = prior.predict(make_batch(ho, torch.full_like(subject[ho], -1), {"age": age[ho], "id": subject[ho]})).mean
-    assert (fit - f[tr]).square().mean() < 1.5 * noise  # posterior mean at training inputs
-    pred_mse = (pred - f[ho]).square().mean()
-    assert pred_mse < 0.25 * f[ho].square().mean(), pred_mse  # beats the prior mean 0
-    assert pred_mse < 0.5 * (shared_only - f[ho]).square().mean()  # the subject's own latents help
 
 
 def test_predictions_do_not_depend_on_the_batch_size_even_when_it_equals_the_latent_size():
