@@ -112,7 +112,8 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
             for i, flag in zip(present_rows, flags):
                 cells[i][j].bold = flag
     decimals = [_decimals([c.mean for c in col if c is not None]) for col in zip(*cells)]
-    n_seeds = int(summary["n"].max())
+    rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(models)]
+    n_seeds = len(set(rows["seed"]) | set(rows["seed_b"].dropna()))
     return Table(spec.get("title", spec["dataset"]), [labels[b] for b in bases], columns, cells,
                  decimals, n_seeds)
 
@@ -129,6 +130,10 @@ def _decimals(means: list[float], significant: int = 3) -> int:
     return int(min(6, max(0, significant - 1 - math.floor(math.log10(min(magnitudes))))))
 
 
+def _seeds(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
 def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
     if cell is None:
         return "–"
@@ -141,8 +146,8 @@ def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
 def to_markdown(table: Table) -> str:
     header = ["Model", *table.column_labels]
     lines = [
-        f"**{table.title}** (mean ± std over {table.n_seeds} seeds; bold: within one std of the "
-        "best)",
+        f"**{table.title}** (mean ± std over {_seeds(table.n_seeds)}; bold: within one std of "
+        "the best)",
         "",
         "| " + " | ".join(header) + " |",
         "| " + " | ".join([":--"] + ["--:"] * len(table.column_labels)) + " |",
@@ -164,7 +169,7 @@ def to_latex(table: Table) -> str:
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{_tex_escape(table.title)}: mean $\pm$ std over {table.n_seeds} seeds; "
+        rf"\caption{{{_tex_escape(table.title)}: mean $\pm$ std over {_seeds(table.n_seeds)}; "
         r"bold: within one std of the best.}",
         r"\begin{tabular}{l" + "c" * len(table.column_labels) + "}",
         r"\toprule",
