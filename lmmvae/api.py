@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lmmvae import variants
+from lmmvae.atomic import write_text
 from lmmvae.config import ModelConfig
 from lmmvae.design import Design, FittedDesign
 from lmmvae.errors import ConfigError, RunError
@@ -144,11 +145,8 @@ class LMMVAE:
 def _write_run_files(run_dir: Path, config: ModelConfig, design: FittedDesign,
                      train_covariates: dict[str, Covariate], info: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("config.json", json.dumps({"model": config.to_dict(), "info": info}, indent=2)),
-                       ("design.json", json.dumps(design.to_dict(), indent=2))):
-        tmp = run_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, run_dir / name)
+    write_text(json.dumps({"model": config.to_dict(), "info": info}, indent=2), run_dir / "config.json")
+    write_text(json.dumps(design.to_dict(), indent=2), run_dir / "design.json")
     n = len(next(iter(train_covariates.values())).values) if train_covariates else 0
     skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
                                 split=np.zeros(n, np.uint8), covariates=train_covariates)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from lmmvae.atomic import atomic_output
 
 FORMAT_VERSION = 1
 COVARIATE_KINDS = ("continuous", "binary", "categorical", "id", "time")
@@ -274,37 +275,26 @@ def write_h5(data: LongitudinalData, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
     data.validate()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("y", data=data.y.astype(np.float32), compression="gzip", compression_opts=4)
-            f.create_dataset("mask", data=data.mask.astype(np.uint8), compression="gzip", compression_opts=4)
-            f.create_dataset("split", data=data.split.astype(np.uint8))
-            if data.y_full is not None:
-                f.create_dataset("y_full", data=data.y_full.astype(np.float32), compression="gzip", compression_opts=4)
-            if data.latent_truth is not None:
-                f.create_dataset("latent_truth", data=data.latent_truth.astype(np.float32))
-            group = f.create_group("covariates")
-            for name, cov in data.covariates.items():
-                dtype = np.int64 if cov.is_coded else np.float64
-                ds = group.create_dataset(name, data=cov.values.astype(dtype))
-                ds.attrs["kind"] = cov.kind
-                if cov.levels is not None:
-                    ds.attrs["levels"] = json.dumps(cov.levels)
-            for key, value in data.attrs.items():
-                if key == "args" and not isinstance(value, str):
-                    value = json.dumps(value, sort_keys=True)
-                if value is None:
-                    continue
-                f.attrs[key] = value
-            f.attrs["format_version"] = FORMAT_VERSION
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("y", data=data.y.astype(np.float32), compression="gzip", compression_opts=4)
+        f.create_dataset("mask", data=data.mask.astype(np.uint8), compression="gzip", compression_opts=4)
+        f.create_dataset("split", data=data.split.astype(np.uint8))
+        if data.y_full is not None:
+            f.create_dataset("y_full", data=data.y_full.astype(np.float32), compression="gzip", compression_opts=4)
+        if data.latent_truth is not None:
+            f.create_dataset("latent_truth", data=data.latent_truth.astype(np.float32))
+        group = f.create_group("covariates")
+        for name, cov in data.covariates.items():
+            dtype = np.int64 if cov.is_coded else np.float64
+            ds = group.create_dataset(name, data=cov.values.astype(dtype))
+            ds.attrs["kind"] = cov.kind
+            if cov.levels is not None:
+                ds.attrs["levels"] = json.dumps(cov.levels)
+        for key, value in data.attrs.items():
+            if key == "args" and not isinstance(value, str):
+                value = json.dumps(value, sort_keys=True)
+            if value is None:
+                continue
+            f.attrs[key] = value
+        f.attrs["format_version"] = FORMAT_VERSION
     return path

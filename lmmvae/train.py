@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from lmmvae.atomic import atomic_output
 from lmmvae.config import ModelConfig
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
@@ -39,9 +39,8 @@ class TrainState:
 
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename: a killed job never leaves a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:
@@ -161,9 +160,7 @@ class Trainer:
 
 
 def write_history(history: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from lmmvae.atomic import atomic_output, write_text
 
 
 def register(subparsers) -> None:
@@ -59,23 +60,15 @@ def _fit(args) -> int:
 
 
 def _write_json(obj, path: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_text(json.dumps(obj, indent=2, sort_keys=True), path)
 
 
 def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         for key, value in arrays.items():
             f.create_dataset(key, data=value, compression="gzip" if value.ndim == 2 and value.size > 4096 else None)
-    os.replace(tmp, path)
 
 
 def _evaluate(args) -> int:

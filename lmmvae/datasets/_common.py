@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-from pathlib import Path
-
 import numpy as np
 
 from lmmvae.errors import ConfigError
@@ -62,16 +58,3 @@ def generator_attrs(name: str, module: str, seed: int | None, args: dict) -> dic
     return attrs
 
 
-@contextmanager
-def atomic_output(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; it becomes ``path`` only when the block succeeds, so a
-    failed or interrupted run never leaves a half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

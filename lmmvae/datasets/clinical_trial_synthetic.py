@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lmmvae.datasets._common import atomic_output, check_positive_int, streams
+from lmmvae.atomic import atomic_output
+from lmmvae.datasets._common import check_positive_int, streams
 
 STUDY = "SYNTH-01"
 ARMS = (("PBO", "PLACEBO", 0.0), ("D10", "DRUG 10 MG", 0.5), ("D20", "DRUG 20 MG", 1.0))

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lmmvae.datasets._common import atomic_output, check_positive_int, streams
+from lmmvae.atomic import atomic_output
+from lmmvae.datasets._common import check_positive_int, streams
 from lmmvae.datasets.physionet import HEADER, N_HOURS, OUTCOME_COLUMNS
 
 # name: (centre, scale, low, high, decimals, log scale, severity loading)

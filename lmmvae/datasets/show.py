@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.datasets._common import atomic_output
+from lmmvae.atomic import atomic_output
 from lmmvae.h5 import SPLITS, LongitudinalData
 
 _SPLIT_LETTER = {SPLITS["train"]: "T", SPLITS["validation"]: "V", SPLITS["test"]: "X"}
