@@ -25,6 +25,7 @@ from typing import Iterable
 import gpytorch
 import torch
 from gpytorch.kernels import Kernel, LinearKernel, PeriodicKernel, ProductKernel, RBFKernel, ScaleKernel
+from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import nn
 
 from lmmvae.errors import ConfigError, DesignError
@@ -282,8 +283,6 @@ def positive(value: float | torch.Tensor, shape: tuple[int, ...]) -> torch.Tenso
 
 def joint_prior_sample(cov: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Draws from ``N(0, cov)`` per latent dimension (``cov [L, B, B]``): ``[S, B, L]`` (GSNN, SPEC 4)."""
-    from linear_operator.utils.cholesky import psd_safe_cholesky
-
     chol = psd_safe_cholesky(cov)  # [L, B, B]
     eps = torch.randn(n_samples, cov.shape[0], cov.shape[-1], 1, dtype=cov.dtype, device=cov.device)
     return (chol @ eps).squeeze(-1).transpose(-1, -2)

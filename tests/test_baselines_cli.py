@@ -72,3 +72,18 @@ def test_smoke_baseline_fits_and_evaluates_through_the_cli(variant, dataset, fil
     assert expected <= set(metrics), metrics
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert 0 < metrics["mse_test"] < 1  # images in [0, 1]
+
+
+@pytest.mark.slow
+def test_readme_baselines_yaml_trains(files, tmp_path):
+    """The README's L-VAE example is a valid model YAML that trains on Health MNIST."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## Baselines", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    model = yaml.safe_load(block)
+    model.update(epochs=1, network_options={"channels": [4, 8], "hidden": 16})
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(model))
+    assert main(["fit", "--data", str(files["health_mnist"]), "--model", str(tmp_path / "model.yaml"),
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
