@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 import yaml
 
 from lmmvae.cli import main
@@ -27,14 +26,6 @@ DESIGNS = {
         "lvae": "~ fourier(angle, 1, period=2*pi) + (1 | id)",
     },
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,6 @@ from gp_truth import dense_kernel, gppvae_prior, lvae_prior, make_batch, object_
 from lmmvae.priors.base import Encoded
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small GP algebra is 10-50x slower with 2 OpenMP threads on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # -- GPPVAE: equations ------------------------------------------------------------------------
 
 def test_woodbury_terms_equal_dense_linear_algebra():

@@ -11,15 +11,6 @@ from gp_truth import additive_truth, lvae_prior, make_batch
 from lmmvae.priors.base import Encoded
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small GP algebra is 10-50x slower with 2 OpenMP threads on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_lvae_subject_bound_equals_its_monte_carlo_expectation_over_u():
     age, subject, _, y = additive_truth(n_subjects=5, n_times=6)
     keep = torch.tensor([0, 1, 2, 6, 7, 12, 13, 14, 15, 16, 17])  # subjects of 3, 2 and 6 rows: padded blocks

@@ -32,14 +32,6 @@ COMMON = dict(latent_dim=3, network="mlp", network_options={"hidden": [16, 8]}, 
               lr=1e-2, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     return simulate_lmm(n_subjects=8, n_times=6, data_dim=5, n_future=2, seed=3)
