@@ -8,7 +8,7 @@ either i.i.d. observations or whole subjects (SPEC 3.3), as the prior asks.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,6 +29,30 @@ def recode(data: LongitudinalData, reference_levels: dict[str, list]) -> dict[st
         else:
             out[name] = cov.values
     return out
+
+
+class RowsOf(Mapping):
+    """``{name: source[name][index]}`` with each entry gathered on first access.
+
+    Only priors that read raw covariates (the GP baselines) look at ``batch.covariates``, and they
+    read a few by name; gathering every covariate eagerly cost one random-access index operation per
+    covariate per step (with 1,000 covariates, most of a small model's step: BENCHMARKS.md §3).
+    """
+
+    def __init__(self, source: Mapping[str, torch.Tensor], index: torch.Tensor):
+        self._source, self._index = source, index
+        self._rows: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._rows:
+            self._rows[name] = self._source[name][self._index]  # [B]
+        return self._rows[name]
+
+    def __iter__(self):
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
 
 
 class TensorData:
@@ -65,7 +89,7 @@ class TensorData:
             y=self.y[index],
             mask=self.mask[index],
             x=self.x[index],
-            covariates={k: v[index] for k, v in self.covariates.items()},
+            covariates=RowsOf(self.covariates, index),
             subject=self.subject[index],
             scale=scale,
         )

@@ -105,3 +105,18 @@ def test_simulate_balances_subjects_and_runs_time_within_subject():
     last = np.r_[ids[1:] != ids[:-1], True]
     assert np.all(time_[first] == 0) and np.all(time_[last] == 1)
     assert data.y.shape == (1000, 5) and set(data.covariates) == {"time", "id", "x0", "x1"}
+
+
+def test_batch_covariates_gather_on_access_and_equal_the_eager_rows(bench):
+    """The loader's fix from the many-covariates benchmark: same values, gathered only when read."""
+    t = bench.tensors
+    index = torch.tensor([5, 0, 599, 17])
+    batch = t.batch(index)
+    assert len(batch.covariates._rows) == 0  # nothing gathered yet
+    assert set(batch.covariates) == set(t.covariates) and len(batch.covariates) == len(t.covariates)
+    assert torch.equal(batch.covariates["x1"], t.covariates["x1"][index])
+    assert set(batch.covariates._rows) == {"x1"}
+    eager = {k: v[index] for k, v in t.covariates.items()}
+    assert all(torch.equal(batch.covariates[k], eager[k]) for k in eager)
+    with pytest.raises(KeyError):
+        batch.covariates["no_such_covariate"]
