@@ -80,7 +80,7 @@ def test_sweep_columns_and_unswept_reference_in_each(tmp_path):
         "ref": {"mse_test": [0.25, 0.25]},
     }, sweep={"m_l16": ("m", 16), "m_l32": ("m", 32)}))
     table = build_table(frame, spec(["m_l16", "m_l32", "ref"], {"mse_test": "MSE"}, "latent_dim"))
-    assert table.column_labels == ["MSE (latent_dim=16)", "MSE (latent_dim=32)"]
+    assert table.column_labels == ["MSE, latent_dim=16", "MSE, latent_dim=32"]
     assert table.row_labels == ["M", "REF"]
     (m16, m32), (r16, r32) = table.cells
     assert m16.mean == pytest.approx(0.31) and m32.mean == pytest.approx(0.21)

@@ -68,7 +68,7 @@ def metrics_figure(frame: pd.DataFrame, spec: dict):
             ax.set_visible(False)
             continue
         if spec["kind"] == "sweep":
-            _sweep_panel(ax, sub, spec.get("sweep_parameter"))
+            _sweep_panel(ax, sub, spec.get("sweep_parameter"), order)
         else:
             _by_model_panel(ax, sub, order, spec.get("sweep_parameter"))
         ax.set_title(spec["metrics"][metric])
@@ -92,13 +92,15 @@ def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | No
         label.set_horizontalalignment("right")
 
 
-def _sweep_panel(ax, sub: pd.DataFrame, parameter: str | None) -> None:
+def _sweep_panel(ax, sub: pd.DataFrame, parameter: str | None, order: list[str]) -> None:
     swept = sub[sub["sweep_value"].notna()].copy()
     swept[parameter] = pd.to_numeric(swept["sweep_value"], errors="coerce")
     if swept[parameter].isna().any():  # non-numeric sweep values: keep them as categories
         swept[parameter] = swept["sweep_value"]
+    labels = [o for o in order if o in set(swept["label"])]  # same colours in every panel
     sns.lineplot(data=swept, x=parameter, y="value", hue="label", style="label", markers=True,
-                 dashes=False, errorbar="sd", err_style="bars", ax=ax)
+                 dashes=False, errorbar="sd", err_style="bars", ax=ax, hue_order=labels,
+                 style_order=labels)
     palette = sns.color_palette("Greys", 4)[2:]
     for k, (label, ref) in enumerate(sub[sub["sweep_value"].isna()].groupby("label", sort=False)):
         mean = ref["value"].mean()

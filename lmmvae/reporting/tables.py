@@ -92,7 +92,7 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
     for metric, metric_label in spec["metrics"].items():
         for value in sweep_values:
             column_keys.append((metric, value))
-            columns.append(metric_label if value is None else f"{metric_label} ({parameter}={value})")
+            columns.append(metric_label if value is None else f"{metric_label}, {parameter}={value}")
     lookup = {(r.base_model, r.sweep_value if _is_set(r.sweep_value) else None, r.metric): r
               for r in summary.itertuples()}
 
