@@ -104,13 +104,19 @@ def run(device: str = "cpu", hm_obs: int = 20_000, tab_obs: int = 200_000, tab_s
         repeats: int = 3, hm_steps: int = 8, tab_steps: int = 200, command: str = "") -> harness.Result:
     device = choose_device(device)
     rows, notes = [], []
+    def tabular(label: str) -> dict:
+        if label == "VAE":
+            return {**scaling.COMMON, "variant": "vae"}
+        if label == "sLMM-VAE":
+            return {**scaling.COMMON, "variant": "slmm", "design": "~ time + x0 + x1"}
+        return {**scaling.COMMON, "variant": "olmm", "design": scaling.design_formula(2)}
+
     settings = [
-        (f"Health MNIST N={hm_obs:,}", lambda: health_mnist(hm_obs // TIMEPOINTS, TIMEPOINTS, cache=harness.RESULTS / "data"),
+        (f"Health MNIST N={hm_obs:,}",
+         lambda: health_mnist(hm_obs // TIMEPOINTS, TIMEPOINTS, cache=harness.RESULTS / "data"),
          lambda label: {**HM_COMMON, **HM_MODELS[label]}, hm_steps),
         (f"simulated N={tab_obs:,}, P={tab_subjects:,}", lambda: scaling.simulated(tab_obs, tab_subjects, 2),
-         lambda label: {**scaling.COMMON, **({"variant": "vae"} if label == "VAE" else
-                                             {"variant": "slmm", "design": "~ time + x0 + x1"} if label == "sLMM-VAE" else
-                                             {"variant": "olmm", "design": scaling.design_formula(2)})}, tab_steps),
+         tabular, tab_steps),
     ]
     for data_name, make_data, model_settings, steps in settings:
         data = make_data()

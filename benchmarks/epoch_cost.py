@@ -104,7 +104,8 @@ def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 
         del benches
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    timed = f"the first {steps} steps (fewer where they take over {budget:g} s: column timed), scaled to " if steps else ""
+    timed = (f"the first {steps} steps (fewer where they take over {budget:g} s: column timed), scaled to "
+             if steps else "")
     notes.append(f"Epoch = epoch-start hook + {timed}all training batches; median of {repeats} interleaved "
                  "repeats. Training split only (about 68 % of N on Health MNIST); no validation pass, no "
                  "checkpoint. peak MB = data + model state + step MB (what one step allocates on top).")

@@ -45,7 +45,8 @@ def sweep(key: str, values: list[int], make_data: Callable[[int], object], desig
     for value in values:
         data = make_data(value)
         models = [("oLMM-VAE", {"variant": "olmm", "design": design(value)})]
-        if value == values[0] and harness.registered("vae"):  # the VAE ignores subjects and covariates: one floor is enough
+        # the VAE ignores subjects and covariates: one floor is enough
+        if value == values[0] and harness.registered("vae"):
             models.append(("VAE", {"variant": "vae"}))
         for label, settings in models:
             name = f"{label}@{value}"
@@ -62,7 +63,8 @@ def sweep(key: str, values: list[int], make_data: Callable[[int], object], desig
             key: value, "model": label, "n_obs": n_obs, "epoch_s": t.epoch_seconds,
             "ratio_first": t.epoch_seconds / first, "ratio_vae": t.epoch_seconds / floor,
             "step_ms": 1000 * t.step_seconds, "n_batches": t.n_batches, "steps_timed": t.steps_timed,
-            "repeats": repeats, "epoch_s_best": min(t.repeats), "epoch_s_repeats": " ".join(f"{x:.4g}" for x in t.repeats),
+            "repeats": repeats, "epoch_s_best": min(t.repeats),
+            "epoch_s_repeats": " ".join(f"{x:.4g}" for x in t.repeats),
             **harness.measure_memory(bench), "device": str(device),
         })
     if device.type == "cuda":
@@ -86,7 +88,9 @@ def verdict(rows: list[dict], key: str, target: bool = True) -> list[str]:
         return max(vals) / min(vals)
 
     out = []
-    for field, what in (("epoch_s", "epoch time"), ("step_mb", "step (working) memory"), ("peak_mb", "peak memory, model state included")):
+    measures = (("epoch_s", "epoch time"), ("step_mb", "step (working) memory"),
+                ("peak_mb", "peak memory, model state included"))
+    for field, what in measures:
         s = spread(field)
         status = f" (target ≤ {TOLERANCE}×: {'met' if s <= TOLERANCE else 'MISSED'})" if target else ""
         out.append(f"oLMM-VAE {what}, max/min over {span}: {s:.2f}×{status}")
