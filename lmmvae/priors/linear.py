@@ -12,6 +12,7 @@ log standard deviation ``log S``; with ``posterior="point"`` only ``M``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,16 @@ from torch import nn
 from lmmvae.batch import DesignBatch
 
 _INIT_LOG_STD = math.log(0.05)
+
+
+@dataclass
+class RandomRows:
+    """Random-effect rows gathered for a batch: per term, means and log-stds [B, F*L] and whether
+    the row's level was seen in training [B] (unseen levels carry no random effect)."""
+
+    mean: list[torch.Tensor]
+    log_std: list[torch.Tensor] | None
+    seen: list[torch.Tensor]
 
 
 class MixedEffects(nn.Module):
@@ -46,35 +57,46 @@ class MixedEffects(nn.Module):
             )
 
     # -- gathers --------------------------------------------------------------------------
-    def _gather(self, table: torch.Tensor, levels: torch.Tensor, n_columns: int) -> torch.Tensor:
-        """Rows ``table[levels]`` as [B, F, L]; rows of unseen levels (-1) are zero."""
-        seen = levels >= 0  # [B]
-        rows = F.embedding(levels.clamp(min=0), table, sparse=True)  # [B, F*L]
-        rows = rows * seen.unsqueeze(-1).to(rows.dtype)
-        return rows.view(levels.shape[0], n_columns, self.latent_dim)
+    def gather(self, x: DesignBatch) -> "RandomRows":
+        """The random-effect rows of the batch's levels, gathered once per step (embedding lookups
+        with sparse gradients); ``mean``, ``variance`` and ``kl_random_rows`` all read them."""
+        mean, log_std, seen = [], [], []
+        for t, levels in enumerate(x.levels):
+            idx = levels.clamp(min=0)
+            seen.append((levels >= 0).to(x.shared.dtype))  # [B]
+            mean.append(F.embedding(idx, self.random_mean[t], sparse=True))  # [B, F*L]
+            if self.gaussian:
+                log_std.append(F.embedding(idx, self.random_log_std[t], sparse=True))  # [B, F*L]
+        return RandomRows(mean, log_std if self.gaussian else None, seen)
 
-    def mean(self, x: DesignBatch) -> torch.Tensor:
-        """``x_i^T M`` for every row of the batch: [B, L]."""
+    def _terms(self, x: DesignBatch, rows: "RandomRows"):
+        """Per random term: (values [B, F], seen [B], mean rows [B, F, L], log-std rows or None)."""
+        for t, ((_, n_cols), values) in enumerate(zip(self.term_shapes, x.values)):
+            shape = (values.shape[0], n_cols, self.latent_dim)
+            log_std = rows.log_std[t].view(shape) if rows.log_std is not None else None
+            yield values, rows.seen[t], rows.mean[t].view(shape), log_std
+
+    def mean(self, x: DesignBatch, rows: "RandomRows | None" = None) -> torch.Tensor:
+        """``x_i^T M`` for every row of the batch: [B, L]; unseen levels contribute nothing."""
+        rows = rows or self.gather(x)
         out = x.shared @ self.shared_mean  # [B, L]
-        for (_, n_cols), table, levels, values in zip(self.term_shapes, self.random_mean, x.levels, x.values):
-            rows = self._gather(table, levels, n_cols)  # [B, F, L]
-            out = out + torch.einsum("bf,bfl->bl", values, rows)
+        for values, seen, mean, _ in self._terms(x, rows):
+            out = out + torch.einsum("bf,bfl->bl", values * seen.unsqueeze(-1), mean)
         return out
 
-    def variance(self, x: DesignBatch) -> torch.Tensor:
+    def variance(self, x: DesignBatch, rows: "RandomRows | None" = None) -> torch.Tensor:
         """``(x_i ⊙ x_i)^T (S ⊙ S)``, the variance of ``x_i^T a_l`` under ``q(A)``: [B, L]."""
         if not self.gaussian:
             return x.shared.new_zeros(x.n_rows, self.latent_dim)
+        rows = rows or self.gather(x)
         out = x.shared.square() @ (2 * self.shared_log_std).exp()
-        for (_, n_cols), table, levels, values in zip(self.term_shapes, self.random_log_std, x.levels, x.values):
-            log_std = self._gather(table, levels, n_cols)  # [B, F, L]; unseen rows -> exp(0)=1 masked below
-            var = (2 * log_std).exp() * (levels >= 0).view(-1, 1, 1).to(log_std.dtype)
-            out = out + torch.einsum("bf,bfl->bl", values.square(), var)
+        for values, seen, _, log_std in self._terms(x, rows):
+            out = out + torch.einsum("bf,bfl->bl", values.square() * seen.unsqueeze(-1), (2 * log_std).exp())
         return out
 
     # -- KL(q(A) || p(A)) -----------------------------------------------------------------
     def _kl_rows(self, mean: torch.Tensor, log_std: torch.Tensor | None, tau: torch.Tensor) -> torch.Tensor:
-        """Sum over entries of ``KL(N(M, S²) || N(0, τ²))``; for a point estimate, ``M²/(2τ²)``."""
+        """Sum over the last dim of ``KL(N(M, S²) || N(0, τ²))``; for a point estimate, ``M²/(2τ²)``."""
         if log_std is None:
             return 0.5 * (mean.square() / tau.square()).sum(-1)
         var_ratio = (2 * log_std).exp() / tau.square()
@@ -85,20 +107,19 @@ class MixedEffects(nn.Module):
         log_std = self.shared_log_std if self.gaussian else None
         return self._kl_rows(self.shared_mean, log_std, tau).sum()
 
-    def kl_random_rows(self, x: DesignBatch, tau: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    def kl_random_rows(self, x: DesignBatch, tau: torch.Tensor, weights: list[torch.Tensor],
+                       rows: "RandomRows | None" = None) -> torch.Tensor:
         """Per-row share of the random-effect KL: ``sum_t KL(level of row i) * weights[t][i]``: [B].
 
         With ``weights[t][i] = 1 / n_p`` (``n_p`` = training rows of row i's level), the sum over the
         training set equals ``sum_p KL_p`` exactly, so the objective's minibatch scaling gives an
         unbiased estimate whose gradient touches only the gathered rows.
         """
+        rows = rows or self.gather(x)
         out = x.shared.new_zeros(x.n_rows)
-        for t, (levels, w) in enumerate(zip(x.levels, weights)):
-            seen = levels >= 0
-            idx = levels.clamp(min=0)
-            mean = F.embedding(idx, self.random_mean[t], sparse=True)  # [B, F*L]
-            log_std = F.embedding(idx, self.random_log_std[t], sparse=True) if self.gaussian else None
-            out = out + self._kl_rows(mean, log_std, tau) * w * seen.to(out.dtype)
+        for t, w in enumerate(weights):
+            log_std = rows.log_std[t] if rows.log_std is not None else None
+            out = out + self._kl_rows(rows.mean[t], log_std, tau) * w * rows.seen[t]
         return out
 
     def sparse_parameters(self) -> list[nn.Parameter]:

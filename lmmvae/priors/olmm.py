@@ -65,20 +65,21 @@ class OLMMPrior(Prior):
     def sigma_z2(self) -> torch.Tensor:
         return (2 * self.log_sigma_z).exp()  # [L]
 
-    def _prior_kl(self, batch: Batch) -> KLTerms:
+    def _prior_kl(self, batch: Batch, rows=None) -> KLTerms:
         tau_s, tau_r = self.log_tau.exp()
         weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
-        local = self.effects.kl_random_rows(batch.x, tau_r, weights).sum()
+        local = self.effects.kl_random_rows(batch.x, tau_r, weights, rows).sum()
         return KLTerms(local=local, global_=self.effects.kl_shared(tau_s))
 
     def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
         """SPEC 2.3: ``E_q(A) KL_il = ½[log σ_z² − log s² − 1 + (s² + (μ − x^T M)² + (x⊙x)^T(S⊙S)) / σ_z²]``."""
         mu, s2 = q_z.mean, q_z.variance  # [B, L]
-        prior_mean = self.effects.mean(batch.x)  # [B, L]
-        prior_var_a = self.effects.variance(batch.x)  # [B, L]
+        rows = self.effects.gather(batch.x)  # random-effect rows, gathered once for all three terms
+        prior_mean = self.effects.mean(batch.x, rows)  # [B, L]
+        prior_var_a = self.effects.variance(batch.x, rows)  # [B, L]
         sigma2 = self.sigma_z2
         kl_z = 0.5 * (sigma2.log() - s2.log() - 1 + (s2 + (mu - prior_mean).square() + prior_var_a) / sigma2)
-        a = self._prior_kl(batch)
+        a = self._prior_kl(batch, rows)
         return KLTerms(local=kl_z.sum() + a.local, global_=a.global_)
 
     def prior_kl(self, batch: Batch) -> KLTerms:
@@ -86,8 +87,9 @@ class OLMMPrior(Prior):
 
     def predict(self, batch: Batch) -> Normal:
         """SPEC 2.4: mean ``M^T x*``, variance ``σ_z² + (x*⊙x*)^T (S⊙S)``."""
-        mean = self.effects.mean(batch.x)
-        var = self.sigma_z2 + self.effects.variance(batch.x)
+        rows = self.effects.gather(batch.x)
+        mean = self.effects.mean(batch.x, rows)
+        var = self.sigma_z2 + self.effects.variance(batch.x, rows)
         return Normal(mean, var.sqrt())
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
