@@ -36,6 +36,10 @@ class ModelConfig:
     batch_size: int = 256
     lr: float = 1e-3
     lr_decay: float = 0.99  # exponential decay of the learning rate per epoch
+    # learning rate of the random-effect rows of A (SparseAdam); null: 10 × `lr`. A subject's rows
+    # are updated only in the steps that contain the subject, far fewer than the shared parameters
+    # (PhysioNet, 20 epochs: future MSE 0.822 at 1 × lr, 0.699 at 10 ×, 0.720 at 33 ×).
+    lr_random_effects: float | None = None
     gsnn_samples: int = 10  # S of SPEC 4
     nll_samples: int = 50  # S of the NLL estimate (SPEC 6)
     patience: int = 0  # stop after this many epochs without validation improvement (0: never)

@@ -57,7 +57,7 @@ class Trainer:
         dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
         self.optimizers = [torch.optim.Adam(dense, lr=config.lr)]
         if sparse:
-            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr_random_effects or 10 * config.lr))
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]
         self.state = TrainState()
         self.n_train = int(data.indices("train").shape[0])
