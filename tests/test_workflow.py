@@ -196,17 +196,17 @@ def test_killed_training_job_resumes_from_its_checkpoint(tiny, tmp_path):
     run = tiny / "results" / "train" / "physionet" / "olmm_gsnn" / "seed0"
     target = "results/train/physionet/olmm_gsnn/seed0/model.pt"
     cmd = [SNAKEMAKE, target, "--cores", "1", "--directory", str(tiny), "--configfile", str(config)]
+    launched = time.time()
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
-    history, started, deadline = run / "history.csv", False, time.monotonic() + 120
-    while time.monotonic() < deadline:  # the old model.pt goes first, then an epoch is written
-        started = started or not (run / "model.pt").exists()
-        if started and history.exists() and len(history.read_text().splitlines()) >= 2:
-            break
+    history, checkpoint = run / "history.csv", run / "checkpoint.pt"
+    deadline, started = time.monotonic() + 120, False
+    while time.monotonic() < deadline and not started:  # a checkpoint of this job, not the old one
+        started = checkpoint.exists() and checkpoint.stat().st_mtime > launched and history.exists()
         time.sleep(0.02)
     os.killpg(job.pid, signal.SIGTERM)
     job.wait(timeout=60)
-    assert started and not (run / "model.pt").exists() and (run / "checkpoint.pt").exists()
+    assert started and not (run / "model.pt").exists() and checkpoint.exists()
     before = history.read_text().splitlines()
     assert 2 <= len(before) < 31
 
