@@ -10,9 +10,6 @@ with ``Q`` only through that product and the ``Q × L`` block of ``q(A)``.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 from benchmarks import harness, scaling
 from lmmvae.runtime import choose_device
 
@@ -35,20 +32,7 @@ def run(device: str = "cpu", n_obs: int = N_OBS, n_subjects: int = N_SUBJECTS, c
 
 
 def main(argv=None) -> harness.Result:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    harness.add_common_arguments(parser)
-    parser.add_argument("--steps", type=int, default=0, help="steps timed per repeat (0: whole epochs)")
-    args = parser.parse_args(argv)
-    harness.apply_threads(args.threads)
-    command = ("python -m benchmarks.many_covariates " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    if args.quick:
-        result = run(args.device, n_obs=400, n_subjects=20, covariates=(2, 20), repeats=1, steps=2, command=command)
-    else:
-        result = run(args.device, repeats=args.repeats or 3, steps=args.steps or None, command=command)
-    print(result.markdown())
-    print(f"CSV: {harness.write_csv(result.rows, harness.csv_path(NAME, choose_device(args.device), args.out))}")
-    return result
-
+    return scaling.main(NAME, __doc__, run, {"n_obs": 400, "n_subjects": 20, "covariates": (2, 20)}, argv)
 
 if __name__ == "__main__":
     main()

@@ -11,9 +11,6 @@ coefficients of ``q(A)`` and their optimiser moments) necessarily grows with ``P
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 from benchmarks import harness, scaling
 from lmmvae.runtime import choose_device
 
@@ -37,20 +34,7 @@ def run(device: str = "cpu", n_obs: int = N_OBS, subjects=SUBJECTS, repeats: int
 
 
 def main(argv=None) -> harness.Result:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    harness.add_common_arguments(parser)
-    parser.add_argument("--steps", type=int, default=0, help="steps timed per repeat (0: whole epochs)")
-    args = parser.parse_args(argv)
-    harness.apply_threads(args.threads)
-    command = ("python -m benchmarks.many_subjects " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    if args.quick:
-        result = run(args.device, n_obs=400, subjects=(10, 200), repeats=1, steps=2, command=command)
-    else:
-        result = run(args.device, repeats=args.repeats or 3, steps=args.steps or None, command=command)
-    print(result.markdown())
-    print(f"CSV: {harness.write_csv(result.rows, harness.csv_path(NAME, choose_device(args.device), args.out))}")
-    return result
-
+    return scaling.main(NAME, __doc__, run, {"n_obs": 400, "subjects": (10, 200)}, argv)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,8 @@ likelihood. A small network is the hard case for the claim: the prior's share of
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Callable
 
 import torch
@@ -102,3 +104,21 @@ def simulated(n_obs: int, n_subjects: int, n_covariates: int):
 
 
 __all__ = ["sweep", "verdict", "columns", "simulated", "design_formula"]
+
+
+def main(name: str, doc: str, run: Callable[..., harness.Result], quick: dict, argv=None) -> harness.Result:
+    """The command line shared by the scaling scripts: common options, ``--steps``, and ``--quick``
+    (toy sizes ``quick``, one repeat of two steps); prints the table and writes the CSV."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    harness.add_common_arguments(parser)
+    parser.add_argument("--steps", type=int, default=0, help="steps timed per repeat (0: whole epochs)")
+    args = parser.parse_args(argv)
+    harness.apply_threads(args.threads)
+    command = (f"python -m benchmarks.{name} " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    if args.quick:
+        result = run(args.device, repeats=1, steps=2, command=command, **quick)
+    else:
+        result = run(args.device, repeats=args.repeats or 3, steps=args.steps or None, command=command)
+    print(result.markdown())
+    print(f"CSV: {harness.write_csv(result.rows, harness.csv_path(name, choose_device(args.device), args.out))}")
+    return result
