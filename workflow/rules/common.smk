@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -48,14 +47,18 @@ def one_of(names):
 
 
 def cli_options(options):
-    """{test_fraction: 0.2, mnist: null, flag: true} -> "--test-fraction 0.2 --flag" (quoted)."""
+    """{test_fraction: 0.2, mnist: null, flag: true} -> ["--test-fraction=0.2", "--flag"].
+
+    A list of whole arguments, for `{params.x:q}` (every interpolation in the rules is quoted:
+    config text never reaches the shell as code; the schema also constrains the keys).
+    """
     args = []
     for key, value in options.items():
         flag = f"--{str(key).replace('_', '-')}"
         if value is None or value is False:
             continue
-        args.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
-    return " ".join(args)
+        args.append(flag if value is True else f"{flag}={value}")
+    return args
 
 
 # ---- paths: results/<stage>/<dataset>/<model>/seed<seed>/... (STYLE.md) ----
@@ -116,9 +119,10 @@ def data_inputs(wildcards):
 
 
 def data_command(wildcards, input):
+    """The arguments of `lmmvae data` (a list, quoted one by one by `{params.command:q}`)."""
     spec = PLAN.datasets[wildcards.dataset]
-    raw = f" --raw {shlex.quote(input.raw)}" if spec.needs_raw else ""
-    return f"{spec.generator}{raw} {cli_options(spec.options)}"
+    raw = ["--raw", str(input.raw)] if spec.needs_raw else []
+    return [spec.generator, *raw, *cli_options(spec.options)]
 
 
 def latent_run(wildcards):

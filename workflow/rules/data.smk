@@ -19,7 +19,7 @@ rule data:
     conda:
         ENV
     shell:
-        "python -m lmmvae data {params.command} --out {output} > {log} 2>&1"
+        "python -m lmmvae data {params.command:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule synthetic_raw:
@@ -35,4 +35,4 @@ rule synthetic_raw:
     conda:
         ENV
     shell:
-        "python -m lmmvae data {params.generator}-synthetic {params.options} --out-dir {output} > {log} 2>&1"
+        "python -m lmmvae data {params.generator:q}-synthetic {params.options:q} --out-dir {output:q} > {log:q} 2>&1"

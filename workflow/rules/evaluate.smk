@@ -18,8 +18,8 @@ rule evaluate:
         ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir} --data {input.data}"
-        " --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir:q} --data {input.data:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule mcc_seeds:
@@ -40,8 +40,8 @@ rule mcc_seeds:
         ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae mcc {params.run_a} {params.run_b} --data {input.data}"
-        " --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m lmmvae mcc {params.run_a:q} {params.run_b:q} --data {input.data:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule predictions:
@@ -61,8 +61,8 @@ rule predictions:
         ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir} --data {input.data}"
-        " --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir:q} --data {input.data:q}"
+        " --out {output.metrics:q} --predictions {output.predictions:q} > {log:q} 2>&1"
 
 
 rule latent_grid:
@@ -83,8 +83,8 @@ rule latent_grid:
     conda:
         ENV
     shell:
-        "python -m lmmvae report grid --data {input.data} --covariate {params.covariate}"
-        " --points {params.points} --subjects {params.subjects} --out {output} > {log} 2>&1"
+        "python -m lmmvae report grid --data {input.data:q} --covariate {params.covariate:q}"
+        " --points {params.points:q} --subjects {params.subjects:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule latent_predict:
@@ -105,5 +105,5 @@ rule latent_predict:
         ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae predict --run {params.run_dir} --covariates {input.grid}"
-        " --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m lmmvae predict --run {params.run_dir:q} --covariates {input.grid:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -36,7 +36,7 @@ rule aggregate:
         ENV
     localrule: True
     shell:
-        "python -m lmmvae report aggregate --manifest {input.manifest} --out {output} > {log} 2>&1"
+        "python -m lmmvae report aggregate --manifest {input.manifest:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -60,8 +60,8 @@ rule table:
         ENV
     localrule: True
     shell:
-        "python -m lmmvae report table --metrics {input} --spec {params.spec:q}"
-        " --md {output.md} --tex {output.tex} > {log} 2>&1"
+        "python -m lmmvae report table --metrics {input:q} --spec {params.spec:q}"
+        " --md {output.md:q} --tex {output.tex:q} > {log:q} 2>&1"
 
 
 rule figure_metrics:
@@ -87,8 +87,8 @@ rule figure_metrics:
         ENV
     localrule: True
     shell:
-        "python -m lmmvae report figure --metrics {input} --spec {params.spec:q}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        "python -m lmmvae report figure --metrics {input:q} --spec {params.spec:q}"
+        " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
 rule figure_trajectories:
@@ -117,9 +117,9 @@ rule figure_trajectories:
     conda:
         ENV
     shell:
-        "python -m lmmvae report trajectories --data {input.data} --predictions {input.predictions}"
-        " --subjects {params.subjects} --steps {params.steps} {params.time} --title {params.title:q}"
-        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        "python -m lmmvae report trajectories --data {input.data:q} --predictions {input.predictions:q}"
+        " --subjects {params.subjects:q} --steps {params.steps:q} {params.time:q} --title {params.title:q}"
+        " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
 rule figure_latent_effects:
@@ -146,5 +146,5 @@ rule figure_latent_effects:
         ENV
     localrule: True
     shell:
-        "python -m lmmvae report latent-effects --grid {input.grid} --latent {input.latent}"
-        " --title {params.title:q} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+        "python -m lmmvae report latent-effects --grid {input.grid:q} --latent {input.latent:q}"
+        " --title {params.title:q} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

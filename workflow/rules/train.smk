@@ -16,7 +16,7 @@ rule model_yaml:
         ENV
     localrule: True
     shell:
-        "printf '%s' {params.yaml:q} > {output} 2> {log}"
+        "printf '%s' {params.yaml:q} > {output:q} 2> {log:q}"
 
 
 # `lmmvae fit` writes checkpoint.pt every epoch (undeclared, so Snakemake never deletes it) and
@@ -42,10 +42,10 @@ rule fit:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "ckpt={params.run_dir}/checkpoint.pt; : > {log};"
-        " if [ -e $ckpt ] && {{ [ {input.model} -nt $ckpt ] || [ {input.data} -nt $ckpt ]; }};"
-        " then echo 'stale checkpoint (settings or data changed): starting afresh' >> {log};"
-        " rm -rf {params.run_dir}; fi;"
-        " OMP_NUM_THREADS={threads} python -m lmmvae fit --data {input.data} --model {input.model}"
-        " --seed {wildcards.seed} --out {params.run_dir} --device {params.device} --resume"
-        " >> {log} 2>&1"
+        "ckpt={params.run_dir:q}/checkpoint.pt; : > {log:q};"
+        ' if [ -e "$ckpt" ] && {{ [ {input.model:q} -nt "$ckpt" ] || [ {input.data:q} -nt "$ckpt" ]; }};'
+        " then echo 'stale checkpoint (settings or data changed): starting afresh' >> {log:q};"
+        " rm -rf {params.run_dir:q}; fi;"
+        " OMP_NUM_THREADS={threads} python -m lmmvae fit --data {input.data:q} --model {input.model:q}"
+        " --seed {wildcards.seed:q} --out {params.run_dir:q} --device {params.device:q} --resume"
+        " >> {log:q} 2>&1"
