@@ -11,7 +11,8 @@ import copy
 import csv
 import math
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -19,11 +20,13 @@ from tqdm.auto import tqdm
 
 from lmmvae.atomic import atomic_output
 from lmmvae.config import ModelConfig
+from lmmvae.errors import LmmvaeWarning
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.objectives import get_objective
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = {"model", "optimizers", "schedulers", "state", "generator", "torch_rng"}
 HISTORY = "history.csv"
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds"]
 
@@ -129,6 +132,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """``run_dir/checkpoint.pt``: tensors and plain containers only, so that resuming loads it
+        with ``torch.load(weights_only=True)`` (a planted pickle never runs)."""
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,26 +141,58 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
-            "state": self.state,
+            "state": {f.name: getattr(self.state, f.name) for f in fields(TrainState)},
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }, self.run_dir / CHECKPOINT)
         write_history(self.state.history, self.run_dir / HISTORY)
 
     def load_checkpoint(self) -> bool:
-        """Resume from ``run_dir/checkpoint.pt`` if there is one; ``True`` if resumed."""
+        """Resume from ``run_dir/checkpoint.pt`` if there is one; ``True`` if resumed.
+
+        The file is read with ``weights_only=True``. One that cannot be read or does not fit this
+        model (truncated, empty, garbage, a pickle with code, another model's) is reported in one
+        warning line and deleted, and training starts afresh: a corrupt checkpoint never blocks a
+        run (the workflow always passes ``--resume``).
+        """
         path = None if self.run_dir is None else self.run_dir / CHECKPOINT
         if path is None or not path.exists():
             return False
-        ckpt = torch.load(path, map_location=self.data.device, weights_only=False)
-        self.model.load_state_dict(ckpt["model"])
-        for opt, s in zip(self.optimizers, ckpt["optimizers"]):
-            opt.load_state_dict(s)
-        for sched, s in zip(self.schedulers, ckpt["schedulers"]):
-            sched.load_state_dict(s)
-        self.state = ckpt["state"]
-        self.generator.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        fresh = (copy.deepcopy(self.model.state_dict()), [copy.deepcopy(o.state_dict()) for o in self.optimizers],
+                 [copy.deepcopy(s.state_dict()) for s in self.schedulers], self.generator.get_state(),
+                 torch.get_rng_state())
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(ckpt, dict) or not CHECKPOINT_KEYS <= set(ckpt):
+                raise ValueError(f"not a training checkpoint (keys {sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})")
+            if len(ckpt["optimizers"]) != len(self.optimizers) or len(ckpt["schedulers"]) != len(self.schedulers):
+                raise ValueError("written for another model (optimizer count differs)")
+            state = TrainState(**ckpt["state"])
+            if not (isinstance(state.epoch, int) and 0 <= state.epoch and isinstance(state.history, list)):
+                raise ValueError("malformed training state")
+            self.model.load_state_dict(ckpt["model"])
+            for opt, s in zip(self.optimizers, ckpt["optimizers"]):
+                opt.load_state_dict(s)
+            for sched, s in zip(self.schedulers, ckpt["schedulers"]):
+                sched.load_state_dict(s)
+            self.generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            self.state = state
+        except Exception as err:  # noqa: BLE001 - any unreadable file: report, discard, start afresh
+            model, opts, scheds, generator, rng = fresh
+            self.model.load_state_dict(model)
+            for opt, s in zip(self.optimizers, opts):
+                opt.load_state_dict(s)
+            for sched, s in zip(self.schedulers, scheds):
+                sched.load_state_dict(s)
+            self.generator.set_state(generator)
+            torch.set_rng_state(rng)
+            self.state = TrainState()
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            warnings.warn(f"{path}: unreadable checkpoint ({type(err).__name__}: {reason}); "
+                          "discarded, training starts afresh", LmmvaeWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
+            return False
         return True
 
 
