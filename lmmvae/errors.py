@@ -17,5 +17,10 @@ class RunError(ValueError):
     """A run directory is missing or incomplete."""
 
 
+class LmmvaeWarning(UserWarning):
+    """Something the user should know but that does not stop the command (the CLI prints it as
+    one line, ``lmmvae: warning: ...``): a discarded checkpoint, subjects unseen in training."""
+
+
 #: exceptions the CLI prints as one line instead of a traceback
 USER_ERRORS = (ConfigError, DesignError, RunError, DataFormatError, FileNotFoundError)
