@@ -35,7 +35,7 @@ from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
 from lmmvae.likelihoods import build_likelihood
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
-from lmmvae.networks import build_networks
+from lmmvae.networks import bounded_output, build_networks
 from lmmvae.runtime import choose_device, seed_everything
 from lmmvae.train import Trainer, atomic_save
 
@@ -52,7 +52,10 @@ def build_model(config: ModelConfig, design: FittedDesign, train: LongitudinalDa
     cond_dim = design.n_shared if prior.conditional else 0
     encoder, decoder = build_networks(config.network, data_dim, config.latent_dim, image_shape=image_shape,
                                       condition_dim=cond_dim, **config.network_options)
-    likelihood = build_likelihood(config.likelihood, data_dim, **config.likelihood_options)
+    likelihood_options = config.likelihood_options
+    if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
+        likelihood_options = {"bounded": True, **likelihood_options}
+    likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
     return LatentVariableModel(encoder, decoder, likelihood, prior)
 
 

@@ -1,31 +1,51 @@
-"""Encoders and decoders of the paper's appendix J, chosen by name (SPEC 0: ``μ_φ, s_φ², g_ψ``).
+"""Encoders and decoders of the paper's appendix J (SPEC 7), chosen by name (SPEC 0: ``μ_φ, s_φ², g_ψ``).
 
-``build_networks(name, data_dim, latent_dim, image_shape=None, condition_dim=0, **kwargs)`` returns
+``build_networks(name, data_dim, latent_dim, image_shape=None, condition_dim=0, **options)`` returns
 ``(encoder, decoder)``:
 
 * ``encoder(y_masked [B, D], cond [B, C] | None) -> (mean [B, L], var [B, L])`` with
-  ``var = softplus(·) + min_var > 0``; the encoder sees ``ỹ = y ⊙ m`` (SPEC 2.2).
-* ``decoder(z [..., B, L], cond [B, C] | None) -> params [..., B, D]``, unconstrained (logits or
-  means; the likelihood, :mod:`lmmvae.likelihoods`, applies a sigmoid where needed). Leading Monte
+  ``var = softplus(·) + min_var > 0``; the encoder sees ``ỹ = y ⊙ m`` (SPEC 2.2). Its last layer
+  outputs the ``2L`` numbers (mean and variance) from the last listed hidden width.
+* ``decoder(z [..., B, L], cond [B, C] | None) -> params [..., B, D]``, **unconstrained**: the
+  likelihood (:mod:`lmmvae.likelihoods`) applies the sigmoid of the tables' "sigmoid output". The
+  image networks declare ``bounded_output`` (:func:`bounded_output`), so that
+  :func:`lmmvae.api.build_model` makes a Gaussian likelihood on them bounded (``μ = sigmoid``) unless
+  the config sets ``likelihood_options.bounded``; Bernoulli reads the output as logits. Leading Monte
   Carlo sample dims are flattened, run and restored.
 
 ``cond`` is the CVAE conditioning (the design row; ``condition_dim=0`` means none and ``cond`` must
 be ``None``). It is concatenated to the flattened input of the encoder's dense part and to ``z``
 (broadcast over sample dims) at the decoder's input.
 
-Architectures (**choice**, in the spirit of appendix J and of the L-VAE / GPPVAE networks; kept
-small so that an epoch is fast on a CPU):
+Images come flattened row-major and are reshaped to ``[B, 1, H, W]``. "conv k s" is a convolution with
+a ``k×k`` kernel and stride ``s``. The paper gives neither channel counts nor paddings; those below
+are **choices** (the reference code the tables come from is named where we follow it), every other
+width is the table's. Architectures (SPEC 7 table):
 
-* ``health_mnist`` (36×36, D=1296) and ``rotating_mnist`` (28×28, D=784): images come flattened
-  row-major and are reshaped to ``[B, 1, H, W]``. Encoder: Conv 3×3 stride 2 (1→32), ReLU, Conv 3×3
-  stride 2 (32→64), ReLU, flatten (64·H/4·W/4), [+cond], Dense 256, ReLU, Dense 2L. Decoder: the
-  mirror, [z; cond] → Dense 256, ReLU, Dense 64·H/4·W/4, ReLU, ConvTranspose 3×3 stride 2 (64→32),
-  ReLU, ConvTranspose 3×3 stride 2 (32→1). ``H`` and ``W`` must be multiples of 4. Options:
-  ``channels=(32, 64)``, ``hidden=256``.
-* ``mlp`` (tabular: D=37 PhysioNet, D=30 clinical trial): encoder D[+C] → 256 → 128 → 2L, decoder
-  L[+C] → 128 → 256 → D, ELU activations. Option: ``hidden=(256, 128)``.
+* ``health_mnist`` (Table 9; 36×36, D = 1296; ReLU). Encoder: conv 3 s2 pad 1 (1→16), conv 3 s2
+  pad 1 (16→32), 2×2 max-pool stride 2 (36 → 18 → 9 → 4), flatten (32·4·4), [+cond], FC 300, FC 30,
+  FC 2L. Decoder: [z; cond] → FC 30, FC 300, FC 32·9·9 (the feature map), transposed conv 4 s2 pad 1
+  (32→16), transposed conv 4 s2 pad 1 (16→1): 9 → 18 → 36, exactly, with no cropping (the max-pool
+  is not mirrored: the decoder starts at the map size before the pool, as L-VAE's ConvVAE does;
+  channels 16, 32 as there). Other sizes: ``H``, ``W`` divisible by ``2**len(channels)`` and at
+  least ``2**(len(channels) + 1)``.
+* ``rotating_mnist`` (Table 10; 28×28, D = 784; ELU). Encoder: 3 × conv 3 s2 pad 1 (1→8→8→8, the
+  channel count of SVGP-VAE's network): 28 → 14 → 7 → 4, flatten (8·4·4), [+cond], FC 128, FC 2L.
+  Decoder: [z; cond] → FC 128, FC 8·22·22, then 3 × transposed conv 3 s1 **without padding**
+  (8→8→8→1); each grows the map by 2, so the decoder starts at ``(H − 6) × (W − 6)`` = 22×22 and
+  lands on 28×28 exactly, with no upsampling or cropping. Other sizes: ``H``, ``W`` > ``2·n``.
+* ``health_mnist_mlp`` (Table 13; Health MNIST identifiability): the encoder of ``health_mnist``
+  (ReLU); decoder [z; cond] → FC 30, 300, 1000, 1200 → D with ELU between (no activation after the
+  last layer; the sigmoid is the likelihood's).
+* ``physionet`` (Table 11; ELU): encoder D → 64 → 32 → 2L, decoder L → 32 → 64 → D.
+* ``trial`` (Table 12; ELU): encoder D → 25 → 23 → 2L, decoder L → 23 → 25 → D.
+* ``mlp`` (ours, for users' tabular data; ELU): encoder D → 256 → 128 → 2L, decoder L → 128 → 256 → D.
 
-All: option ``min_var=1e-6`` (floor of the encoder variance). Registry: :data:`NETWORKS`.
+The tabular networks take whatever ``D`` the data have (the paper's PhysioNet has 37 features, its
+trial 30). Options (config ``network_options``): ``hidden`` (the encoder's listed FC widths, an int or
+a list; decoders mirror them, except ``health_mnist_mlp``'s ``decoder_hidden``), ``channels`` (image
+networks: one conv per entry), ``min_var=1e-6`` (floor of the encoder variance). Registry:
+:data:`NETWORKS`.
 """
 
 from __future__ import annotations
@@ -51,15 +71,14 @@ def _dense(sizes: Sequence[int], activation: type[nn.Module], last_activation: b
     return nn.Sequential(*layers)
 
 
-def _positive_ints(option: str, value, single: bool = False) -> list[int]:
-    """Validate a layer-size option from a config: a positive int, or a non-empty list of them."""
-    values = [value] if single else value
+def _sizes(option: str, value) -> list[int]:
+    """Validate a layer-size option from a config: a positive int or a non-empty list of them."""
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
     )
     if not ok:
-        kind = "a positive integer" if single else "a non-empty list of positive integers"
-        raise ConfigError(f"networks: option {option} must be {kind}, got {value!r}")
+        raise ConfigError(f"networks: option {option} must be a positive integer or a non-empty list of them, got {value!r}")
     return list(values)
 
 
@@ -122,51 +141,57 @@ class Decoder(nn.Module):
         return out.reshape(*lead, out.shape[-1])  # [..., B, D]
 
 
-def _conv_networks(
-    data_dim: int,
-    latent_dim: int,
-    image_shape: tuple[int, int],
-    condition_dim: int,
-    channels: Sequence[int] = (32, 64),
-    hidden: int = 256,
-    min_var: float = 1e-6,
-) -> tuple[Encoder, Decoder]:
-    """Conv encoder / ConvTranspose decoder for ``H×W`` grey images (module docstring)."""
-    channels = _positive_ints("channels", channels)
-    (hidden,) = _positive_ints("hidden", hidden, single=True)
+# -- image encoders ---------------------------------------------------------------------------------
+def _conv_encoder(image_shape: tuple[int, int], channels: list[int], hidden: list[int], activation: type[nn.Module],
+                  pool: bool, latent_dim: int, condition_dim: int, min_var: float) -> Encoder:
+    """``len(channels)`` × (conv 3 s2 pad 1, activation), [2×2 max-pool s2], flatten, FC ``hidden``, FC 2L."""
     height, width = image_shape
-    n_down = len(channels)
-    if height % 2**n_down or width % 2**n_down:
-        raise ConfigError(
-            f"networks: image_shape {image_shape} must be divisible by {2**n_down} "
-            f"({n_down} stride-2 convolutions)"
-        )
-    h_small, w_small = height // 2**n_down, width // 2**n_down
-    n_features = channels[-1] * h_small * w_small
     chans = [1, *channels]
-
     down: list[nn.Module] = [nn.Unflatten(1, (1, height, width))]  # [B, D] -> [B, 1, H, W]
     for c_in, c_out in zip(chans[:-1], chans[1:]):
-        down += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
+        down += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), activation()]  # size -> ceil(size / 2)
+    if pool:
+        down.append(nn.MaxPool2d(2, stride=2))  # size -> floor(size / 2)
     down.append(nn.Flatten())  # [B, F]
-    encoder = Encoder(
-        features=nn.Sequential(*down),
-        trunk=_dense([n_features + condition_dim, hidden], nn.ReLU, last_activation=True),
-        n_hidden=hidden,
+    features = nn.Sequential(*down)
+    with torch.no_grad():
+        n_features = features(torch.zeros(1, height * width)).shape[1]
+    return Encoder(
+        features=features,
+        trunk=_dense([n_features + condition_dim, *hidden], activation, last_activation=True),
+        n_hidden=hidden[-1],
         latent_dim=latent_dim,
         condition_dim=condition_dim,
         min_var=min_var,
     )
 
-    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h_small, w_small))]
-    rev = chans[::-1]
+
+def _image_shape(name: str, image_shape, smallest: int, multiple: int = 1) -> tuple[int, int]:
+    height, width = image_shape
+    if height % multiple or width % multiple or min(height, width) < smallest:
+        need = f"divisible by {multiple} and at least {smallest}" if multiple > 1 else f"at least {smallest}"
+        raise ConfigError(f"networks {name!r}: image_shape {tuple(image_shape)} does not fit; height and width must be {need}")
+    return height, width
+
+
+def _health_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
+                  channels: Sequence[int] = (16, 32), hidden: Sequence[int] | int = (300, 30),
+                  min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """Table 9 (module docstring)."""
+    channels, hidden = _sizes("channels", channels), _sizes("hidden", hidden)
+    n = len(channels)
+    height, width = _image_shape("health_mnist", image_shape, smallest=2 ** (n + 1), multiple=2**n)
+    encoder = _conv_encoder((height, width), channels, hidden, nn.ReLU, True, latent_dim, condition_dim, min_var)
+    h0, w0 = height // 2**n, width // 2**n  # the map before the encoder's max-pool
+    rev = [*channels[::-1], 1]
+    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h0, w0))]
     for i, (c_in, c_out) in enumerate(zip(rev[:-1], rev[1:])):
-        up.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1))
-        if i < len(rev) - 2:
+        up.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))  # size -> 2 · size
+        if i < n - 1:
             up.append(nn.ReLU())
     up.append(nn.Flatten())  # [N, 1, H, W] -> [N, D]
     decoder = Decoder(
-        trunk=_dense([latent_dim + condition_dim, hidden, n_features], nn.ReLU, last_activation=True),
+        trunk=_dense([latent_dim + condition_dim, *hidden[::-1], channels[-1] * h0 * w0], nn.ReLU, last_activation=True),
         body=nn.Sequential(*up),
         latent_dim=latent_dim,
         condition_dim=condition_dim,
@@ -174,16 +199,50 @@ def _conv_networks(
     return encoder, decoder
 
 
-def _mlp_networks(
-    data_dim: int,
-    latent_dim: int,
-    image_shape: tuple[int, int] | None,
-    condition_dim: int,
-    hidden: Sequence[int] = (256, 128),
-    min_var: float = 1e-6,
-) -> tuple[Encoder, Decoder]:
-    """Dense encoder/decoder for tabular data (module docstring)."""
-    hidden = _positive_ints("hidden", hidden)
+def _health_mnist_mlp(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
+                      channels: Sequence[int] = (16, 32), hidden: Sequence[int] | int = (300, 30),
+                      decoder_hidden: Sequence[int] | int = (30, 300, 1000, 1200),
+                      min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """Table 13: the encoder of Table 9, a dense ELU decoder (module docstring)."""
+    encoder, _ = _health_mnist(data_dim, latent_dim, image_shape, condition_dim, channels, hidden, min_var)
+    decoder_hidden = _sizes("decoder_hidden", decoder_hidden)
+    decoder = Decoder(
+        trunk=_dense([latent_dim + condition_dim, *decoder_hidden, data_dim], nn.ELU, last_activation=False),
+        body=nn.Identity(),
+        latent_dim=latent_dim,
+        condition_dim=condition_dim,
+    )
+    return encoder, decoder
+
+
+def _rotating_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
+                    channels: Sequence[int] = (8, 8, 8), hidden: Sequence[int] | int = 128,
+                    min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """Table 10 (module docstring)."""
+    channels, hidden = _sizes("channels", channels), _sizes("hidden", hidden)
+    n = len(channels)
+    height, width = _image_shape("rotating_mnist", image_shape, smallest=2 * n + 1)
+    encoder = _conv_encoder((height, width), channels, hidden, nn.ELU, False, latent_dim, condition_dim, min_var)
+    h0, w0 = height - 2 * n, width - 2 * n  # each unpadded stride-1 transposed conv 3 adds 2
+    rev = [*channels[::-1], 1]
+    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h0, w0))]
+    for i, (c_in, c_out) in enumerate(zip(rev[:-1], rev[1:])):
+        up.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=1, padding=0))  # size -> size + 2
+        if i < n - 1:
+            up.append(nn.ELU())
+    up.append(nn.Flatten())  # [N, 1, H, W] -> [N, D]
+    decoder = Decoder(
+        trunk=_dense([latent_dim + condition_dim, *hidden[::-1], channels[-1] * h0 * w0], nn.ELU, last_activation=True),
+        body=nn.Sequential(*up),
+        latent_dim=latent_dim,
+        condition_dim=condition_dim,
+    )
+    return encoder, decoder
+
+
+# -- tabular ---------------------------------------------------------------------------------------
+def _mlp(data_dim: int, latent_dim: int, condition_dim: int, hidden: list[int], min_var: float) -> tuple[Encoder, Decoder]:
+    """Dense ELU encoder ``D → hidden → 2L`` and its mirror ``L → hidden[::-1] → D``."""
     encoder = Encoder(
         features=nn.Identity(),
         trunk=_dense([data_dim + condition_dim, *hidden], nn.ELU, last_activation=True),
@@ -201,12 +260,35 @@ def _mlp_networks(
     return encoder, decoder
 
 
+def _user_mlp(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
+              hidden: Sequence[int] | int = (256, 128), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """``mlp``: ours, for users' tabular data."""
+    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
+
+
+def _physionet(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
+               hidden: Sequence[int] | int = (64, 32), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """Table 11."""
+    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
+
+
+def _trial(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
+           hidden: Sequence[int] | int = (25, 23), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+    """Table 12."""
+    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """A registry entry: ``build(data_dim, latent_dim, image_shape, condition_dim, **options)``."""
+    """A registry entry: ``build(data_dim, latent_dim, image_shape, condition_dim, **options)``.
+
+    ``bounded_output``: the data are images in [0, 1] and the table ends in a sigmoid, which the
+    likelihood applies (a Gaussian likelihood on this network is bounded by default).
+    """
 
     build: Callable[..., tuple[Encoder, Decoder]]
     default_shape: tuple[int, int] | None = None  # images: (height, width)
+    bounded_output: bool = False
 
     @property
     def options(self) -> set[str]:
@@ -215,10 +297,24 @@ class Architecture:
 
 
 NETWORKS: dict[str, Architecture] = {
-    "health_mnist": Architecture(_conv_networks, default_shape=(36, 36)),
-    "rotating_mnist": Architecture(_conv_networks, default_shape=(28, 28)),
-    "mlp": Architecture(_mlp_networks),
+    "health_mnist": Architecture(_health_mnist, default_shape=(36, 36), bounded_output=True),
+    "rotating_mnist": Architecture(_rotating_mnist, default_shape=(28, 28), bounded_output=True),
+    "health_mnist_mlp": Architecture(_health_mnist_mlp, default_shape=(36, 36), bounded_output=True),
+    "physionet": Architecture(_physionet),
+    "trial": Architecture(_trial),
+    "mlp": Architecture(_user_mlp),
 }
+
+
+def _architecture(name: str) -> Architecture:
+    if name not in NETWORKS:
+        raise ConfigError(f"unknown network {name!r}; valid: {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name]
+
+
+def bounded_output(name: str) -> bool:
+    """Whether network ``name`` models images in [0, 1] whose mean is a sigmoid of its output."""
+    return _architecture(name).bounded_output
 
 
 def build_networks(
@@ -230,9 +326,7 @@ def build_networks(
     **kwargs,
 ) -> tuple[Encoder, Decoder]:
     """``(encoder, decoder)`` of architecture ``name`` (module docstring)."""
-    if name not in NETWORKS:
-        raise ConfigError(f"unknown networks {name!r}; valid: {', '.join(sorted(NETWORKS))}")
-    arch = NETWORKS[name]
+    arch = _architecture(name)
     shape = image_shape if image_shape is not None else arch.default_shape
     if shape is not None:
         shape = tuple(int(s) for s in shape)
