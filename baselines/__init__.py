@@ -21,7 +21,8 @@ from baselines.svgpvae import SVGPVAEOptions, build_svgpvae
 from baselines.vae import VAEOptions, build_vae
 
 register(Variant("vae", VAEOptions, build_vae, "VAE: standard normal prior"))
-register(Variant("cvae", CVAEOptions, build_cvae, "CVAE (Sohn et al. 2015): networks conditioned on the design row"))
+register(Variant("cvae", CVAEOptions, build_cvae, "CVAE (Sohn et al. 2015): networks conditioned on the design row",
+                 gsnn=True))
 register(Variant("gppvae", GPPVAEOptions, build_gppvae,
                  "GPPVAE (Casale et al. 2018): object × view GP prior, full-GP pseudo-minibatch objective"))
 register(Variant("svgpvae", SVGPVAEOptions, build_svgpvae,

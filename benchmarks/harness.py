@@ -165,7 +165,7 @@ def time_steps(bench: Bench, steps: int | None, budget: float | None = None) -> 
     try:
         synchronize(bench.device)
         start = time.perf_counter()
-        trainer._pass("train", trainer.n_train, train=True)
+        trainer._pass("train", train=True)
         synchronize(bench.device)
         bench.extra["steps_drawn"] = limited.drawn
         return (time.perf_counter() - start) / max(limited.drawn, 1)

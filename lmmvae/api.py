@@ -56,6 +56,7 @@ def build_model(config: ModelConfig, design: FittedDesign, train: LongitudinalDa
     if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
         likelihood_options = {"bounded": True, **likelihood_options}
     likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
+    likelihood.initialise(train.y, train.mask)  # e.g. Gaussian variances from the data (SPEC 7)
     return LatentVariableModel(encoder, decoder, likelihood, prior)
 
 
@@ -116,9 +117,18 @@ class LMMVAE:
         tensors = self.tensors(data)
         return predict_rows(self, tensors, tensors.indices(None))
 
+    def _needs_encoder(self, what: str) -> None:
+        if not self.config.reads_encoder:
+            raise RunError(f"{what} needs the encoder's posterior, which a model trained by GSNN does not have "
+                           f"(SPEC 4); use predict, or train with objective: elbo")
+
     def impute(self, data: LongitudinalData) -> np.ndarray:
-        """``y`` with missing entries filled from ``g(E q(z|y))`` (SPEC 2.4); observed kept."""
+        """``y`` with missing entries filled from ``g(E q(z|y))`` (SPEC 2.4); observed kept.
+
+        Structured posteriors (sLMM-VAE) pool the rows of ``data`` by subject."""
         from lmmvae.evaluate import reconstruct_rows
+
+        self._needs_encoder("impute")
 
         tensors = self.tensors(data)
         y_hat = reconstruct_rows(self, tensors, tensors.indices(None))["y_impute"]
@@ -127,6 +137,8 @@ class LMMVAE:
     def latent(self, data: LongitudinalData) -> np.ndarray:
         """Posterior latent means ``E q(z_i)`` for every row: [N, L]."""
         from lmmvae.evaluate import reconstruct_rows
+
+        self._needs_encoder("latent")
 
         tensors = self.tensors(data)
         return reconstruct_rows(self, tensors, tensors.indices(None))["z_mean"]
@@ -171,6 +183,9 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     ``resume=True`` continues from its last checkpoint.
     """
     config = config or ModelConfig.from_dict(settings)
+    if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)
+        from lmmvae import classical
+        return classical.fit(data, config, out=out, seed=seed)
     data, path = _as_data(data)
     generator = seed_everything(seed)
     device = choose_device(config.device)
@@ -204,9 +219,13 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
 
 @torch.no_grad()
 def condition(fitted: LMMVAE, tensors: TensorData) -> None:
-    """Give the prior the encodings of the training split (SPEC 3.4; GP posteriors)."""
+    """Give the prior the encodings of the training split, and of no other rows (SPEC 3.4, 6; GP
+    posteriors). Not after GSNN, which trains no encoder (SPEC 4): predictions then rest on the
+    design alone (sLMM-VAE: ``ν_p = 0``, ``ω_p² = σ_ε²``)."""
     from lmmvae.evaluate import encode_rows
 
+    if not fitted.config.reads_encoder:
+        return
     fitted.model.eval()
     rows = tensors.indices("train")
     fitted.model.prior.condition(encode_rows(fitted, tensors, rows), tensors.batch(rows))
@@ -215,6 +234,9 @@ def condition(fitted: LMMVAE, tensors: TensorData) -> None:
 def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
     """Load a finished run directory written by :func:`fit` / ``lmmvae fit``."""
     run_dir = Path(run_dir)
+    from lmmvae import classical
+    if classical.is_classical_run(run_dir):  # mixedlm, mean
+        return classical.load(run_dir)
     for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
         if not (run_dir / name).exists():
             raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")

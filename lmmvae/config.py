@@ -19,6 +19,7 @@ import yaml
 from lmmvae.errors import ConfigError
 
 OBJECTIVE_NAMES = ("elbo", "gsnn")
+PREDICTIONS = ("mean", "plugin")
 
 
 @dataclass
@@ -32,17 +33,21 @@ class ModelConfig:
     network: str = "mlp"  # health_mnist | rotating_mnist | mlp
     likelihood: str = "gaussian"  # gaussian | bernoulli
     subject: str = "id"  # covariate that identifies subjects (sLMM-VAE, GP priors, subject batches)
-    epochs: int = 100
+    # The training recipe (SPEC 6: every default chosen on validation data; the evidence is
+    # docs/recipe_study.md and benchmarks/recipe_study.py): a constant learning rate, early stopping
+    # on the validation loss, and `epochs` as a budget that converged runs do not reach.
+    epochs: int = 300  # maximum number of epochs (a budget; `patience` ends a converged run earlier)
     batch_size: int = 256
     lr: float = 1e-3
-    lr_decay: float = 0.99  # exponential decay of the learning rate per epoch
-    # learning rate of the random-effect rows of A (SparseAdam); null: 10 × `lr`. A subject's rows
-    # are updated only in the steps that contain the subject, far fewer than the shared parameters
-    # (PhysioNet, 20 epochs: future MSE 0.822 at 1 × lr, 0.699 at 10 ×, 0.720 at 33 ×).
+    lr_decay: float = 1.0  # exponential decay of the learning rate per epoch (1: constant)
+    # learning rate of the random-effect rows of A (SparseAdam); null: lmmvae.train.RANDOM_EFFECTS_LR_FACTOR × lr.
+    # A subject's rows are updated only in the steps that contain the subject, far fewer than the
+    # shared parameters.
     lr_random_effects: float | None = None
+    patience: int = 20  # stop after this many epochs without validation improvement (0: never)
     gsnn_samples: int = 10  # S of SPEC 4
-    nll_samples: int = 50  # S of the NLL estimate (SPEC 6)
-    patience: int = 0  # stop after this many epochs without validation improvement (0: never)
+    nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)
+    prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     network_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
@@ -84,16 +89,31 @@ class ModelConfig:
                 raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"{where}: prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
+        if self.patience < 0:
+            raise ConfigError(f"{where}: patience must be 0 (off) or positive, got {self.patience}")
         if self.lr <= 0:
             raise ConfigError(f"{where}: lr must be positive, got {self.lr}")
-        self.prior_options(where, variants.get(self.variant))
+        variant = variants.get(self.variant)
+        if self.objective == "gsnn" and not variant.gsnn:
+            raise ConfigError(f"{where}: variant {self.variant!r} cannot be trained by GSNN: {variant.why_no_gsnn}")
+        self.prior_options(where, variant)
+
+    @property
+    def reads_encoder(self) -> bool:
+        """Whether anything after training may read the encoder: not after GSNN, which trains none
+        (SPEC 4): no posterior, no imputation, no MCC, no encoder-based conditioning."""
+        return self.objective != "gsnn"
 
     def prior_options(self, where: str = "model config", variant=None):
         """The variant's options dataclass filled from ``prior:``."""
         from lmmvae import variants
 
         variant = variant or variants.get(self.variant)
-        return options_from_dict(variant.options, self.prior, f"{where}: prior ({self.variant})")
+        options = options_from_dict(variant.options, self.prior, f"{where}: prior ({self.variant})")
+        resolve = getattr(options, "resolve", None)  # options whose default depends on the objective
+        return resolve(self.objective) if resolve is not None else options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

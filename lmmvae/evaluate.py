@@ -50,18 +50,43 @@ def reconstruct_rows(fitted, tensors: TensorData, rows: torch.Tensor) -> dict[st
 
 
 @torch.no_grad()
-def predict_rows(fitted, tensors: TensorData, rows: torch.Tensor) -> dict[str, np.ndarray]:
-    """Prediction from covariates alone: ``y_pred`` [n, D], ``z_mean``, ``z_var`` [n, L]."""
+def predict_rows(fitted, tensors: TensorData, rows: torch.Tensor, with_nll: bool = False) -> dict[str, np.ndarray]:
+    """Prediction from covariates alone (SPEC 2.4, 3.4): ``y_pred`` [n, D], ``z_mean``, ``z_var`` [n, L].
+
+    Deterministic: the Monte Carlo draws come from a generator seeded with the run's seed.
+
+    ``y_pred`` is the predictive mean ``(1/S) Σ_s E[y | g(z^(s))]`` over ``S = nll_samples`` draws
+    of the latent predictive (``prediction: plugin`` decodes its mean instead). With ``with_nll``,
+    also ``nll`` [n]: ``−log (1/S) Σ_s p(y_i | g(z^(s)))`` from the same draws (SPEC 6).
+    """
     model = fitted.model.eval()
-    y_pred, z_mean, z_var = [], [], []
-    for chunk in _chunks(rows):
+    n_samples = fitted.config.nll_samples
+    plugin = fitted.config.prediction == "plugin"
+    generator = torch.Generator(device=tensors.device).manual_seed(int(fitted.info.get("seed", 0)))
+    out: dict[str, list] = {"y_pred": [], "z_mean": [], "z_var": [], "nll": []}
+    for chunk in _chunks(rows, max(1, CHUNK // 8)):
         batch = tensors.batch(chunk)
         dist = model.prior.predict(batch)
-        y_pred.append(model.generate(dist.mean, batch))
-        z_mean.append(dist.mean)
-        z_var.append(dist.variance)
-    return {"y_pred": _cat(y_pred, tensors, fitted), "z_mean": _cat(z_mean, tensors, fitted, latent=True),
-            "z_var": _cat(z_var, tensors, fitted, latent=True)}
+        out["z_mean"].append(dist.mean)
+        out["z_var"].append(dist.variance)
+        if plugin and not with_nll:
+            out["y_pred"].append(model.generate(dist.mean, batch))
+            continue
+        eps = torch.randn((n_samples, *dist.mean.shape), generator=generator, device=dist.mean.device,
+                          dtype=dist.mean.dtype)
+        z = dist.mean + dist.stddev * eps  # [S, B, L]
+        params = model.decode(z, batch)  # [S, B, D]
+        mean = model.likelihood.mean(params)
+        out["y_pred"].append(model.generate(dist.mean, batch) if plugin else mean.mean(0))
+        if with_nll:
+            log_p = model.likelihood.log_prob(batch.y, batch.mask, params)  # [S, B]
+            out["nll"].append(-log_mean_exp(log_p, dim=0))
+    result = {"y_pred": _cat(out["y_pred"], tensors, fitted),
+              "z_mean": _cat(out["z_mean"], tensors, fitted, latent=True),
+              "z_var": _cat(out["z_var"], tensors, fitted, latent=True)}
+    if with_nll:
+        result["nll"] = torch.cat(out["nll"]).cpu().numpy() if out["nll"] else np.zeros(0)
+    return result
 
 
 def _cat(parts, tensors, fitted, latent: bool = False) -> np.ndarray:
@@ -71,45 +96,42 @@ def _cat(parts, tensors, fitted, latent: bool = False) -> np.ndarray:
     return np.zeros((0, width), np.float32)
 
 
-@torch.no_grad()
-def nll_rows(fitted, tensors: TensorData, rows: torch.Tensor, n_samples: int) -> np.ndarray:
-    """``−log p(y_i | x_i)`` per row by log-mean-exp over ``n_samples`` predictive draws (SPEC 6)."""
-    model = fitted.model.eval()
-    out = []
-    for chunk in _chunks(rows, max(1, CHUNK // 8)):
-        batch = tensors.batch(chunk)
-        z = model.prior.predict(batch).sample((n_samples,))  # [S, B, L]
-        out.append(-log_mean_exp(model.log_likelihood(z, batch), dim=0))
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
-
-
 def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) -> dict[str, float]:
-    """Metrics of SPEC 6 that apply to ``data`` and the model; fills ``predictions`` if given."""
+    """Metrics of SPEC 6 that apply to ``data`` and the model; fills ``predictions`` if given.
+
+    No leakage (SPEC 6): the model was conditioned on training rows only (``api.condition``);
+    imputation and the latents for MCC pool the *training* rows only, so nothing scored here
+    depends on a test row's observations except that row's own NLL and squared error.
+    """
     torch.manual_seed(fitted.info.get("seed", 0))
     tensors = fitted.tensors(data)
-    everything = tensors.indices(None)
-    gsnn = fitted.config.objective == "gsnn"  # no posterior: no imputation, no MCC (SPEC 4)
     metrics: dict[str, float] = {}
-    pred = predict_rows(fitted, tensors, everything)
-    recon = reconstruct_rows(fitted, tensors, everything) if not gsnn else None
     train, test = data.split == 0, data.split == 2
-    missing = (data.mask == 0) & train[:, None]
+    scored = tensors.indices("test") if test.any() else tensors.indices(None)[:0]
+    pred = predict_rows(fitted, tensors, tensors.indices(None))
+    recon = None
+    if fitted.config.reads_encoder:  # not after GSNN: no posterior (SPEC 4)
+        recon = reconstruct_rows(fitted, tensors, tensors.indices("train"))
+    missing = (data.mask[train] == 0)
     if recon is not None and data.y_full is not None and missing.any():
-        metrics["mse_impute"] = mse(data.y_full, recon["y_impute"], missing)
+        metrics["mse_impute"] = mse(data.y_full[train], recon["y_impute"], missing)
     observed_test = (data.mask == 1) & test[:, None]
     if observed_test.any():
         metrics["mse_test"] = mse(data.y, pred["y_pred"], observed_test)
-        test_rows = tensors.indices("test")
-        metrics["nll_test"] = float(nll_rows(fitted, tensors, test_rows, fitted.config.nll_samples).mean())
-    if recon is not None and data.latent_truth is not None:
-        metrics["mcc_truth"] = mcc(recon["z_mean"], data.latent_truth)
+        metrics["nll_test"] = float(predict_rows(fitted, tensors, scored, with_nll=True)["nll"].mean())
+    if recon is not None and data.latent_truth is not None and train.any():
+        metrics["mcc_truth"] = mcc(recon["z_mean"], data.latent_truth[train])
     if predictions is not None:
         predictions.update(y_pred=pred["y_pred"], z_pred=pred["z_mean"])
-        if recon is not None:
-            predictions.update(y_impute=recon["y_impute"], z_mean=recon["z_mean"])
+        if recon is not None:  # training rows only; NaN elsewhere
+            y_impute = np.full(data.y.shape, np.nan, np.float32)
+            z_mean = np.full((data.n_obs, fitted.model.latent_dim), np.nan, np.float32)
+            y_impute[train], z_mean[train] = recon["y_impute"], recon["z_mean"]
+            predictions.update(y_impute=y_impute, z_mean=z_mean)
     return metrics
 
 
 def latent_means(fitted, data: LongitudinalData) -> np.ndarray:
+    """Posterior latent means of the training rows, pooled over training rows only (SPEC 6): [n_train, L]."""
     tensors = fitted.tensors(data)
-    return reconstruct_rows(fitted, tensors, tensors.indices(None))["z_mean"]
+    return reconstruct_rows(fitted, tensors, tensors.indices("train"))["z_mean"]

@@ -58,6 +58,9 @@ class Likelihood(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def initialise(self, y, mask) -> None:
+        """Start from the training data's statistics (``y``, ``mask``: numpy ``[N, D]``). Default: nothing."""
+
 
 class GaussianLikelihood(Likelihood):
     """Independent Gaussian per feature, learned or fixed variance (SPEC 2.1)."""
@@ -66,11 +69,13 @@ class GaussianLikelihood(Likelihood):
         self,
         data_dim: int,
         learn_variance: bool = True,
-        init_variance: float = 1.0,
+        init_variance: float | None = None,
         min_variance: float = 1e-4,
         bounded: bool = False,
     ):
         super().__init__(data_dim)
+        self.init_from_data = init_variance is None  # null: the training data's variance (initialise)
+        init_variance = 1.0 if init_variance is None else float(init_variance)
         if init_variance <= min_variance:
             raise ConfigError(
                 f"likelihood: init_variance={init_variance} must exceed min_variance={min_variance}"
@@ -87,6 +92,16 @@ class GaussianLikelihood(Likelihood):
     def variance(self) -> torch.Tensor:
         return self.log_var.exp() + self.min_variance  # [D]
 
+    @torch.no_grad()
+    def initialise(self, y, mask) -> None:
+        """Start each feature's variance at its observed training variance (SPEC 7: not at 1 for
+        images in [0, 1]), floored at ``VARIANCE_FLOOR`` (features that never vary, such as image
+        background pixels). Unless the config sets ``init_variance``."""
+        if self.init_from_data:
+            var = _observed_variance(y, mask)  # [D]
+            var = torch.as_tensor(var, dtype=self.log_var.dtype).clamp_min(max(VARIANCE_FLOOR, 2 * self.min_variance))
+            self.log_var.copy_((var - self.min_variance).log())
+
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params) if self.bounded else params
 
@@ -95,6 +110,22 @@ class GaussianLikelihood(Likelihood):
         var = self.variance  # [D]
         log_p = -0.5 * (_LOG_2PI + var.log() + (y - self.mean(params)) ** 2 / var)  # [..., B, D]
         return _sum_observed(log_p, observed)  # [..., B]
+
+
+#: smallest initial variance when starting from the data (a pixel that never varies)
+VARIANCE_FLOOR = 1e-3
+
+
+def _observed_variance(y, mask):
+    """Per-feature variance of the observed entries of ``y`` (1 where a feature has under 2)."""
+    import numpy as np
+
+    observed = np.asarray(mask) > 0
+    count = observed.sum(0)
+    values = np.where(observed, np.asarray(y, dtype=np.float64), 0.0)
+    mean = values.sum(0) / np.maximum(count, 1)
+    var = (np.where(observed, values - mean, 0.0) ** 2).sum(0) / np.maximum(count - 1, 1)
+    return np.where(count >= 2, var, 1.0)
 
 
 class BernoulliLikelihood(Likelihood):

@@ -67,32 +67,38 @@ class Trainer:
         self.n_val = int(data.indices("validation").shape[0])
 
     # -- one pass -------------------------------------------------------------------------
-    def _pass(self, split: str, n_total: int, train: bool) -> dict[str, float]:
-        """One epoch over ``split``; returns per-row averages of ``−ELBO`` and its parts.
+    def _pass(self, split: str, train: bool) -> dict[str, float]:
+        """One epoch over ``split``; returns the per-row ``−ELBO`` (or GSNN loss) and its parts.
 
-        Sums stay on the device and are read once at the end, so a GPU never waits on the host.
+        Every split is scored on the training objective's scale: the local terms are averaged over
+        the split's rows and the global term (``KL(q(A) || p(A))``, a term of the training set) is
+        divided by the number of *training* rows, so the validation loss of a row equals its
+        training loss (SPEC 2.3). The step itself always scales to the training set. Sums stay on
+        the device and are read once at the end, so a GPU never waits on the host.
         """
-        keys = ("loss", "reconstruction", "kl_local", "kl_global")
-        totals = torch.zeros(len(keys), dtype=torch.float64, device=self.data.device)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.data.device)  # rec, kl_local, kl_global, batches
         n_rows = 0
         self.model.train(train)
         batches = self.data.batches(split, self.config.batch_size, by=self.model.prior.batching,
                                     shuffle=train, generator=self.generator)
         with torch.set_grad_enabled(train):
             for batch in batches:
-                terms = self.objective(self.model, batch, n_total, **self.objective_kwargs)
+                terms = self.objective(self.model, batch, self.n_train, **self.objective_kwargs)
                 if train:
                     for opt in self.optimizers:
                         opt.zero_grad(set_to_none=True)
                     terms.loss.backward()
                     for opt in self.optimizers:
                         opt.step()
-                # the batch's share of −ELBO in rows: loss · N / scale
-                parts = torch.stack([terms.loss * n_total / batch.scale, terms.reconstruction,
-                                     terms.kl_local, terms.kl_global]).detach()
+                parts = torch.stack([terms.reconstruction, terms.kl_local, terms.kl_global,
+                                     torch.ones_like(terms.kl_global)]).detach()
                 totals += parts.to(totals.dtype)
                 n_rows += batch.size
-        values = dict(zip(keys, (totals / max(n_rows, 1)).tolist()))
+        rec, kl_local, kl_global, n_batches = totals.tolist()
+        per_row = max(n_rows, 1)
+        kl_global = kl_global / max(n_batches, 1)  # mean over the pass's steps
+        values = {"loss": (kl_local - rec) / per_row + kl_global / max(self.n_train, 1),
+                  "reconstruction": rec / per_row, "kl_local": kl_local / per_row, "kl_global": kl_global}
         if not math.isfinite(values["loss"]):
             raise FloatingPointError(f"non-finite {split} loss; lower lr or check the data for extreme values")
         return values
@@ -105,9 +111,9 @@ class Trainer:
         for epoch in bar:
             start = time.perf_counter()
             self.model.prior.on_epoch_start(self.model, self.data)
-            train = self._pass("train", self.n_train, train=True)
+            train = self._pass("train", train=True)
             if self.n_val:
-                val = self._pass("validation", self.n_val, train=False)["loss"]
+                val = self._pass("validation", train=False)["loss"]
             else:
                 val = train["loss"]
             for sched in self.schedulers:

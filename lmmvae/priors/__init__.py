@@ -21,13 +21,17 @@ def _random_shapes(design) -> list[tuple[int, int]]:
     return [(term.n_levels, len(term.columns)) for term in design.random_terms]
 
 
+def _level_counts(design, train) -> list[np.ndarray]:
+    """Training rows per level of each random-effect term (the weights ``1/n_p`` of the KL of A)."""
+    matrix = design.transform(train.covariates)
+    return [np.bincount(lv[lv >= 0], minlength=term.n_levels)
+            for lv, term in zip(matrix.levels, design.random_terms)]
+
+
 def build_olmm(options: OLMMOptions, design, train, latent_dim: int) -> OLMMPrior:
     if options.q_A not in ("gaussian", "point"):
         raise ConfigError(f"prior.q_A must be 'gaussian' or 'point', got {options.q_A!r}")
-    matrix = design.transform(train.covariates)
-    counts = [np.bincount(lv[lv >= 0], minlength=term.n_levels)
-              for lv, term in zip(matrix.levels, design.random_terms)]
-    return OLMMPrior(latent_dim, design.n_shared, _random_shapes(design), counts, options)
+    return OLMMPrior(latent_dim, design.n_shared, _random_shapes(design), _level_counts(design, train), options)
 
 
 def build_slmm(options: SLMMOptions, design, train, latent_dim: int, subject: str = "id") -> SLMMPrior:
@@ -35,8 +39,9 @@ def build_slmm(options: SLMMOptions, design, train, latent_dim: int, subject: st
     if cov is None or cov.levels is None:
         raise ConfigError(f"sLMM-VAE needs a subject covariate of kind id/categorical named {subject!r} "
                           f"(config key `subject`); the data have: {', '.join(train.covariates)}")
-    return SLMMPrior(latent_dim, design.n_shared, _random_shapes(design), len(cov.levels), options)
+    return SLMMPrior(latent_dim, design.n_shared, _random_shapes(design), len(cov.levels), options,
+                     level_counts=_level_counts(design, train))
 
 
-register(Variant("olmm", OLMMOptions, build_olmm, "oLMM-VAE: LMM prior with q(A) (SPEC 2)"))
-register(Variant("slmm", SLMMOptions, build_slmm, "sLMM-VAE: structured subject deviations (SPEC 3)"))
+register(Variant("olmm", OLMMOptions, build_olmm, "oLMM-VAE: LMM prior with q(A) (SPEC 2)", gsnn=True))
+register(Variant("slmm", SLMMOptions, build_slmm, "sLMM-VAE: structured subject deviations (SPEC 3)", gsnn=True))

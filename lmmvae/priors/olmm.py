@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -13,18 +14,37 @@ from torch.distributions import Normal
 from lmmvae.batch import Batch
 from lmmvae.priors.base import Encoded, KLTerms, Prior
 from lmmvae.priors.linear import MixedEffects
+from lmmvae.priors.slmm import GSNN_SIGMA_INIT
 
 
 @dataclass
 class OLMMOptions:
-    """Options of oLMM-VAE (the YAML's ``prior:`` mapping)."""
+    """Options of oLMM-VAE (the YAML's ``prior:`` mapping); ``null`` = the objective's default.
+
+    Defaults chosen on validation data (docs/recipe_study.md): ``σ_z`` learned per latent
+    dimension (type-II maximum likelihood through the objective), starting at 1 under the ELBO
+    (SPEC 2.1) and at a small value under GSNN (SPEC 4: the decoder must not see almost only noise).
+    """
 
     q_A: str = "gaussian"  # "gaussian": mean-field q(A) (SPEC 2.2); "point": MAP estimate of A
-    sigma_z: float = 1.0  # std of z around A^T x (SPEC 2.1)
-    learn_sigma_z: bool = False  # learn σ_z per latent dimension (type-II ML through the ELBO)
+    sigma_z: float | None = None  # (initial) std of z around A^T x (SPEC 2.1)
+    learn_sigma_z: bool | None = None  # learn σ_z per latent dimension (type-II ML)
     tau_shared: float = 1.0  # prior std τ_s of shared rows of A
     tau_random: float = 1.0  # prior std τ_r of random-effect rows of A
     learn_tau: bool = False
+
+    def resolve(self, objective: str) -> "OLMMOptions":
+        gsnn = objective == "gsnn"
+        return dataclasses.replace(
+            self,
+            sigma_z=self.sigma_z if self.sigma_z is not None else (GSNN_SIGMA_INIT if gsnn else ELBO_SIGMA_INIT),
+            learn_sigma_z=self.learn_sigma_z if self.learn_sigma_z is not None else LEARN_SIGMA_Z,
+        )
+
+
+#: initial σ_z under the ELBO and whether σ_z is learned (both objectives), chosen on validation data
+ELBO_SIGMA_INIT = 1.0
+LEARN_SIGMA_Z = True
 
 
 def _positive(value: float, learn: bool, shape=()) -> nn.Parameter | torch.Tensor:
@@ -45,6 +65,7 @@ class OLMMPrior(Prior):
     def __init__(self, latent_dim: int, n_shared: int, random_terms: list[tuple[int, int]],
                  level_counts: list[np.ndarray], options: OLMMOptions):
         super().__init__(latent_dim)
+        options = options.resolve("elbo") if options.sigma_z is None or options.learn_sigma_z is None else options
         self.options = options
         self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior=options.q_A)
         log_sigma = _positive(options.sigma_z, options.learn_sigma_z, (latent_dim,))

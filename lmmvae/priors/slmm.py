@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Normal
@@ -16,10 +17,29 @@ from lmmvae.priors.linear import MixedEffects
 
 @dataclass
 class SLMMOptions:
-    """Options of sLMM-VAE (the YAML's ``prior:`` mapping)."""
+    """Options of sLMM-VAE (the YAML's ``prior:`` mapping); ``null`` = the objective's default.
 
-    sigma_eps: float = 1.0  # prior std σ_ε of a subject's latent deviation (SPEC 3.1)
-    learn_sigma_eps: bool = False
+    Defaults (chosen on validation data, docs/recipe_study.md): under the ELBO ``σ_ε = 1``, fixed
+    (SPEC 3.1); under GSNN ``σ_ε`` is learned from a small start (SPEC 4: the GSNN loss is a
+    marginal likelihood in it). ``tau_random`` is the prior std of the random-effect rows of ``A``,
+    a penalty ``‖A_r‖²/(2τ_r²)`` (SPEC 4: under GSNN the subject enters only through them).
+    """
+
+    sigma_eps: float | None = None  # prior std σ_ε of a subject's latent deviation (SPEC 3.1)
+    learn_sigma_eps: bool | None = None
+    tau_random: float = 1.0  # prior std τ_r of the random-effect rows of A (MAP penalty)
+
+    def resolve(self, objective: str) -> "SLMMOptions":
+        gsnn = objective == "gsnn"
+        return SLMMOptions(
+            sigma_eps=self.sigma_eps if self.sigma_eps is not None else (GSNN_SIGMA_INIT if gsnn else 1.0),
+            learn_sigma_eps=self.learn_sigma_eps if self.learn_sigma_eps is not None else gsnn,
+            tau_random=self.tau_random,
+        )
+
+
+#: initial noise scale σ under GSNN (oLMM σ_z, sLMM σ_ε), chosen on validation data (SPEC 4)
+GSNN_SIGMA_INIT = 0.1
 
 
 @dataclass
@@ -60,18 +80,25 @@ class SLMMPrior(Prior):
     batching = "subjects"
 
     def __init__(self, latent_dim: int, n_shared: int, random_terms: list[tuple[int, int]],
-                 n_subjects: int, options: SLMMOptions):
+                 n_subjects: int, options: SLMMOptions, level_counts: list | None = None):
         super().__init__(latent_dim)
+        options = options.resolve("elbo") if options.sigma_eps is None else options
         self.options = options
         self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior="point")
+        self.register_buffer("tau_random", torch.tensor(float(options.tau_random)))
+        for t, counts in enumerate(level_counts or [np.ones(n) for n, _ in random_terms]):
+            inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+            self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
         log_sigma = torch.tensor(math.log(options.sigma_eps))
         if options.learn_sigma_eps:
             self.log_sigma_eps = nn.Parameter(log_sigma)
         else:
             self.register_buffer("log_sigma_eps", log_sigma)
-        # subject offsets ν_p, ω_p² from the training split, set by `condition` (SPEC 3.4)
+        # subject offsets ν_p, ω_p² from the training split, set by `condition` (SPEC 3.4); until
+        # then (and always after GSNN, which trains no encoder: SPEC 4) ν_p = 0, ω_p² = σ_ε²
         self.register_buffer("train_offset_mean", torch.zeros(n_subjects, latent_dim))
         self.register_buffer("train_offset_var", torch.zeros(n_subjects, latent_dim))
+        self.register_buffer("conditioned", torch.zeros((), dtype=torch.bool))
 
     @property
     def sigma_eps2(self) -> torch.Tensor:
@@ -91,7 +118,16 @@ class SLMMPrior(Prior):
         _, post = self._subject_posterior(encoded, batch)
         s2 = self.sigma_eps2
         kl = 0.5 * (s2.log() - post.var.log() - 1 + (post.var + post.mean.square()) / s2)
-        return KLTerms(local=kl.sum(), global_=kl.new_zeros(()))
+        # the random rows' penalty is a sum over rows (weights 1/n_p); the subject KL a sum over
+        # subjects: both are scaled by P/|B_subjects| with subject batches
+        return KLTerms(local=kl.sum() + self.prior_kl(batch).local, global_=kl.new_zeros(()))
+
+    def prior_kl(self, batch: Batch) -> KLTerms:
+        """``Σ_t Σ_p ‖A_{t,p}‖² / (2 τ_r²)``, the MAP penalty of the random-effect rows (SPEC 4),
+        spread over each level's training rows with weight ``1/n_p`` (exact in sum)."""
+        weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
+        local = self.effects.kl_random_rows(batch.x, self.tau_random, weights).sum()
+        return KLTerms(local=local, global_=local.new_zeros(()))
 
     def condition(self, encoded: Encoded, batch: Batch) -> None:
         """Store ``ν_p, ω_p²`` of every training subject (SPEC 3.4)."""
@@ -102,22 +138,26 @@ class SLMMPrior(Prior):
         self.train_offset_var.fill_(float(self.sigma_eps2))
         self.train_offset_mean[codes[keep]] = post.mean[keep].detach()
         self.train_offset_var[codes[keep]] = post.var[keep].detach()
+        self.conditioned.fill_(True)
 
     def predict(self, batch: Batch) -> Normal:
         """SPEC 3.4: ``z* = A^T x* + ν_p``; ``ν_p = 0`` (variance σ_ε²) for an unseen subject."""
         fixed = self.effects.mean(batch.x)
-        seen = (batch.subject >= 0).unsqueeze(-1)
+        seen = ((batch.subject >= 0) & self.conditioned).unsqueeze(-1)
         idx = batch.subject.clamp(min=0)
         offset = torch.where(seen, self.train_offset_mean[idx], torch.zeros_like(fixed))
         var = torch.where(seen, self.train_offset_var[idx], self.sigma_eps2.expand_as(fixed))
         return Normal(fixed + offset, var.clamp_min(1e-12).sqrt())
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
-        """SPEC 4: ``z_i^(s) = A^T x_i + ε_p^(s)``, one ``ε_p^(s)`` shared by a subject's rows."""
+        """SPEC 4: ``z_i^(s) = A^T x_i + ε^(s)``, ``ε^(s) ~ N(0, σ_ε² I)``.
+
+        The GSNN bound is a sum of per-row log-mean-exps, so only each row's marginal matters: a
+        draw shared by a subject's rows would carry nothing more (SPEC 4, "subject identity").
+        """
         fixed = self.effects.mean(batch.x)  # [B, L]
-        uniq, row_subject = torch.unique(batch.subject, return_inverse=True)
-        eps = torch.randn(n_samples, uniq.shape[0], self.latent_dim, device=fixed.device) * self.log_sigma_eps.exp()
-        return fixed + eps[:, row_subject]  # [S, B, L]
+        eps = torch.randn(n_samples, *fixed.shape, device=fixed.device, dtype=fixed.dtype)  # [S, B, L]
+        return fixed + eps * self.log_sigma_eps.exp()
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return self.effects.sparse_parameters()
