@@ -2,7 +2,9 @@
 
 A variant is a prior with its options; the networks, objective and trainer are shared. The LMM-VAE
 variants (``olmm``, ``slmm``) register in :mod:`lmmvae.priors`; the baselines (``vae``, ``cvae``,
-``gppvae``, ``svgpvae``, ``lvae``) in the ``baselines`` package, imported on first look-up.
+``gppvae``, ``svgpvae``, ``lvae``) in the ``baselines`` package; the classical rows (``mixedlm``,
+``mean``: ``classical=True``, fitted by :mod:`lmmvae.classical`, never by the neural builder) in
+:mod:`lmmvae.classical`. Providers are imported on first look-up.
 
 ``build_prior(options, design, train, latent_dim)`` receives the variant's options dataclass (the
 YAML's ``prior:`` mapping, unknown keys rejected), the design fitted on the train split
@@ -25,10 +27,15 @@ class Variant:
     options: type  # a dataclass; its fields are the valid keys of the YAML's `prior:` mapping
     build_prior: Callable[..., Any]
     summary: str = ""
+    classical: bool = False  # fitted by lmmvae.classical (no networks, no latent): mixedlm, mean
+    #: whether GSNN (SPEC 4) can train it: the prior's per-observation marginal must carry the
+    #: covariates (a zero-mean prior gives every observation the same marginal: nothing to learn)
+    gsnn: bool = False
+    why_no_gsnn: str = "its prior has zero mean whatever the covariates, so the per-observation GSNN bound learns nothing from them (SPEC 4); use objective: elbo"
 
 
 _REGISTRY: dict[str, Variant] = {}
-_PROVIDERS = ("lmmvae.priors", "baselines")
+_PROVIDERS = ("lmmvae.priors", "baselines", "lmmvae.classical")
 
 
 def register(variant: Variant) -> Variant:
