@@ -14,17 +14,20 @@ import numpy as np
 import torch
 
 from lmmvae.batch import Batch, DesignBatch
-from lmmvae.h5 import SPLITS, LongitudinalData
+from lmmvae.h5 import SPLITS, LongitudinalData, match_levels
 
 
 def recode(data: LongitudinalData, reference_levels: dict[str, list]) -> dict[str, np.ndarray]:
     """Covariate values as arrays; codes of categorical/id covariates re-mapped onto the training
-    levels ``reference_levels`` by value (``-1`` for a level training never saw)."""
+    levels ``reference_levels`` by value (``-1`` for a level training never saw).
+
+    Levels match through :func:`lmmvae.h5.match_levels`, the one rule the design uses too:
+    ``12``, ``12.0`` and ``"12"`` are one subject whatever the column's dtype.
+    """
     out = {}
     for name, cov in data.covariates.items():
         if cov.levels is not None and name in reference_levels:
-            lookup = {str(v): i for i, v in enumerate(reference_levels[name])}
-            mapping = np.array([lookup.get(str(v), -1) for v in cov.levels], dtype=np.int64)
+            mapping = match_levels(cov.levels, reference_levels[name])
             out[name] = mapping[cov.values] if len(mapping) else cov.values.copy()
         else:
             out[name] = cov.values

@@ -3,7 +3,8 @@
 Each basis is fitted on the train split (standardisation, category levels, RFF frequencies),
 evaluates a factor's column block ``[N, k]`` from a covariate, and round-trips through a JSON-able
 dict. Covariates arrive as :class:`lmmvae.h5.Covariate`, numpy arrays or pandas Series; coded ones
-are matched to fitted levels by value (compared as strings, so ids read as ints match ``"12"``).
+are matched to fitted levels by value through :func:`lmmvae.h5.match_levels` (``12``, ``12.0`` and
+``"12"`` are one level), the rule the loader uses too.
 """
 
 from __future__ import annotations
@@ -16,20 +17,10 @@ import pandas as pd
 from lmmvae.design.formula import Factor
 from lmmvae.design.spectral import fourier_features, rff_features, rff_frequencies
 from lmmvae.errors import DesignError
-from lmmvae.h5 import Covariate, _plain
+from lmmvae.h5 import Covariate, _plain, match_levels
 
 NUMERIC_KINDS = ("continuous", "time")
 CODED_KINDS = ("binary", "categorical", "id")
-
-
-def level_key(value: Any) -> str:
-    """How levels are compared: ``12``, ``12.0``, ``np.int64(12)`` and ``"12"`` are one level."""
-    value = _plain(value)
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class CovariateReader:
@@ -85,10 +76,9 @@ class CovariateReader:
         """Int64 codes ``[N]`` into ``levels``. Unseen values: ``unseen="error"`` raises a
         DesignError naming covariate and level; ``unseen="zero"`` gives code -1."""
         value = self._get(name)
-        index = {level_key(v): c for c, v in enumerate(levels)}
         if isinstance(value, Covariate) and value.levels is not None:
             # map the covariate's own level list once, then index by its codes: O(P) string work
-            table = np.array([index.get(level_key(v), -1) for v in value.levels], dtype=np.int64)
+            table = match_levels(value.levels, levels)
             codes = table[value.values] if len(value.values) else np.zeros(0, np.int64)
             originals = np.asarray(value.levels, dtype=object)[value.values] if (codes < 0).any() else None
         else:
@@ -97,7 +87,7 @@ class CovariateReader:
             if raw.ndim != 1:
                 raise DesignError(f"design {self.formula!r}: covariate {name!r} must be 1-D, got shape {raw.shape}")
             inverse, uniques = pd.factorize(raw, use_na_sentinel=True)
-            table = np.array([index.get(level_key(v), -1) for v in uniques] + [-1], dtype=np.int64)
+            table = np.append(match_levels(list(uniques), levels), -1)
             codes = table[inverse]  # sentinel -1 (missing) picks the trailing -1
             originals = raw
         if unseen == "error" and (codes < 0).any():
@@ -143,7 +133,7 @@ class LinearBasis(Basis):
     def fit(cls, factor: Factor, cov: Covariate) -> "LinearBasis":
         if cov.kind == "binary":
             return cls(factor, {"mean": None, "std": None})
-        return cls(factor, _standardiser(cov.values))
+        return cls(factor, _standardiser(cov.values, factor.covariate))
 
     def columns(self, drop: bool = False) -> list[str]:
         return [self.label]
@@ -155,7 +145,9 @@ class LinearBasis(Basis):
                 raise DesignError(f"design {reader.formula!r}: binary covariate {self.factor.covariate!r} "
                                   "must contain only 0 and 1")
             return v[:, None]
-        return ((v - self.state["mean"]) / self.state["std"])[:, None]  # [N, 1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = ((v - self.state["mean"]) / self.state["std"])[:, None]  # [N, 1]
+        return _finite(z, reader, self.factor)
 
 
 class CategoricalBasis(Basis):
@@ -184,14 +176,16 @@ class PolyBasis(Basis):
 
     @classmethod
     def fit(cls, factor: Factor, cov: Covariate) -> "PolyBasis":
-        return cls(factor, _standardiser(cov.values))
+        return cls(factor, _standardiser(cov.values, factor.covariate))
 
     def columns(self, drop: bool = False) -> list[str]:
         return [f"{self.label}[{j}]" for j in range(1, self.factor.args["degree"] + 1)]
 
     def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
         z = (reader.numbers(self.factor.covariate) - self.state["mean"]) / self.state["std"]  # [N]
-        return z[:, None] ** np.arange(1, self.factor.args["degree"] + 1)  # [N, k]
+        with np.errstate(over="ignore"):
+            block = z[:, None] ** np.arange(1, self.factor.args["degree"] + 1)  # [N, k]
+        return _finite(block, reader, self.factor)
 
 
 class FourierBasis(Basis):
@@ -232,10 +226,30 @@ BASIS_CLASSES = {"linear": LinearBasis, "categorical": CategoricalBasis, "poly":
                  "fourier": FourierBasis, "rff": RFFBasis}
 
 
-def _standardiser(values: np.ndarray) -> dict:
-    mean = float(np.mean(values))
-    std = float(np.std(values))
+def _standardiser(values: np.ndarray, name: str = "") -> dict:
+    """Train mean and standard deviation (0 -> 1), computed on ``values / max|values|`` so that
+    huge but finite values (1e300) neither overflow the sum of squares nor become a column of
+    zeros; a result that still is not finite is a one-line DesignError, never ``Infinity``."""
+    values = np.asarray(values, dtype=np.float64)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        mean, std = (0.0, 0.0) if scale == 0.0 else (np.inf, np.inf)
+    else:
+        scaled = values / scale
+        mean, std = float(np.mean(scaled)) * scale, float(np.std(scaled)) * scale
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise DesignError(f"covariate {name!r}: its mean or standard deviation overflows float64 "
+                          f"(values up to {scale:.3g}); rescale it")
     return {"mean": mean, "std": std if std > 0 else 1.0}
+
+
+def _finite(block: np.ndarray, reader: CovariateReader, factor: Factor) -> np.ndarray:
+    """``block`` if finite; else a one-line DesignError naming the covariate and the first row."""
+    if not np.isfinite(block).all():
+        row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        raise DesignError(f"design {reader.formula!r}: {factor.label} overflows at row {row} (covariate "
+                          f"{factor.covariate!r} is too far outside its training range); rescale it")
+    return block
 
 
 def resolve(factor: Factor, cov: Covariate, where: str) -> Factor:

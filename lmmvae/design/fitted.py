@@ -4,19 +4,23 @@ its output for some rows (:class:`DesignMatrix`) in the sparse form the LMM prio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lmmvae.batch import DesignBatch
 from lmmvae.design.bases import BASIS_CLASSES, CODED_KINDS, Basis, CovariateReader, resolve
 from lmmvae.design.formula import INTERCEPT, ParsedFormula, RandomTerm, Term, parse_formula
-from lmmvae.errors import DesignError
-from lmmvae.h5 import Covariate
+from lmmvae.errors import DesignError, LmmvaeWarning
+from lmmvae.h5 import Covariate, _available_memory
 
 DICT_VERSION = 1
+#: most columns one term may have (a Kronecker product of bases grows fast: C(a):C(b):fourier(t, 50))
+MAX_TERM_COLUMNS = 100_000
 
 
 @dataclass
@@ -211,6 +215,12 @@ class FittedDesign:
                 f"random={[(r.name, r.n_levels) for r in self.random_terms]})")
 
     def _names(self, term: Term, drops: tuple[bool, ...]) -> list[str]:
+        width = 1
+        for factor, drop in zip(term.factors, drops):
+            width *= len(self._bases[factor.label].columns(drop))
+        if width > MAX_TERM_COLUMNS:
+            raise DesignError(f"design {self.formula!r}: term {term.name!r} has {width} columns; "
+                              f"at most {MAX_TERM_COLUMNS}")
         names = [""]
         for factor, drop in zip(term.factors, drops):
             cols = self._bases[factor.label].columns(drop)
@@ -240,11 +250,18 @@ class FittedDesign:
             for name in list(covariates.keys())[:1]:
                 reader._get(name)
         n = reader.n_rows or 0
+        width = self.n_shared + sum(len(r.columns) for r in self.random_terms)
+        needed = n * width * 8 * 2  # float64 blocks and their float32 copy
+        if needed > 2**30 and needed > _available_memory():
+            raise DesignError(f"design {self.formula!r}: {n} rows x {width} columns need "
+                              f"{needed / 2**30:.3g} GiB, more than the memory available")
         blocks = [self._block(t, d, reader, n) for t, d in self._shared]
         shared = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
         levels, values = [], []
         for (term, inner), info in zip(self._random, self.random_terms):
             codes = reader.codes(term.group, info.levels, unseen="zero")  # [N]
+            if (codes < 0).any():
+                _warn_unseen(covariates[term.group], codes < 0, term)
             cols = [self._block(t, d, reader, n) for t, d in inner]
             vals = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))  # [N, F_t]
             vals[codes < 0] = 0.0
@@ -288,6 +305,15 @@ class FittedDesign:
                 for f in t.factors:
                     bases[f.label] = BASIS_CLASSES[f.basis](f, dict(states[f.label]["state"]))
         return cls(d["formula"], terms, bases, {k: list(v) for k, v in d["groups"].items()})
+
+
+def _warn_unseen(group: Any, unseen: np.ndarray, term: RandomTerm) -> None:
+    """lme4's policy for new levels: allowed, with a zero random effect, and said so."""
+    raw = group.values if isinstance(group, Covariate) else np.asarray(group)
+    n_levels = len(pd.unique(raw[unseen]))
+    warnings.warn(f"{n_levels} {term.group!r} level(s) ({int(unseen.sum())} row(s)) not seen in training: "
+                  f"their random effect {term.name} is zero (population-level prediction)",
+                  LmmvaeWarning, stacklevel=3)
 
 
 def _with_drops(terms: list[Term]) -> list[tuple[Term, tuple[bool, ...]]]:

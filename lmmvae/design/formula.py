@@ -38,6 +38,14 @@ _FUNCTIONS = {
 }
 _DEFAULTS = {"rff": {"seed": 0}}
 
+#: limits that turn pathological formulas into one-line errors instead of a RecursionError or an
+#: out-of-memory kill: formula length, parenthesis depth, factors of one ``a*b*...`` product
+#: (it expands into 2^k - 1 terms) and the largest size argument of each basis
+MAX_FORMULA_LENGTH = 10_000
+MAX_DEPTH = 32
+MAX_PRODUCT = 10
+MAX_ARG = {"degree": 20, "n_frequencies": 10_000, "n_features": 10_000}
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -126,6 +134,14 @@ class _Token:
 
 
 def _tokenize(formula: str) -> list[_Token]:
+    if len(formula) > MAX_FORMULA_LENGTH:
+        raise DesignError(f"design formula of {len(formula)} characters; at most {MAX_FORMULA_LENGTH}")
+    depth, deepest = 0, 0
+    for ch in formula:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise DesignError(f"design {formula[:60]!r}...: parentheses nested {deepest} deep; at most {MAX_DEPTH}")
     tokens, pos = [], 0
     while pos < len(formula):
         if formula[pos:].strip() == "":
@@ -250,6 +266,9 @@ class _Parser:
     def product(self) -> list[Term]:
         chunks = [self.chunk()]
         while self.accept("*"):
+            if len(chunks) == MAX_PRODUCT:
+                self.error(f"a product a*b*... of more than {MAX_PRODUCT} factors (it expands into "
+                           f"2^k - 1 terms); write the interactions you need with ':'")
             chunks.append(self.chunk())
         if len(chunks) == 1:
             return [Term(tuple(chunks[0]))]
@@ -327,6 +346,8 @@ class _Parser:
                     self.error(f"{fn.text}() seed must be >= 0, got {value}", tok)
             elif value < 1:
                 self.error(f"{fn.text}() argument {key} must be >= 1, got {value}", tok)
+            elif value > MAX_ARG.get(key, value):
+                self.error(f"{fn.text}() argument {key} must be <= {MAX_ARG[key]}, got {value}", tok)
             return value
         if not (value > 0 and math.isfinite(value)):
             self.error(f"{fn.text}() argument {key} must be a positive number, got {value:g}", tok)
@@ -364,11 +385,12 @@ class _Arithmetic:
                 return value
 
     def unary(self) -> float:
-        if self.p.accept("-"):
-            return -self.unary()
-        if self.p.accept("+"):
-            return self.unary()
-        return self.atom()
+        sign = 1.0
+        while True:  # a loop, not recursion: "- - - ... 1" cannot exhaust the stack
+            if self.p.accept("-"):
+                sign = -sign
+            elif not self.p.accept("+"):
+                return sign * self.atom()
 
     def atom(self) -> float:
         tok = self.p.next()
