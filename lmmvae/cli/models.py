@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the YAML)")
     p.add_argument("--epochs", type=int, default=None, help="override the YAML's epochs")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (the old one stays until the new one is complete)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_fit)
 
@@ -54,7 +56,8 @@ def _fit(args) -> int:
         config.device = args.device
     if args.epochs:
         config.epochs = args.epochs
-    fitted = fit(args.data, out=args.out, seed=args.seed, resume=args.resume, progress=not args.quiet, config=config)
+    fitted = fit(args.data, out=args.out, seed=args.seed, resume=args.resume, progress=not args.quiet, config=config,
+                 overwrite=args.overwrite)
     print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
     return 0
 
@@ -74,10 +77,12 @@ def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
 def _evaluate(args) -> int:
     from lmmvae.api import load
     from lmmvae.evaluate import evaluate
-    from lmmvae.h5 import read_h5
+    from lmmvae.h5 import DataFormatError, read_h5
 
     fitted = load(args.run, device=args.device)
     data = read_h5(args.data)
+    if not data.mask.any():
+        raise DataFormatError(f"{args.data}: every entry is missing (/mask is all 0): nothing to evaluate")
     predictions = {} if args.predictions else None
     metrics = evaluate(fitted, data, predictions)
     cfg = fitted.config
@@ -95,10 +100,12 @@ def _mcc(args) -> int:
     from lmmvae.api import load
     from lmmvae.errors import RunError
     from lmmvae.evaluate import latent_means
-    from lmmvae.h5 import read_h5
+    from lmmvae.h5 import DataFormatError, read_h5
     from lmmvae.metrics import mcc
 
     data = read_h5(args.data)
+    if data.n_obs == 0:
+        raise DataFormatError(f"{args.data}: has no rows: no latents to correlate")
     latents = []
     for run in args.runs:
         fitted = load(run, device=args.device)
@@ -114,15 +121,15 @@ def _mcc(args) -> int:
 
 
 def _predict(args) -> int:
-    import pandas as pd
-
     from lmmvae.api import load
+    from lmmvae.tables import read_csv
 
     fitted = load(args.run, device=args.device)
-    path = Path(args.covariates)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such covariates file")
-    out = fitted.predict(pd.read_csv(path))
+    train = fitted.train_covariates
+    needed = set(fitted.design.covariate_names) | ({fitted.config.subject} & set(train))
+    frame = read_csv(args.covariates, kinds={n: train[n].kind for n in needed if n in train},
+                     required=tuple(sorted(needed)))
+    out = fitted.predict(frame)
     _write_arrays(out, args.out)
     print(f"lmmvae: {len(out['y_pred'])} predictions -> {args.out}")
     return 0
