@@ -20,17 +20,18 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lmmvae import variants
+from lmmvae import rundir, variants
 from lmmvae.atomic import write_text
 from lmmvae.config import ModelConfig
 from lmmvae.design import Design, FittedDesign
-from lmmvae.errors import ConfigError, RunError
+from lmmvae.errors import ConfigError, LmmvaeWarning, RunError, TrainingError
 from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
 from lmmvae.likelihoods import build_likelihood
 from lmmvae.loader import TensorData
@@ -40,6 +41,8 @@ from lmmvae.runtime import choose_device, seed_everything
 from lmmvae.train import Trainer, atomic_save
 
 MODEL_FILE = "model.pt"
+#: largest |observed value| fit accepts: squares of larger values overflow float32 (3.4e38)
+MAX_ABS_Y = 1e15
 
 
 def build_model(config: ModelConfig, design: FittedDesign, train: LongitudinalData, data_dim: int,
@@ -160,8 +163,13 @@ class LMMVAE:
 def _write_run_files(run_dir: Path, config: ModelConfig, design: FittedDesign,
                      train_covariates: dict[str, Covariate], info: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(json.dumps({"model": config.to_dict(), "info": info}, indent=2), run_dir / "config.json")
-    write_text(json.dumps(design.to_dict(), indent=2), run_dir / "design.json")
+    try:  # strict JSON: a non-finite value (an overflowed statistic) is an error, never "Infinity"
+        config_text = json.dumps({"model": config.to_dict(), "info": info}, indent=2, allow_nan=False)
+        design_text = json.dumps(design.to_dict(), indent=2, allow_nan=False)
+    except ValueError as err:
+        raise RunError(f"{run_dir}: the run's config or design holds a non-finite number ({err})") from None
+    write_text(config_text, run_dir / "config.json")
+    write_text(design_text, run_dir / "design.json")
     n = len(next(iter(train_covariates.values())).values) if train_covariates else 0
     skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
                                 split=np.zeros(n, np.uint8), covariates=train_covariates)
@@ -175,14 +183,18 @@ def _as_data(data) -> tuple[LongitudinalData, str | None]:
 
 
 def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool = False,
-        progress: bool = True, config: ModelConfig | None = None, **settings) -> LMMVAE:
+        progress: bool = True, config: ModelConfig | None = None, overwrite: bool = False,
+        **settings) -> LMMVAE:
     """Fit a model to ``data`` (a LongitudinalData or a path to an HDF5 file).
 
     ``settings`` are model-config keys (``variant``, ``design``, ``latent_dim``, ``epochs``, …);
     with ``out``, the run directory is written as training goes (checkpoints every epoch) and
-    ``resume=True`` continues from its last checkpoint.
+    ``resume=True`` continues from its last checkpoint (same config, seed and data, else an
+    error). A finished run in ``out`` is replaced only with ``overwrite=True``, and only once the
+    new one is complete (:mod:`lmmvae.rundir`).
     """
     config = config or ModelConfig.from_dict(settings)
+    plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)
         from lmmvae import classical
         return classical.fit(data, config, out=out, seed=seed)
@@ -192,29 +204,54 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     train = data.subset(data.split_index("train"))
     if train.n_obs == 0:
         raise ConfigError(f"{path or 'data'}: the train split is empty")
+    _check_training_data(data, train, path)
     design = Design(config.design).fit(train.covariates)
     model = build_model(config, design, train, data.n_features, data.image_shape).to(device)
     info = {"seed": seed, "data_dim": data.n_features, "image_shape": data.image_shape,
             "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path}
+    if plan is not None:
+        info.update(rundir.data_fingerprint(data, path))
     fitted = LMMVAE(config, design, model, train.covariates, info, device)
     tensors = fitted.tensors(data)
-    run_dir = Path(out) if out is not None else None
+    run_dir = plan.train_dir if plan is not None else None
     trainer = Trainer(model, tensors, config, generator, run_dir=run_dir, progress=progress)
-    if run_dir is not None:
-        if resume and (run_dir / "config.json").exists():
-            saved = json.loads((run_dir / "config.json").read_text())
-            if saved["model"] != config.to_dict() or saved["info"].get("seed") != seed:
-                raise RunError(f"{run_dir}: holds a run with another config or seed; use another --out or delete it")
-        _write_run_files(run_dir, config, design, train.covariates, info)
-        if resume:
-            trainer.load_checkpoint()
-        elif (run_dir / MODEL_FILE).exists():
-            (run_dir / MODEL_FILE).unlink()
-    trainer.fit()
-    condition(fitted, tensors)
-    if run_dir is not None:
-        atomic_save(model.state_dict(), run_dir / MODEL_FILE)
+    try:
+        if plan is not None:
+            plan.start(config.to_dict(), seed, info,
+                       lambda d: _write_run_files(d, config, design, train.covariates, info))
+            if resume:
+                trainer.load_checkpoint()
+        try:
+            trainer.fit()
+        except FloatingPointError as err:
+            raise TrainingError(f"{path or 'data'}: training diverged ({err})") from None
+        condition(fitted, tensors)
+        if plan is not None:
+            atomic_save(model.state_dict(), run_dir / MODEL_FILE)
+            plan.commit()
+    except BaseException as err:
+        if plan is not None:
+            plan.abort(interrupted=not isinstance(err, Exception))
+        raise
     return fitted
+
+
+def _check_training_data(data: LongitudinalData, train: LongitudinalData, path: str | None) -> None:
+    """What makes training meaningless or silently wrong, said before any work: no observed
+    entry to train on, values so large that float32 training overflows; duplicate (id, time)
+    rows are allowed (repeated measurements) but reported."""
+    where = path or "data"
+    if not train.mask.any():
+        raise ConfigError(f"{where}: every entry of the train split is missing (/mask is all 0): nothing to train on")
+    observed = np.abs(np.where(data.mask.astype(bool), data.y, 0.0))
+    if observed.size and observed.max() > MAX_ABS_Y:
+        row, col = np.unravel_index(int(observed.argmax()), observed.shape)
+        raise ConfigError(f"{where}: /y holds {data.y[row, col]:.3g} at row {row}, column {col}; values beyond "
+                          f"{MAX_ABS_Y:.0e} overflow float32 training: rescale /y")
+    n_dup, example = data.duplicate_rows()
+    if n_dup:
+        warnings.warn(f"{where}: {n_dup} row(s) repeat an earlier row's (id, time), first at {example}; "
+                      "kept as repeated measurements", LmmvaeWarning, stacklevel=3)
 
 
 @torch.no_grad()
@@ -237,15 +274,13 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
     from lmmvae import classical
     if classical.is_classical_run(run_dir):  # mixedlm, mean
         return classical.load(run_dir)
-    for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
-        if not (run_dir / name).exists():
-            raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
-    saved = json.loads((run_dir / "config.json").read_text())
+    rundir.require_finished(run_dir)
+    saved = rundir.read_config(run_dir)
     config = ModelConfig.from_dict(saved["model"], where=str(run_dir / "config.json"))
     if device != "auto":
         config.device = device
     info = saved["info"]
-    design = FittedDesign.from_dict(json.loads((run_dir / "design.json").read_text()))
+    design = rundir.read_design(run_dir)
     skeleton = read_h5(run_dir / "train_covariates.h5")
     n = skeleton.n_obs
     y = np.broadcast_to(np.zeros((1, info["data_dim"]), np.float32), (n, info["data_dim"]))
@@ -254,6 +289,6 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
     image_shape = tuple(info["image_shape"]) if info.get("image_shape") else None
     dev = choose_device(config.device)
     model = build_model(config, design, train, info["data_dim"], image_shape)
-    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    rundir.load_weights(model, run_dir / MODEL_FILE)
     model.to(dev).eval()
     return LMMVAE(config, design, model, skeleton.covariates, info, dev)

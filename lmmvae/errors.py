@@ -17,10 +17,14 @@ class RunError(ValueError):
     """A run directory is missing or incomplete."""
 
 
+class TrainingError(ValueError):
+    """Training cannot go on (a non-finite loss): the data or the settings need a change."""
+
+
 class LmmvaeWarning(UserWarning):
     """Something the user should know but that does not stop the command (the CLI prints it as
     one line, ``lmmvae: warning: ...``): a discarded checkpoint, subjects unseen in training."""
 
 
 #: exceptions the CLI prints as one line instead of a traceback
-USER_ERRORS = (ConfigError, DesignError, RunError, DataFormatError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DesignError, RunError, TrainingError, DataFormatError, FileNotFoundError)

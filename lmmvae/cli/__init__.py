@@ -30,14 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings() -> None:
+    """Print the project's warnings (lmmvae.errors.LmmvaeWarning) as ``lmmvae: warning: ...``."""
+    import warnings
+
+    from lmmvae.errors import LmmvaeWarning
+
+    default = warnings.showwarning
+    if getattr(default, "lmmvae", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LmmvaeWarning):
+            text = str(message).strip().splitlines()
+            print(f"lmmvae: warning: {text[0] if text else category.__name__}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.lmmvae = True
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from lmmvae.errors import USER_ERRORS
 
+    _one_line_warnings()
     try:
         result = args.handler(args)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"lmmvae: error: {message}", file=sys.stderr)
         return 2

@@ -15,6 +15,16 @@ import yaml
 from lmmvae.errors import ConfigError
 
 
+#: the schema's name patterns, in words
+_PATTERN_WORDS = {
+    "^[A-Za-z][A-Za-z0-9_]*$": "start with a letter and use only letters, digits and _",
+    "^[A-Za-z][A-Za-z0-9_-]*$": "start with a letter and use only letters, digits, _ and -",
+    "^[A-Za-z][A-Za-z0-9_.+-]*$": "start with a letter and use only letters, digits and _ . + -",
+    "^[A-Za-z_][A-Za-z0-9_.]*$": "start with a letter or _ and use only letters, digits, _ and .",
+    "^[A-Za-z0-9_.+-]+$": "use only letters, digits and _ . + -",
+}
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike) -> None:
     """Check ``config`` against the JSON schema; the first error becomes a one-line ConfigError."""
     import jsonschema
@@ -46,9 +56,8 @@ def describe_schema_error(error) -> str:
     if kind == "enum":
         return f"{where}: {value!r} is not one of {', '.join(map(str, error.validator_value))}"
     if kind == "pattern":
-        return (
-            f"{where}: name {value!r} must start with a letter and use only letters, digits and _"
-        )
+        allowed = _PATTERN_WORDS.get(error.validator_value, f"match {error.validator_value}")
+        return f"{where}: name {value!r} must {allowed} (names reach file paths and shell commands)"
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected

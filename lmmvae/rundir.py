@@ -1,0 +1,217 @@
+"""Run directories: the one validation layer for ``lmmvae fit --out`` and ``lmmvae.load``.
+
+A run directory holds ``config.json``, ``design.json``, ``train_covariates.h5``, ``history.csv``,
+``checkpoint.pt`` and, written last, ``model.pt`` (see :mod:`lmmvae.api`). This module decides
+what ``fit`` may do with an existing one, and reads one back with one-line :class:`RunError` s:
+
+- ``--out`` naming a file, or a directory holding anything but run files: refused.
+- a finished run (``model.pt``): refused unless ``overwrite``; then the new run trains in a hidden
+  staging directory beside it and replaces the old one only once complete, so a failed or killed
+  retraining never loses the finished model.
+- ``resume`` with another config, seed or data file (SHA-256 and size recorded in ``config.json``):
+  refused.
+- training that fails before its first checkpoint leaves nothing behind.
+- reading: a damaged ``config.json`` / ``design.json``, a truncated or foreign ``model.pt`` (always
+  ``torch.load(weights_only=True)``), weights that do not fit the config: one line each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmmvae.errors import RunError
+
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FILES = ("config.json", "design.json", "train_covariates.h5", "history.csv", CHECKPOINT_FILE, MODEL_FILE)
+
+
+# -- data identity --------------------------------------------------------------------------------
+
+
+def data_fingerprint(data, path: str | os.PathLike | None) -> dict:
+    """``{"data_sha256", "data_size"}``: of the file's bytes when read from ``path``, else of the
+    in-memory arrays (y, mask, split, covariates). ``--resume`` compares it with the run's."""
+    digest = hashlib.sha256()
+    if path is not None:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return {"data_sha256": digest.hexdigest(), "data_size": os.path.getsize(path)}
+    size = 0
+    arrays = [data.y, data.mask, data.split]
+    for name in sorted(data.covariates):
+        cov = data.covariates[name]
+        digest.update(f"{name}:{cov.kind}:{json.dumps(cov.levels, default=str)}".encode())
+        arrays.append(cov.values)
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(str(arr.shape).encode())
+        digest.update(arr.view(np.uint8).reshape(-1) if arr.size else b"")
+        size += arr.nbytes
+    return {"data_sha256": digest.hexdigest(), "data_size": size}
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+class RunPlan:
+    """Where ``fit`` writes (``train_dir``) and how the run directory ``out`` ends up.
+
+    ``start`` checks a resumed run against its config, seed and data, clears a stale unfinished
+    run when starting afresh, then lets the caller write the run files; ``commit`` moves a staged
+    run into place; ``abort`` removes what this call created when training fails.
+    """
+
+    def __init__(self, out: Path, resume: bool, overwrite: bool):
+        self.out, self.resume, self.overwrite = out, resume, overwrite
+        self.existed = out.exists() and any(_entries(out))
+        self.finished = (out / MODEL_FILE).exists()
+        self.staged = self.finished and overwrite
+        self.train_dir = out.with_name(f".{out.name}.new-{os.getpid()}") if self.staged else out
+
+    def start(self, config: dict, seed: int, info: dict, write) -> None:
+        if self.staged:
+            shutil.rmtree(self.train_dir, ignore_errors=True)
+        elif self.resume and (self.out / "config.json").exists():
+            saved = read_config(self.out)
+            if saved["model"] != config or saved["info"].get("seed") != seed:
+                raise RunError(f"{self.out}: holds a run with another config or seed; use another --out, "
+                               "or --overwrite to replace it")
+            old = saved["info"].get("data_sha256")
+            if old is not None and old != info.get("data_sha256"):
+                raise RunError(
+                    f"{self.out}: was trained on {saved['info'].get('data_path') or 'other data'} "
+                    f"(sha256 {old[:12]}, {saved['info'].get('data_size')} bytes), not on "
+                    f"{info.get('data_path') or 'these data'} (sha256 {info['data_sha256'][:12]}); resume with "
+                    "the same data, or use --overwrite to retrain")
+        elif not self.resume:
+            for name in (CHECKPOINT_FILE, "history.csv"):  # an unfinished run's: starting afresh
+                (self.out / name).unlink(missing_ok=True)
+        self.train_dir.mkdir(parents=True, exist_ok=True)
+        write(self.train_dir)
+
+    def commit(self) -> None:
+        if not self.staged:
+            return
+        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+        os.replace(self.out, old)
+        os.replace(self.train_dir, self.out)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self, interrupted: bool = False) -> None:
+        """After a failure: drop a staging directory; drop a new run that never checkpointed
+        (a killed run that did checkpoint stays, for ``--resume``)."""
+        if self.staged:
+            shutil.rmtree(self.train_dir, ignore_errors=True)
+        elif not self.existed and not (self.out / CHECKPOINT_FILE).exists() and not interrupted:
+            shutil.rmtree(self.out, ignore_errors=True)
+
+
+def prepare(out: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> RunPlan:
+    """Check ``out`` before any work: a one-line RunError if ``fit`` must not write there."""
+    out = Path(out)
+    if resume and overwrite:
+        raise RunError(f"{out}: --resume and --overwrite contradict each other; pass one")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a directory; --out names the run directory to write")
+    if out.is_dir():
+        foreign = sorted(n for n in _entries(out) if n not in RUN_FILES)
+        if foreign:
+            raise RunError(f"{out}: is not a run directory (it holds {', '.join(foreign[:3])}"
+                           f"{', ...' if len(foreign) > 3 else ''}); choose another --out")
+        if (out / MODEL_FILE).exists() and not (resume or overwrite):
+            raise RunError(f"{out}: holds a finished run (model.pt); pass --overwrite (overwrite=True) to "
+                           "replace it once the new one is complete, or choose another --out")
+    return RunPlan(out, resume, overwrite)
+
+
+def _entries(directory: Path) -> list[str]:
+    """Names in ``directory``, without hidden temporaries (``.model.pt.123.tmp``)."""
+    try:
+        return [p.name for p in directory.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return []
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def require_finished(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory; train one with `lmmvae fit`")
+    for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
+        if not (run_dir / name).exists():
+            raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path}: damaged ({type(err).__name__}: {str(err).splitlines()[0][:100]}); "
+                       "retrain the run with `lmmvae fit --overwrite`") from None
+
+
+def read_config(run_dir: Path) -> dict:
+    """``config.json`` with its ``model`` and ``info`` mappings checked."""
+    path = run_dir / "config.json"
+    saved = read_json(path)
+    info = saved.get("info") if isinstance(saved, dict) else None
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict) or not isinstance(info, dict):
+        raise RunError(f"{path}: not a run config (needs the mappings 'model' and 'info'); retrain the run")
+    dim = info.get("data_dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise RunError(f"{path}: info.data_dim must be a positive integer, got {dim!r}; retrain the run")
+    shape = info.get("image_shape")
+    if shape is not None and not (isinstance(shape, list) and all(isinstance(s, int) and s > 0 for s in shape)
+                                  and int(np.prod(shape)) == dim):
+        raise RunError(f"{path}: info.image_shape {shape!r} does not match data_dim {dim}; retrain the run")
+    return saved
+
+
+def read_design(run_dir: Path):
+    from lmmvae.design import FittedDesign
+    from lmmvae.errors import DesignError
+
+    path = run_dir / "design.json"
+    saved = read_json(path)
+    try:
+        return FittedDesign.from_dict(saved)
+    except DesignError as err:
+        raise RunError(f"{path}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise RunError(f"{path}: not a saved design ({type(err).__name__}: {str(err)[:80]}); retrain the run") from None
+
+
+def read_weights(path: Path) -> dict:
+    """A state dict of tensors, read with ``torch.load(weights_only=True)``."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, garbage, a pickle with code: all unreadable
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise RunError(f"{path}: unreadable ({type(err).__name__}: {reason}); retrain the run "
+                       "with `lmmvae fit --overwrite`") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RunError(f"{path}: not a model state dict (name -> tensor); retrain the run")
+    return state
+
+
+def load_weights(model, path: Path) -> None:
+    """``model.load_state_dict`` from ``path``; weights of another model are a one-line RunError."""
+    state = read_weights(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else ""
+        raise RunError(f"{path}: does not match its config.json ({detail[:160]}); retrain the run") from None
