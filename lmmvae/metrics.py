@@ -11,23 +11,28 @@
   **choice:** an entry is bold when its mean is within one standard deviation *of the best entry*
   (``|mean − best_mean| <= best_std``), so the best is always bold.
 
-Inputs may be numpy arrays or torch tensors (any device); results are Python floats.
+Inputs may be numpy arrays or torch tensors (any device); results are Python floats. The module
+does not import torch (the report jobs of the workflow use it without torch: issue 14); only
+:func:`log_mean_exp`, which takes a tensor, needs it, and a tensor argument means torch is loaded.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import sys
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import torch
-from scipy.optimize import linear_sum_assignment
 
-ArrayLike = np.ndarray | torch.Tensor | Sequence[float]
+if TYPE_CHECKING:
+    import torch
+
+ArrayLike = Union[np.ndarray, "torch.Tensor", Sequence[float]]
 
 
 def _numpy(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
 
@@ -73,6 +78,8 @@ def mcc(u: ArrayLike, v: ArrayLike) -> float:
         raise ValueError(f"mcc: need [N, L1] and [N, L2] with the same N, got {u.shape} and {v.shape}")
     if u.shape[0] < 2:
         raise ValueError("mcc: need at least 2 rows to compute correlations")
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize takes ~0.3 s to import
+
     corr = abs_correlation(u, v)  # [L1, L2]
     rows, cols = linear_sum_assignment(corr, maximize=True)  # min(L1, L2) pairs
     return float(corr[rows, cols].mean())
@@ -80,6 +87,8 @@ def mcc(u: ArrayLike, v: ArrayLike) -> float:
 
 def log_mean_exp(x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
     """``log mean_s exp(x_s)`` along ``dim``, computed stably via ``logsumexp`` (SPEC 6, NLL)."""
+    import torch
+
     return torch.logsumexp(x, dim=dim, keepdim=keepdim) - math.log(x.shape[dim])
 
 

@@ -1,4 +1,4 @@
-"""Benchmark figures (seaborn; PNG and PDF, written atomically).
+"""Benchmark figures (matplotlib, seaborn for the metric panels; PNG and PDF, written atomically).
 
 * :func:`metrics_figure`: ``by_model`` (one panel per metric, a bar per model, hue = sweep value)
   and ``sweep`` (a metric against the sweep parameter, e.g. the number of basis functions or the
@@ -23,7 +23,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from lmmvae.errors import ConfigError  # noqa: E402
 from lmmvae.h5 import SPLITS, LongitudinalData  # noqa: E402
@@ -79,6 +78,8 @@ def metrics_figure(frame: pd.DataFrame, spec: dict):
 
 
 def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | None) -> None:
+    import seaborn as sns  # lazy: seaborn imports scipy.stats (about a second); trajectories need neither
+
     swept = sub["sweep_value"].notna().any()
     hue = None
     if swept:
@@ -93,6 +94,8 @@ def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | No
 
 
 def _sweep_panel(ax, sub: pd.DataFrame, parameter: str | None, order: list[str]) -> None:
+    import seaborn as sns
+
     swept = sub[sub["sweep_value"].notna()].copy()
     swept[parameter] = pd.to_numeric(swept["sweep_value"], errors="coerce")
     if swept[parameter].isna().any():  # non-numeric sweep values: keep them as categories
@@ -222,6 +225,8 @@ def latent_effects_figure(grid: pd.DataFrame, z: np.ndarray, covariate: str, tit
     dims = np.argsort(spread)[::-1][: min(n_dims, z.shape[1])]
     fig, axes = plt.subplots(1, len(dims), figsize=(4.6 * len(dims), 3.6), squeeze=False)
     curves = [c for c in dict.fromkeys(grid["curve"]) if c != "shared"]
+    import seaborn as sns
+
     colors = sns.color_palette("husl", len(curves))
     for ax, d in zip(axes[0], dims):
         for curve, color in zip(curves, colors):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lmmvae.errors import ConfigError
+from lmmvae.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
 from lmmvae.reporting.experiments import HIGHER_IS_BETTER
 
 
@@ -41,8 +42,6 @@ class Table:
 
 def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """Mean, std (ddof=1) and count per model x metric of the spec's dataset and models."""
-    from lmmvae.metrics import mean_std  # lazy: imports torch
-
     rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(spec["models"])]
     rows = rows[rows["metric"].isin(list(spec["metrics"]))]
     out = []
@@ -71,8 +70,6 @@ def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 def build_table(frame: pd.DataFrame, spec: dict) -> Table:
     """Lay out :func:`summarize` as rows (base models) x columns (metric [x sweep value])."""
-    from lmmvae.metrics import bold_best  # lazy: imports torch
-
     summary = summarize(frame, spec)
     if summary.empty:
         raise ConfigError(
