@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.h5 import DataFormatError, is_blank
+from lmmvae.h5 import DataFormatError, _plain, is_blank
 
 NUMERIC_KINDS = ("continuous", "time", "binary")
 CODED_KINDS = ("categorical", "id")
@@ -67,11 +67,11 @@ def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, requi
             bad = ~np.isfinite(numbers)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {column.iloc[row]!r} is not "
+                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {_plain(column.iloc[row])!r} is not "
                                       f"a finite number ({name} is {kind})")
             if kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
                 row = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
-                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {column.iloc[row]!r}; "
+                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {_plain(column.iloc[row])!r}; "
                                       f"{name} is binary (0 or 1)")
             frame[name] = numbers
     return frame
