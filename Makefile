@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 
-.PHONY: setup test reproduce bench clean
+.PHONY: setup test test-slurm reproduce bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# a throw-away single-node SLURM cluster on this machine (root; installs slurm-wlm and munge with
+# apt-get if missing), the tiny .test config through profiles/slurm, then the cluster is stopped
+test-slurm: $(STAMP)
+	LMMVAE_TEST_SLURM=1 workflow/scripts/local_slurm.sh $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_slurm.py
 
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/default.yaml
