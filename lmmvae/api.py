@@ -197,7 +197,7 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)
         from lmmvae import classical
-        return classical.fit(data, config, out=out, seed=seed)
+        return classical.fit(data, config, out=out, seed=seed, plan=plan)
     data, path = _as_data(data)
     generator = seed_everything(seed)
     device = choose_device(config.device)

@@ -32,11 +32,15 @@ statsmodels' formula inverts ``G`` and raises for a singular (boundary) fit, whi
 not need; tests/test_classical.py checks both agree on a regular fit.
 
 Fixed-effect columns that are linearly dependent on the feature's training rows are dropped
-(coefficient 0, like lme4/R's ``lm``). When ``MixedLM`` raises, does not converge or returns
-non-finite parameters for a feature, that feature falls back to least squares on the fixed
-effects (random effects 0, variance the residual variance); the counts are kept in the model's
-``warnings`` and printed by ``lmmvae fit``: the benchmark never crashes on one feature. A design
-without a random term is fitted by least squares per feature.
+(coefficient 0, like lme4/R's ``lm``). A random structure is not fitted when the feature has no
+more training entries than random effects (lme4's ``nobs <= nRE`` check). When it cannot be fitted
+(that check, or ``MixedLM`` raises, does not converge or returns non-finite parameters), a feature
+falls back to the random intercept alone (designs with ``(1 + … | g)``), then to least squares on
+the fixed effects (random effects 0, variance the residual variance). A singular (boundary) fit is
+kept, as lme4 keeps it. The counts are kept in the model's ``warnings`` (and a status per feature)
+and printed by ``lmmvae fit``: the benchmark never crashes on one feature. A design without a
+random term is fitted by least squares per feature. Every predictive variance is floored at
+``MIN_VARIANCE`` (the neural Gaussian likelihood's floor).
 
 ``variant: mean`` — ``ŷ_id`` = mean of the observed training entries of feature ``d``; predictive
 variance their variance.
@@ -66,6 +70,9 @@ CLASSICAL_VARIANTS = ("mixedlm", "mean")
 FORMAT = "lmmvae-classical"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pt"
+#: floor of every predictive variance: the Gaussian likelihood's default ``min_variance`` of the
+#: neural models (lmmvae.likelihoods), so that NLLs compare (a constant feature is not rewarded more)
+MIN_VARIANCE = 1e-4
 #: statsmodels' own default order of optimisers for MixedLM.fit
 DEFAULT_METHODS = ["bfgs", "lbfgs", "cg"]
 
@@ -149,40 +156,70 @@ def blups(beta: np.ndarray, cov_re: np.ndarray, scale: float, x: np.ndarray, z: 
     return means, covs
 
 
-def _fit_mixedlm(x, z, y, groups, n_groups, options: MixedLMOptions) -> dict[str, Any]:
-    """One feature: MixedLM on the independent fixed-effect columns; falls back to least squares."""
+def _fit_mixedlm(x, z, y, groups, n_groups, options: MixedLMOptions, intercept: int | None) -> dict[str, Any]:
+    """One feature: MixedLM on the independent fixed-effect columns, with the design's random
+    columns ``z``; when that cannot be fitted, with the random intercept alone (column
+    ``intercept`` of ``z``); then least squares. A structure is not tried when the feature has no
+    more observations than random effects (lme4's ``nobs <= nRE`` check) or fewer than two subjects."""
+    q, f = x.shape[1], z.shape[1]
+    keep = _independent_columns(x)
+    structures = [("", np.arange(f))]
+    if f > 1 and intercept is not None:
+        structures.append(("random intercept only", np.array([intercept])))
+    reasons = []
+    n_subjects = len(np.unique(groups))
+    if np.ptp(y) == 0:
+        reasons.append("constant feature")
+        structures = []
+    for label, cols in structures:
+        if n_subjects < 2 or len(y) <= n_subjects * cols.size:
+            reasons.append(f"{len(y)} observations <= {n_subjects * cols.size} random effects" if n_subjects >= 2
+                           else "fewer than two subjects")
+            continue
+        try:
+            beta_k, cov_sub, scale, note = _mixedlm(x[:, keep], z[:, cols], y, groups, options)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
+            reasons.append(str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
+            continue
+        beta = np.zeros(q)
+        beta[keep] = beta_k
+        cov_re = np.zeros((f, f))
+        cov_re[np.ix_(cols, cols)] = cov_sub
+        means, covs = blups(beta, cov_re, scale, x, z, y, groups, n_groups)
+        note = "; ".join(n for n in (label, note) if n)
+        return {"beta": beta, "cov_re": cov_re, "scale": scale, "blup": means, "blup_cov": covs,
+                "status": "mixedlm", "note": note, "reduced": bool(label), "dropped": q - keep.size}
+    beta, scale = _least_squares(x, y)
+    cov_re = np.zeros((f, f))
+    means, covs = blups(beta, cov_re, scale, x, z, y, groups, n_groups)  # zero: G = 0
+    return {"beta": beta, "cov_re": cov_re, "scale": scale, "blup": means, "blup_cov": covs,
+            "status": "ols", "note": "; ".join(reasons), "reduced": False, "dropped": q - keep.size}
+
+
+def _mixedlm(x, z, y, groups, options: MixedLMOptions) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """statsmodels MixedLM: ``β`` [q], ``G`` [F, F], ``σ²`` and a note (singular / boundary);
+    raises ValueError when it does not converge or returns non-finite parameters."""
     from statsmodels.regression.mixed_linear_model import MixedLM
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    q, f = x.shape[1], z.shape[1]
-    keep = _independent_columns(x)
-    status, note = "mixedlm", ""
-    try:
-        if len(np.unique(groups)) < 2:
-            raise ValueError("fewer than two subjects observed")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = MixedLM(y, x[:, keep], groups=groups, exog_re=z)
-            result = model.fit(reml=options.reml, method=list(options.method), maxiter=options.maxiter)
-        beta = np.zeros(q)
-        beta[keep] = np.asarray(result.fe_params)
-        cov_re = np.asarray(result.cov_re, dtype=float).reshape(f, f)
-        scale = float(result.scale)
-        if not result.converged:
-            raise ValueError("did not converge")
-        if not (np.isfinite(beta).all() and np.isfinite(cov_re).all() and np.isfinite(scale) and scale > 0):
-            raise ValueError("non-finite parameters")
-        if any(issubclass(w.category, ConvergenceWarning) and "boundary" in str(w.message) for w in caught):
-            note = "boundary"
-        if np.linalg.eigvalsh(cov_re).min() <= 1e-8 * max(1.0, np.abs(cov_re).max()):
-            note = "singular"
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
-        status, note = "ols", str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        beta, scale = _least_squares(x, y)
-        cov_re = np.zeros((f, f))
-    means, covs = blups(beta, cov_re, scale, x, z, y, groups, n_groups)
-    return {"beta": beta, "cov_re": cov_re, "scale": scale, "blup": means, "blup_cov": covs,
-            "status": status, "note": note, "dropped": q - keep.size}
+    f = z.shape[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = MixedLM(y, x, groups=groups, exog_re=z).fit(
+            reml=options.reml, method=list(options.method), maxiter=options.maxiter)
+    beta = np.asarray(result.fe_params, dtype=float)
+    cov_re = np.asarray(result.cov_re, dtype=float).reshape(f, f)
+    scale = float(result.scale)
+    if not result.converged:
+        raise ValueError("did not converge")
+    if not (np.isfinite(beta).all() and np.isfinite(cov_re).all() and np.isfinite(scale) and scale > 0):
+        raise ValueError("non-finite parameters")
+    note = ""
+    if any(issubclass(w.category, ConvergenceWarning) and "boundary" in str(w.message) for w in caught):
+        note = "boundary"
+    if np.linalg.eigvalsh(cov_re).min() <= 1e-8 * max(1.0, np.abs(cov_re).max()):
+        note = "singular"
+    return beta, cov_re, scale, note
 
 
 def _random_block(design, matrix) -> tuple[np.ndarray, np.ndarray, int, str | None]:
@@ -222,7 +259,7 @@ class ClassicalModel:
         if self.config.variant == "mean":
             n = _n_rows(covariates)
             return (np.broadcast_to(p["mean"], (n, p["mean"].size)).astype(np.float32),
-                    np.broadcast_to(p["var"], (n, p["var"].size)).astype(np.float32))
+                    np.broadcast_to(np.maximum(p["var"], MIN_VARIANCE), (n, p["var"].size)).astype(np.float32))
         matrix = self.design.transform(covariates)
         x = matrix.shared.astype(float)  # [N, Q_s]
         mean = x @ p["beta"].T  # [N, D]
@@ -236,7 +273,7 @@ class ClassicalModel:
             mean += np.einsum("nf,dnf->nd", z, p["blup"][:, lv, :])
             cond = np.where(seen[None, :, None, None], p["blup_cov"][:, lv], p["cov_re"][:, None])  # [D, N, F, F]
             var += np.einsum("nf,dnfg,ng->nd", z_all, cond, z_all)
-        return mean.astype(np.float32), var.astype(np.float32)
+        return mean.astype(np.float32), np.maximum(var, MIN_VARIANCE).astype(np.float32)
 
     def _unmasked_random_columns(self, covariates, z, levels) -> np.ndarray:
         """The random-effect columns also on rows of unseen subjects (where the design matrix
@@ -298,18 +335,26 @@ class ClassicalModel:
         return metrics
 
     # -- persistence -----------------------------------------------------------------------------
-    def save(self, run_dir: str | os.PathLike) -> Path:
+    def _write_files(self, run_dir: Path) -> None:
+        from lmmvae.api import _write_run_files
+
+        _write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
+
+    def _write_model(self, run_dir: Path) -> None:
+        """``model.pt``, written last: the fitted arrays as tensors plus plain containers."""
         import torch
 
-        from lmmvae.api import _write_run_files
         from lmmvae.train import atomic_save
 
-        run_dir = Path(run_dir)
-        _write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
         state = {"format": FORMAT, "version": FORMAT_VERSION, "variant": self.config.variant,
                  "warnings": self.warnings, "status": list(self.info.get("status", [])),
                  "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.params.items()}}
         atomic_save(state, run_dir / MODEL_FILE)
+
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        run_dir = Path(run_dir)
+        self._write_files(run_dir)
+        self._write_model(run_dir)
         return run_dir
 
 
@@ -327,12 +372,18 @@ def _n_rows(covariates) -> int:
     return len(first.values if hasattr(first, "kind") else first)
 
 
-def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0) -> ClassicalModel:
+def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=None) -> ClassicalModel:
     """Fit ``config.variant`` (mixedlm | mean) on the train split of ``data`` (a LongitudinalData or
-    an HDF5 path); with ``out``, write the run directory."""
-    from lmmvae.design import Design
+    an HDF5 path); with ``out``, write the run directory through ``plan`` (a
+    :class:`lmmvae.rundir.RunPlan`; made here when not given): the same protections as a neural
+    run (a finished run is replaced only with ``overwrite``, and only once the new one is written).
+    A classical fit is deterministic and takes seconds: ``resume`` refits from scratch."""
+    from lmmvae import rundir
+    from lmmvae.design import INTERCEPT, Design
     from lmmvae.h5 import LongitudinalData, read_h5
 
+    if out is not None and plan is None:
+        plan = rundir.prepare(out)
     path = None
     if not isinstance(data, LongitudinalData):
         path, data = str(data), read_h5(data)
@@ -341,11 +392,15 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0) -> Cl
     train = data.subset(data.split_index("train"))  # SPEC 6: nothing else is read
     if train.n_obs == 0:
         raise ConfigError(f"{path or 'data'}: the train split is empty")
+    if not train.mask.any():
+        raise ConfigError(f"{path or 'data'}: every entry of the train split is missing (/mask is all 0): "
+                          "nothing to fit")
     design = Design(config.design).fit(train.covariates)
     y, mask = train.y.astype(float), train.mask == 1
     d_count = data.n_features
     status: list[str] = []
-    counts = {"no_observations": 0, "fallback_ols": 0, "singular": 0, "boundary": 0, "rank_deficient": 0}
+    counts = {"no_observations": 0, "fallback_ols": 0, "random_intercept_only": 0, "singular": 0, "boundary": 0,
+              "rank_deficient": 0}
     if config.variant == "mean":
         mean, var = np.zeros(d_count), np.ones(d_count)
         for d in range(d_count):
@@ -364,6 +419,8 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0) -> Cl
         x = matrix.shared.astype(float)
         z, levels, n_groups, _ = _random_block(design, matrix)
         f = z.shape[1]
+        names = [c for t in design.random_terms for c in t.columns]
+        intercept = names.index(INTERCEPT) if INTERCEPT in names else None
         params = {"beta": np.zeros((d_count, x.shape[1])), "scale": np.ones(d_count),
                   "cov_re": np.zeros((d_count, f, f)), "blup": np.zeros((d_count, n_groups, f)),
                   "blup_cov": np.zeros((d_count, n_groups, f, f))}
@@ -379,22 +436,30 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0) -> Cl
                 dropped = x.shape[1] - _independent_columns(x[rows]).size
                 status.append("ols")
             else:
-                one = _fit_mixedlm(x[rows], z[rows], y[rows, d], levels[rows], n_groups, options)
+                one = _fit_mixedlm(x[rows], z[rows], y[rows, d], levels[rows], n_groups, options, intercept)
                 for key in ("beta", "scale", "cov_re", "blup", "blup_cov"):
                     params[key][d] = one[key]
                 dropped = one["dropped"]
                 status.append(one["status"] + (f" ({one['note']})" if one["note"] else ""))
-                if one["status"] == "ols":
-                    counts["fallback_ols"] += 1
-                elif one["note"] in ("singular", "boundary"):
-                    counts[one["note"]] += 1
+                counts["fallback_ols"] += one["status"] == "ols"
+                counts["random_intercept_only"] += one["reduced"]
+                counts["singular"] += "singular" in one["note"]
+                counts["boundary"] += "boundary" in one["note"]
             counts["rank_deficient"] += dropped > 0
     info = {"seed": seed, "data_dim": d_count, "image_shape": data.image_shape,
             "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
             "warnings": counts, "status": status}
+    if plan is not None:
+        info.update(rundir.data_fingerprint(data, path))
     model = ClassicalModel(config, design, params, train.covariates, info)
-    if out is not None:
-        model.save(out)
+    if plan is not None:
+        try:
+            plan.start(config.to_dict(), seed, info, model._write_files)
+            model._write_model(plan.train_dir)
+            plan.commit()
+        except BaseException as err:
+            plan.abort(interrupted=not isinstance(err, Exception))
+            raise
     return model
 
 
@@ -413,22 +478,48 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
     """Load a classical run directory written by :func:`fit`."""
     import torch
 
+    from lmmvae import rundir
     from lmmvae.config import ModelConfig
-    from lmmvae.design import FittedDesign
     from lmmvae.h5 import read_h5
 
     run_dir = Path(run_dir)
-    for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
-        if not (run_dir / name).exists():
-            raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
-    saved = json.loads((run_dir / "config.json").read_text())
+    rundir.require_finished(run_dir)
+    saved = rundir.read_config(run_dir)
     config = ModelConfig.from_dict(saved["model"], where=str(run_dir / "config.json"))
-    design = FittedDesign.from_dict(json.loads((run_dir / "design.json").read_text()))
-    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    design = rundir.read_design(run_dir)
+    path = run_dir / MODEL_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never executes code
+    except Exception as err:  # noqa: BLE001 - truncated, garbage, a pickle with code: all unreadable
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise RunError(f"{path}: unreadable ({type(err).__name__}: {reason}); retrain the run "
+                       "with `lmmvae fit --overwrite`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION:
-        raise RunError(f"{run_dir / MODEL_FILE}: not a {FORMAT} v{FORMAT_VERSION} model file")
-    if state["variant"] != config.variant:
-        raise RunError(f"{run_dir}: model.pt holds {state['variant']!r}, config.json says {config.variant!r}")
-    params = {k: v.numpy().astype(float) for k, v in state["arrays"].items()}
+        raise RunError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} model file; retrain the run")
+    if state.get("variant") != config.variant:
+        raise RunError(f"{path}: holds {state.get('variant')!r}, config.json says {config.variant!r}; retrain the run")
+    arrays = state.get("arrays")
+    expected = {"mean", "var"} if config.variant == "mean" else {"beta", "scale", "cov_re", "blup", "blup_cov"}
+    if not isinstance(arrays, dict) or set(arrays) != expected or not all(
+            isinstance(v, torch.Tensor) for v in arrays.values()):
+        raise RunError(f"{path}: does not hold the arrays of {config.variant} ({', '.join(sorted(expected))}); "
+                       "retrain the run")
+    params = {k: v.numpy().astype(float) for k, v in arrays.items()}
+    _check_shapes(path, config.variant, params, design, saved["info"]["data_dim"])
     skeleton = read_h5(run_dir / "train_covariates.h5")
     return ClassicalModel(config, design, params, skeleton.covariates, saved["info"])
+
+
+def _check_shapes(path: Path, variant: str, params: dict, design, d: int) -> None:
+    """The saved arrays fit the design and the data size (a one-line RunError otherwise)."""
+    if variant == "mean":
+        shapes = {"mean": (d,), "var": (d,)}
+    else:
+        f = sum(len(t.columns) for t in design.random_terms)
+        p = design.random_terms[0].n_levels if design.random_terms else 0
+        shapes = {"beta": (d, design.n_shared), "scale": (d,), "cov_re": (d, f, f), "blup": (d, p, f),
+                  "blup_cov": (d, p, f, f)}
+    for key, shape in shapes.items():
+        if params[key].shape != shape:
+            raise RunError(f"{path}: {key} has shape {params[key].shape}, the run's design and data need {shape}; "
+                           "retrain the run")

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="generate at new covariates (CSV with one column per covariate)")
     p.add_argument("--run", required=True)
     p.add_argument("--covariates", required=True, help="CSV; columns named as the data's covariates")
-    p.add_argument("--out", required=True, help="HDF5 with /y_pred, /z_mean, /z_var")
+    p.add_argument("--out", required=True, help="HDF5 with /y_pred, /z_mean, /z_var (mixedlm, mean: /y_pred, /y_var)")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=_predict)
 
@@ -58,7 +58,12 @@ def _fit(args) -> int:
         config.epochs = args.epochs
     fitted = fit(args.data, out=args.out, seed=args.seed, resume=args.resume, progress=not args.quiet, config=config,
                  overwrite=args.overwrite)
-    print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
+    if getattr(fitted, "classical", False):  # mixedlm, mean (lmmvae.classical): refitted, never resumed
+        counts = {k: v for k, v in fitted.warnings.items() if v}
+        notes = f"; warnings (features): {', '.join(f'{k} {v}' for k, v in counts.items())}" if counts else ""
+        print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{notes}")
+    else:
+        print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
     return 0
 
 
@@ -84,10 +89,14 @@ def _evaluate(args) -> int:
     if not data.mask.any():
         raise DataFormatError(f"{args.data}: every entry is missing (/mask is all 0): nothing to evaluate")
     predictions = {} if args.predictions else None
-    metrics = evaluate(fitted, data, predictions)
+    if getattr(fitted, "classical", False):  # mixedlm, mean: same metric keys, no latent (lmmvae.classical)
+        metrics = fitted.evaluate(data, predictions)
+    else:
+        metrics = evaluate(fitted, data, predictions)
     cfg = fitted.config
-    _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective,
-                 "latent_dim": cfg.latent_dim, "design": cfg.design, "seed": fitted.info.get("seed"),
+    neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent
+    _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if neural else None,
+                 "latent_dim": cfg.latent_dim if neural else None, "design": cfg.design, "seed": fitted.info.get("seed"),
                  "dataset": data.name, "run": str(args.run)}, args.out)
     if args.predictions:
         predictions["split"] = data.split
@@ -109,6 +118,8 @@ def _mcc(args) -> int:
     latents = []
     for run in args.runs:
         fitted = load(run, device=args.device)
+        if getattr(fitted, "classical", False):
+            raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
         if fitted.config.objective == "gsnn":
             raise RunError(f"{run}: trained with GSNN, which has no latent posterior (SPEC 4): no MCC")
         latents.append(latent_means(fitted, data))
