@@ -46,6 +46,7 @@ COLUMNS = [
     Column("epoch_s", "s / epoch", "{:.3g}"),
     Column("ratio_vae", "× VAE", "{:.2f}"),
     Column("step_ms", "ms / step", "{:.1f}"),
+    Column("images_s", "images / s", "{:,.0f}"),
     Column("hook_s", "epoch-start s", "{:.3g}"),
     Column("n_batches", "steps / epoch"),
     Column("steps_timed", "timed"),
@@ -95,7 +96,8 @@ def run(device: str = "cpu", sizes=SIZES, repeats: int = 3, steps: int | None = 
             rows.append({
                 "n_obs": data.n_obs, "n_train": bench.trainer.n_train, "model": bench.name,
                 "variant": bench.config.variant, "epoch_s": t.epoch_seconds, "ratio_vae": ratios[bench.name],
-                "step_ms": 1000 * t.step_seconds, "hook_s": t.hook_seconds, "n_batches": t.n_batches,
+                "step_ms": 1000 * t.step_seconds, "images_s": bench.trainer.n_train / t.epoch_seconds,
+                "hook_s": t.hook_seconds, "n_batches": t.n_batches,
                 "steps_timed": t.steps_timed, "repeats": repeats,
                 "epoch_s_best": min(t.repeats), "epoch_s_repeats": " ".join(f"{x:.4g}" for x in t.repeats), **memory,
                 "target": target_status(bench.name, ratios[bench.name], ratios, n_obs == max(sizes)),
