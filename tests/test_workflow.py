@@ -133,7 +133,7 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert rc == 0, out[-3000:]
     plan = load_plan(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), SCHEMA)
     counts = job_counts(out)
-    assert counts["fit"] == counts["evaluate"] == len(plan.runs) == 275
+    assert counts["fit"] == counts["evaluate"] == len(plan.runs) == 295
     assert counts["mcc_seeds"] == len(plan.seed_pairs) == 120
     assert counts["model_yaml"] == len(plan.models)
     assert counts["data"] == 4 and counts["synthetic_raw"] == 2
@@ -144,9 +144,11 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert bases["health_mnist"] == ["gppvae", "lmm_age", "lmm_disease", "lmm_sex", "lvae", "svgpvae"]
     assert bases["rotating_mnist"] == ["cvae", "gppvae", "lvae", "olmm_elbo", "olmm_gsnn",
                                        "slmm_elbo", "slmm_gsnn", "svgpvae"]
+    assert {"mixedlm", "mean"} <= set(bases["physionet"]) and {"mixedlm", "mean"} <= set(bases["identifiability_trial"])
     assert {plan.model("physionet", m).config["objective"] for m in plan.experiments["physionet"].models
             if m.startswith(("olmm", "slmm"))} == {"elbo", "gsnn"}
-    latent = {n: sorted({plan.model(e.dataset, m).config["latent_dim"] for m in e.models})
+    latent = {n: sorted({plan.model(e.dataset, m).config["latent_dim"] for m in e.models  # classical rows: none
+                         if plan.model(e.dataset, m).config["variant"] not in ("mixedlm", "mean")})
               for n, e in plan.experiments.items()}
     assert latent["health_mnist"] == [16, 32]
     assert latent["identifiability_trial"] == [15, 18, 20]
@@ -155,8 +157,8 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert plan.experiments["health_mnist"].seeds == (0, 1, 2, 3, 4)
     # device: cuda -> every training job requests the GPU and runs with --device cuda
     fit_jobs = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
-    assert len(fit_jobs) == 275 and all("gpu=1" in r for r in fit_jobs)
-    assert out.count("--device cuda") == 275
+    assert len(fit_jobs) == 295 and all("gpu=1" in r for r in fit_jobs)
+    assert out.count("--device cuda") == 295
 
 
 def test_invalid_config_fails_in_one_readable_line(tmp_path):

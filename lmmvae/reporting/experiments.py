@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import yaml
 
+from lmmvae.classical import CLASSICAL_VARIANTS  # torch-free, like this module
 from lmmvae.errors import ConfigError
 
 #: the commands of ``lmmvae data`` that read a raw directory, and so accept ``raw``/``synthetic``
@@ -242,6 +243,8 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
             for name in exp.all_models:
                 if models[(exp.dataset, name)].config.get("objective", "elbo") == "gsnn":
                     continue  # GSNN has no latent posterior (SPEC 4): no MCC
+                if models[(exp.dataset, name)].config["variant"] in CLASSICAL_VARIANTS:
+                    continue  # mixedlm, mean: no latent space, no MCC
                 for a, b in itertools.combinations(sorted(exp.seeds), 2):
                     pairs.add(SeedPair(exp.dataset, name, a, b))
     ordered_pairs = sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
