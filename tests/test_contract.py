@@ -39,7 +39,8 @@ def data():
 
 
 def test_every_registered_variant_is_covered():
-    assert set(variants.names()) == set(DESIGNS)
+    # classical rows (mixedlm, mean) have no networks: tests/test_classical.py
+    assert {n for n in variants.names() if not variants.get(n).classical} == set(DESIGNS)
 
 
 def _model(variant, data, objective="elbo"):
