@@ -198,7 +198,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                "best_epoch": _mean(r.get("best_epoch") for r in runs),
                "epochs_run": _mean(r.get("epochs_run") for r in runs),
                "max_epochs": runs[0]["max_epochs"],
-               "best_is_last": sum(r.get("best_epoch") == r.get("epochs_run") for r in runs),
+               "stopped_early": f"{sum(bool(r.get('stopped_early')) for r in runs)}/{len(runs)}",
                "seconds": _mean(r["seconds"] for r in runs)}
         out.append(row)
     for model in dict.fromkeys(r["model"] for r in out):
@@ -217,7 +217,7 @@ COLUMNS = [
     harness.Column("best_epoch", "best epoch", "{:.0f}"),
     harness.Column("epochs_run", "epochs run", "{:.0f}"),
     harness.Column("max_epochs", "budget"),
-    harness.Column("best_is_last", "runs whose best epoch is the last"),
+    harness.Column("stopped_early", "stopped early (converged)"),
     harness.Column("seconds", "s", "{:.0f}"),
 ]
 
@@ -253,8 +253,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 12 simulated subjects, no Markdown")
+    parser.add_argument("--from-runs", default=None, metavar="RUNS_CSV",
+                        help="no training: rebuild the table from a previous study's runs.csv")
     args = parser.parse_args(argv)
     harness.apply_threads(args.threads)
+    if args.from_runs:
+        return rebuild(Path(args.from_runs), args)
     spec = read_grid(None if args.grid == "none" else Path(args.grid))
     grid = {} if args.only_set else dict(spec.get("grid") or {})
     grid.update(parse_set(args.set))
@@ -308,8 +312,39 @@ def main(argv=None) -> list[dict]:
         parts += ["", "Not trained: " + "; ".join(skipped) + "."]
     body = "\n".join(parts)
     harness.write_csv(summary, out / "summary.csv")
+    (out / "table.md").write_text(body + "\n")
     print(body)
     if args.markdown != "none" and not args.quick:
+        update_markdown(Path(args.markdown), {f"recipe_study:{name}": body})
+        print(f"table written to {args.markdown} (block recipe_study:{name})")
+    return summary
+
+
+def rebuild(runs_csv: Path, args) -> list[dict]:
+    """The table of a finished study from its ``runs.csv``; the header line is kept from the
+    study's ``table.md`` next to it when there is one."""
+    import csv
+
+    if not runs_csv.exists():
+        raise ConfigError(f"{runs_csv}: no such runs file")
+    with open(runs_csv) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("val_mse", "seconds", "val_loss"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+        for key in ("best_epoch", "epochs_run", "max_epochs", "seed"):
+            row[key] = int(row[key]) if row.get(key) not in (None, "") else None
+        row["stopped_early"] = row.get("stopped_early") == "True"
+    summary = summarise(rows)
+    table = harness.markdown_table(summary, COLUMNS)
+    previous = runs_csv.with_name("table.md")
+    lines = previous.read_text().split("\n\n") if previous.exists() else []
+    header = [lines[0]] if lines and lines[0].startswith("_Command") else []
+    notes = [part for part in lines[2:] if part.startswith("Not trained")] if lines else []
+    body = "\n\n".join(header + [table] + notes).strip()
+    print(body)
+    if args.markdown != "none":
+        name = args.name or "study"
         update_markdown(Path(args.markdown), {f"recipe_study:{name}": body})
         print(f"table written to {args.markdown} (block recipe_study:{name})")
     return summary
