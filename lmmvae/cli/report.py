@@ -157,15 +157,10 @@ def _grid(args) -> int:
 
 
 def _latent_effects(args) -> int:
-    from pathlib import Path
-
-    import pandas as pd
-
     from lmmvae.reporting.figures import latent_effects_figure, save
+    from lmmvae.tables import read_csv
 
-    if not Path(args.grid).exists():
-        raise FileNotFoundError(f"{args.grid}: no such grid file")
-    grid = pd.read_csv(args.grid)
+    grid = read_csv(args.grid)  # one-line errors for empty, binary, header-only files
     covariate = _grid_covariate(grid)
     fig = latent_effects_figure(grid, _read_array(args.latent, "z_mean"), covariate, args.title,
                                 args.dims)
