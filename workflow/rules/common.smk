@@ -28,8 +28,9 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config {' '.join(map(str, workflow.configfiles))}: {err}")
 
 DEVICE = PLAN.device
-# Training requests the GPU resource only on `device: cuda` (SLURM: --gpus=1; locally,
-# `--resources gpu=N` caps concurrent GPU jobs; the default profile sets gpu=1).
+# Training requests the GPU resource only on `device: cuda` (SLURM: --gpus=1; locally `gpu`
+# counts trainings sharing the GPU: the default profile allows 1, profiles/gpu 8, --resources gpu=K;
+# profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
 TRAIN_RESOURCES = {"gpu": 1} if DEVICE == "cuda" else {}
 
 
