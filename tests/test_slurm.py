@@ -2,7 +2,8 @@
 on a live cluster. ``make test-slurm`` starts a throw-away single-node cluster
 (``workflow/scripts/local_slurm.sh``) and runs this file inside it with ``LMMVAE_TEST_SLURM=1``.
 Without that opt-in (so ``make test`` never submits jobs, not even on a real cluster's login node)
-or without a reachable cluster (``scontrol ping``) every test here is skipped.
+the live tests are skipped. The dry runs of the packing profiles (several trainings per GPU) run
+everywhere.
 """
 
 from __future__ import annotations
@@ -33,11 +34,9 @@ def cluster_reachable() -> bool:
     return ping.returncode == 0 and "UP" in ping.stdout
 
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("LMMVAE_TEST_SLURM") != "1",
-                       reason="submits SLURM jobs: only with LMMVAE_TEST_SLURM=1 (`make test-slurm`)"),
-]
+pytestmark = pytest.mark.slow
+live = pytest.mark.skipif(os.environ.get("LMMVAE_TEST_SLURM") != "1",
+                          reason="submits SLURM jobs: only with LMMVAE_TEST_SLURM=1 (`make test-slurm`)")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +57,7 @@ def slurm_run(tmp_path_factory) -> tuple[Path, str]:
     return workdir, out
 
 
+@live
 def test_every_cluster_job_was_submitted_with_sbatch_and_completed(slurm_run):
     _, log = slurm_run
     assert "Using workflow specific profile profiles/slurm" in log
@@ -72,6 +72,7 @@ def test_every_cluster_job_was_submitted_with_sbatch_and_completed(slurm_run):
     assert {job: states.get(job) for job in submitted} == {job: "COMPLETED" for job in submitted}
 
 
+@live
 def test_results_of_the_slurm_run_are_complete(slurm_run):
     workdir, _ = slurm_run
     metrics = pd.read_csv(workdir / "results" / "metrics.csv")
@@ -83,3 +84,34 @@ def test_results_of_the_slurm_run_are_complete(slurm_run):
         assert "| Model |" in (workdir / "results" / "tables" / f"{experiment}.md").read_text()
     for run in plan.runs:
         assert (workdir / "results" / "train" / run.dataset / run.model / f"seed{run.seed}" / "model.pt").exists()
+
+
+def dry_run(profile: str, tmp_path: Path) -> str:
+    cmd = [SNAKEMAKE, "--dry-run", "--directory", str(tmp_path), "--workflow-profile", profile,
+           "--configfile", str(REPO / "config" / "paper.yaml")]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert f"Using workflow specific profile {profile}" in out
+    return out
+
+
+def test_slurm_packed_profile_puts_four_trainings_on_one_gpu_per_submission(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = dry_run("profiles/slurm-packed", tmp_path)
+    n_fit = int(re.search(r"^fit\s+(\d+)$", out, flags=re.M).group(1))
+    groups = out.split("Group job gpu_pack")[1:]
+    assert len(groups) == -(-n_fit // 4)  # ceil: every fit is in a group of at most 4
+    sizes = [g.split("Group job")[0].count("rule fit:") for g in groups]
+    assert sum(sizes) == n_fit and max(sizes) == 4
+    fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    # the GPU asked for once per group (a string resource), never summed into --gpus=4
+    assert len(fit) == n_fit and all("gpu=0" in r and "gres=gpu:1" in r for r in fit)
+
+
+def test_gpu_profile_lets_eight_trainings_share_the_gpu(tmp_path):
+    out = dry_run("profiles/gpu", tmp_path)
+    config = yaml.safe_load((REPO / "workflow" / "profiles" / "gpu" / "config.yaml").read_text())
+    assert config["resources"] == ["gpu=8"] and config["set-threads"] == {"fit": 1}
+    fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    assert fit and all("gpu=1" in r for r in fit)  # each training takes one of the 8 slots
