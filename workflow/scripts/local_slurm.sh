@@ -47,6 +47,11 @@ DECLARED_MEM=$(( MEM_MB > 32000 ? MEM_MB : 32000 ))
 
 stop() {
     local rc=$?
+    # jobs still queued or running (COMMAND interrupted): cancel them while the daemons are up
+    if [ -s "$DIR/slurmctld.pid" ] && [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
+        squeue -h -o %i | xargs -r scancel 2>/dev/null
+        for _ in $(seq 20); do [ -z "$(squeue -h -t R,CG -o %i 2>/dev/null)" ] && break; sleep 0.5; done
+    fi
     for daemon in slurmd slurmctld munged; do
         local pidfile="$DIR/$daemon.pid"
         [ -s "$pidfile" ] || continue
