@@ -73,11 +73,11 @@ def packing(python: str, data: str, model: str, device: str, ks: list[int], work
                  for i, run in enumerate(runs)]
         codes = [p.wait() for p in procs]
         wall = time.perf_counter() - start
-        epochs = [float(r["seconds"]) for run in runs for r in read_history(run / "history.csv")[1:]]
-        median = statistics.median(epochs) if epochs else float("nan")
+        times = [float(r["seconds"]) for run in runs for r in read_history(run / "history.csv")[1:]]
+        median = statistics.median(times) if times else float("nan")
         rows.append({"k": k, "failed": sum(c != 0 for c in codes), "wall_s": round(wall, 2),
-                     "epoch_s_median": round(median, 4), "epochs_per_s": round(k / median, 3) if epochs else "",
-                     "epochs_timed": len(epochs)})
+                     "epoch_s_median": round(median, 4), "epochs_per_s": round(k / median, 3) if times else "",
+                     "epochs_timed": len(times)})
         print(rows[-1], flush=True)
     return rows
 
