@@ -7,6 +7,7 @@ The real run takes about a minute on 2 cores; the other tests reuse its results 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -51,7 +52,7 @@ def job_counts(output: str) -> Counter:
 
 def workflow_rules() -> set[str]:
     text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    return set(re.findall(r"^rule (\w+):", text, flags=re.M))
+    return set(re.findall(r"^(?:rule|use rule \w+ as) (\w+)", text, flags=re.M))
 
 
 def edited_config(tmp_path: Path, edit) -> Path:
@@ -100,6 +101,40 @@ def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
     assert not list((tiny / "results").rglob(".*.tmp"))
 
 
+def test_training_job_writes_the_metrics_of_a_separate_evaluation(tiny, tmp_path):
+    """`fit --evaluate-out` evaluates in the training process: the same JSON, to the byte, as
+    `lmmvae evaluate` of the saved run (a reloaded model, a fresh process)."""
+    run = "results/train/clinical_trial/olmm_latent_dim2/seed1"
+    out = tmp_path / "metrics.json"
+    done = subprocess.run([sys.executable, "-m", "lmmvae", "evaluate", "--run", run, "--data",
+                           "results/data/clinical_trial.h5", "--out", str(out)],
+                          cwd=tiny, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = tiny / "results/eval/clinical_trial/olmm_latent_dim2/seed1/metrics.json"
+    assert out.read_text() == written.read_text()
+    assert set(json.loads(out.read_text())["metrics"]) == {"mse_test", "nll_test"}
+
+
+def test_report_jobs_import_no_torch(tiny):
+    """The report jobs rerun with Python's import log on: none of them imports torch (a few
+    seconds per job otherwise, issue 14); the trajectories figure draws from the training job's
+    predictions."""
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    cmd = [SNAKEMAKE, "--directory", str(tiny), "--cores", "2", "--configfile", str(TINY),
+           "--forcerun", "aggregate", "figure_trajectories", "figure_latent_effects"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = {rule: sorted((tiny / "results" / "logs").glob(f"{rule}*/**/*.log")) + sorted(
+        (tiny / "results" / "logs").glob(f"{rule}.log"))
+        for rule in ("aggregate", "table", "figure_metrics", "figure_trajectories", "figure_latent_effects")}
+    for rule, paths in logs.items():
+        assert paths, rule
+        for path in paths:
+            text = path.read_text()
+            assert re.search(r"^import time:.*\|\s+pandas$", text, flags=re.M), path  # the log is on
+            assert not re.search(r"\|\s+torch(\.|$)", text, flags=re.M), f"{path}: imports torch"
+
+
 def test_report_html_has_the_figures_and_captions(tiny):
     rc, out = snakemake("--report", "report.html", workdir=tiny, configfile=TINY)
     assert rc == 0, out[-3000:]
@@ -114,9 +149,10 @@ def test_editing_one_model_reruns_only_its_training_evaluation_and_the_reports(t
     )
     rc, out = snakemake("--dry-run", workdir=tiny, configfile=config)
     assert rc == 0, out[-3000:]
-    # the model's YAML, its two seeds' training and evaluation, their MCC, then metrics.csv and
-    # everything drawn from it; no data, no other model, no figure drawn from predictions
-    assert job_counts(out) == {"model_yaml": 1, "fit": 2, "evaluate": 2, "mcc_seeds": 1,
+    # the model's YAML, its two seeds' training (+ evaluation, same job), their MCC, then
+    # metrics.csv and everything drawn from it; no data, no other model, no figure drawn from
+    # predictions
+    assert job_counts(out) == {"model_yaml": 1, "fit": 2, "mcc_seeds": 1,
                                "aggregate": 1, "table": 4, "figure_metrics": 3, "all": 1}
     fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", out)
     assert fits and all("model=olmm_latent_dim2" in w for w in fits)
@@ -133,7 +169,10 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert rc == 0, out[-3000:]
     plan = load_plan(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), SCHEMA)
     counts = job_counts(out)
-    assert counts["fit"] == counts["evaluate"] == len(plan.runs) == 295
+    assert counts["fit"] + counts["fit_predictions"] == len(plan.runs) == 295  # each evaluates its run
+    drawn = {(e.dataset, f["model"], f["seed"]) for e in plan.experiments.values()
+             for f in e.figures.values() if f["kind"] == "trajectories"}  # runs whose predictions are drawn
+    assert "evaluate" not in counts and counts["fit_predictions"] == len(drawn) >= 1
     assert counts["mcc_seeds"] == len(plan.seed_pairs) == 120
     assert counts["model_yaml"] == len(plan.models)
     assert counts["data"] == 4 and counts["synthetic_raw"] == 2
@@ -156,7 +195,7 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert plan.experiments["rotating_mnist"].seeds == (0, 1, 2, 3)
     assert plan.experiments["health_mnist"].seeds == (0, 1, 2, 3, 4)
     # device: cuda -> every training job requests the GPU and runs with --device cuda
-    fit_jobs = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    fit_jobs = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)", out)
     assert len(fit_jobs) == 295 and all("gpu=1" in r for r in fit_jobs)
     assert out.count("--device cuda") == 295
 

@@ -21,6 +21,13 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (the old one stays until the new one is complete)")
+    p.add_argument("--restart-stale", action="store_true",
+                   help="with --resume: an unfinished run of another config, seed or data in --out is started "
+                        "afresh instead of refused (the workflow's rerun after an edit)")
+    p.add_argument("--evaluate-out", default=None, metavar="JSON",
+                   help="then evaluate on --data in the same process: the metrics JSON of `lmmvae evaluate --out`")
+    p.add_argument("--predictions-out", default=None, metavar="HDF5",
+                   help="with --evaluate-out: also the predictions of `lmmvae evaluate --predictions`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_fit)
 
@@ -50,13 +57,22 @@ def register(subparsers) -> None:
 def _fit(args) -> int:
     from lmmvae.api import fit
     from lmmvae.config import ModelConfig
+    from lmmvae.errors import ConfigError
 
     config = ModelConfig.from_yaml(args.model)
     if args.device:
         config.device = args.device
     if args.epochs:
         config.epochs = args.epochs
-    fitted = fit(args.data, out=args.out, seed=args.seed, resume=args.resume, progress=not args.quiet, config=config,
+    if args.predictions_out and not args.evaluate_out:
+        raise ConfigError("--predictions-out needs --evaluate-out (predictions are written by the evaluation)")
+    resume = args.resume
+    if resume and args.restart_stale:
+        stale = _stale_run(Path(args.out), config.to_dict(), args.seed, args.data)
+        if stale:
+            print(f"lmmvae: stale checkpoint in {args.out} ({stale}): starting afresh")
+            resume = False
+    fitted = fit(args.data, out=args.out, seed=args.seed, resume=resume, progress=not args.quiet, config=config,
                  overwrite=args.overwrite)
     if getattr(fitted, "classical", False):  # mixedlm, mean (lmmvae.classical): refitted, never resumed
         counts = {k: v for k, v in fitted.warnings.items() if v}
@@ -64,7 +80,33 @@ def _fit(args) -> int:
         print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{notes}")
     else:
         print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
+    if args.evaluate_out:  # same process: no second interpreter, torch import and model load (issue 14)
+        from lmmvae.h5 import read_h5
+
+        _evaluate_fitted(fitted, read_h5(args.data), args.data, args.out, args.evaluate_out, args.predictions_out)
     return 0
+
+
+def _stale_run(out: Path, config: dict, seed: int, data: str) -> str | None:
+    """Why the unfinished run in ``out`` cannot be resumed with these settings (another config, seed
+    or data file, or an unreadable config.json), or None when it can (or there is none)."""
+    from lmmvae import rundir
+    from lmmvae.errors import RunError
+
+    if not (out / "config.json").exists() or (out / rundir.MODEL_FILE).exists():
+        return None
+    try:
+        saved = rundir.read_config(out)
+    except RunError:
+        return "unreadable config.json"
+    if saved["model"] != config:
+        return "another config"
+    if saved["info"].get("seed") != seed:
+        return "another seed"
+    old = saved["info"].get("data_sha256")
+    if old is not None and Path(data).exists() and old != rundir.data_fingerprint(None, data)["data_sha256"]:
+        return "other data"
+    return None
 
 
 def _write_json(obj, path: str) -> None:
@@ -81,14 +123,21 @@ def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
 
 def _evaluate(args) -> int:
     from lmmvae.api import load
-    from lmmvae.evaluate import evaluate
-    from lmmvae.h5 import DataFormatError, read_h5
+    from lmmvae.h5 import read_h5
 
     fitted = load(args.run, device=args.device)
-    data = read_h5(args.data)
+    _evaluate_fitted(fitted, read_h5(args.data), args.data, args.run, args.out, args.predictions)
+    return 0
+
+
+def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictions_path: str | None) -> None:
+    """Metrics JSON (and predictions HDF5) of a fitted model: ``lmmvae evaluate``, ``fit --evaluate-out``."""
+    from lmmvae.evaluate import evaluate
+    from lmmvae.h5 import DataFormatError
+
     if not data.mask.any():
-        raise DataFormatError(f"{args.data}: every entry is missing (/mask is all 0): nothing to evaluate")
-    predictions = {} if args.predictions else None
+        raise DataFormatError(f"{data_path}: every entry is missing (/mask is all 0): nothing to evaluate")
+    predictions = {} if predictions_path else None
     if getattr(fitted, "classical", False):  # mixedlm, mean: same metric keys, no latent (lmmvae.classical)
         metrics = fitted.evaluate(data, predictions)
     else:
@@ -97,12 +146,11 @@ def _evaluate(args) -> int:
     neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent
     _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if neural else None,
                  "latent_dim": cfg.latent_dim if neural else None, "design": cfg.design, "seed": fitted.info.get("seed"),
-                 "dataset": data.name, "run": str(args.run)}, args.out)
-    if args.predictions:
+                 "dataset": data.name, "run": str(run)}, out)
+    if predictions_path:
         predictions["split"] = data.split
-        _write_arrays(predictions, args.predictions)
+        _write_arrays(predictions, predictions_path)
     print(" ".join(f"{k}={v:.5g}" for k, v in metrics.items()) or "no metric applies")
-    return 0
 
 
 def _mcc(args) -> int:

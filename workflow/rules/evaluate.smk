@@ -1,25 +1,6 @@
-# Evaluation: metrics of each run (MSE, NLL, MCC against latent_truth), MCC between the latents of
-# two seeds (identifiability), and the predictions that the trajectory and latent figures draw.
-
-
-rule evaluate:
-    input:
-        data=lambda wc: data_h5(wc.dataset),
-        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
-    output:
-        "results/eval/{dataset}/{model}/seed{seed}/metrics.json",
-    log:
-        "results/logs/evaluate/{dataset}/{model}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/evaluate/{dataset}/{model}/seed{seed}.tsv"
-    params:
-        run_dir=lambda wc, input: os.path.dirname(input.model),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir:q} --data {input.data:q}"
-        " --out {output:q} > {log:q} 2>&1"
+# Evaluation beyond each run's own metrics (those are written by its training job, `fit` in
+# train.smk, together with the predictions a trajectories figure draws): MCC between the latents of
+# two seeds (identifiability), and the latent predictions on a covariate grid for the latent figures.
 
 
 rule mcc_seeds:
@@ -42,27 +23,6 @@ rule mcc_seeds:
     shell:
         "OMP_NUM_THREADS={threads} python -m lmmvae mcc {params.run_a:q} {params.run_b:q} --data {input.data:q}"
         " --out {output:q} > {log:q} 2>&1"
-
-
-rule predictions:
-    input:
-        data=lambda wc: data_h5(wc.dataset),
-        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
-    output:
-        predictions="results/predictions/{dataset}/{model}/seed{seed}/predictions.h5",
-        metrics="results/predictions/{dataset}/{model}/seed{seed}/metrics.json",
-    log:
-        "results/logs/predictions/{dataset}/{model}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/predictions/{dataset}/{model}/seed{seed}.tsv"
-    params:
-        run_dir=lambda wc, input: os.path.dirname(input.model),
-    conda:
-        ENV
-    threads: 1
-    shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae evaluate --run {params.run_dir:q} --data {input.data:q}"
-        " --out {output.metrics:q} --predictions {output.predictions:q} > {log:q} 2>&1"
 
 
 rule latent_grid:

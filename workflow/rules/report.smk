@@ -75,9 +75,9 @@ rule figure_metrics:
         ),
         pdf="results/figures/{fig}.pdf",
     log:
-        "results/logs/figure/{fig}.log",
+        "results/logs/figure_metrics/{fig}.log",
     benchmark:
-        "results/benchmarks/figure/{fig}.tsv"
+        "results/benchmarks/figure_metrics/{fig}.tsv"
     wildcard_constraints:
         fig=one_of(figures_of("by_model", "sweep")),
     params:
@@ -103,9 +103,9 @@ rule figure_trajectories:
         ),
         pdf="results/figures/{fig}.pdf",
     log:
-        "results/logs/figure/{fig}.log",
+        "results/logs/figure_trajectories/{fig}.log",
     benchmark:
-        "results/benchmarks/figure/{fig}.tsv"
+        "results/benchmarks/figure_trajectories/{fig}.tsv"
     wildcard_constraints:
         fig=one_of(figures_of("trajectories")),
     params:
@@ -134,9 +134,9 @@ rule figure_latent_effects:
         ),
         pdf="results/figures/{fig}.pdf",
     log:
-        "results/logs/figure/{fig}.log",
+        "results/logs/figure_latent_effects/{fig}.log",
     benchmark:
-        "results/benchmarks/figure/{fig}.tsv"
+        "results/benchmarks/figure_latent_effects/{fig}.tsv"
     wildcard_constraints:
         fig=one_of(figures_of("latent_effects")),
     params:

@@ -19,33 +19,57 @@ rule model_yaml:
         "printf '%s' {params.yaml:q} > {output:q} 2> {log:q}"
 
 
-# `lmmvae fit` writes checkpoint.pt every epoch (undeclared, so Snakemake never deletes it) and
-# model.pt last and atomically: a job killed part-way leaves no model.pt, and the rerun resumes from
-# the checkpoint (--resume starts fresh when there is none). A checkpoint older than the data or
-# the model YAML belongs to settings that have since changed: the run directory is cleared first.
+# One job trains a run and evaluates it in the same process (`lmmvae fit --evaluate-out`): one
+# interpreter, one torch import, no reload of the model (issue 14). `lmmvae fit` writes checkpoint.pt
+# every epoch (undeclared, so Snakemake never deletes it) and model.pt last and atomically: a job
+# killed part-way leaves no model.pt, and the rerun resumes from the checkpoint (--resume starts
+# fresh when there is none). A checkpoint of another config, seed or data file (the rerun after an
+# edit) is started afresh (--restart-stale; lmmvae compares the run's config.json and data SHA-256).
 rule fit:
     input:
         data=lambda wc: data_h5(wc.dataset),
         model="results/models/{dataset}/{model}.yaml",
     output:
-        "results/train/{dataset}/{model}/seed{seed}/model.pt",
+        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
+        metrics="results/eval/{dataset}/{model}/seed{seed}/metrics.json",
     log:
         "results/logs/fit/{dataset}/{model}/seed{seed}.log",
     benchmark:
         "results/benchmarks/fit/{dataset}/{model}/seed{seed}.tsv"
     params:
-        run_dir=lambda wc, output: os.path.dirname(output[0]),
+        run_dir=lambda wc, output: os.path.dirname(output.model),
         device=DEVICE,
+        predictions=[],
     conda:
         ENV
     threads: 1
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "ckpt={params.run_dir:q}/checkpoint.pt; : > {log:q};"
-        ' if [ -e "$ckpt" ] && {{ [ {input.model:q} -nt "$ckpt" ] || [ {input.data:q} -nt "$ckpt" ]; }};'
-        " then echo 'stale checkpoint (settings or data changed): starting afresh' >> {log:q};"
-        " rm -rf {params.run_dir:q}; fi;"
-        " OMP_NUM_THREADS={threads} python -m lmmvae fit --data {input.data:q} --model {input.model:q}"
-        " --seed {wildcards.seed:q} --out {params.run_dir:q} --device {params.device:q} --resume"
-        " >> {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m lmmvae fit --data {input.data:q} --model {input.model:q}"
+        " --seed {wildcards.seed:q} --out {params.run_dir:q} --device {params.device:q} --resume --restart-stale"
+        " --evaluate-out {output.metrics:q} {params.predictions:q} > {log:q} 2>&1"
+
+
+# the runs whose predictions a trajectories figure draws: trained by `fit_predictions`, the same
+# job also writing the predictions of every row (constrained to these runs: no other run writes them)
+PREDICTION_RUNS = [Run(exp.dataset, fig["model"], fig["seed"])
+                   for exp, fig in map(figure_spec, figures_of("trajectories"))]
+
+
+use rule fit as fit_predictions with:
+    output:
+        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
+        metrics="results/eval/{dataset}/{model}/seed{seed}/metrics.json",
+        predictions="results/predictions/{dataset}/{model}/seed{seed}/predictions.h5",
+    params:
+        run_dir=lambda wc, output: os.path.dirname(output.model),
+        device=DEVICE,
+        predictions=lambda wc, output: ["--predictions-out", output.predictions],
+    wildcard_constraints:
+        dataset=one_of({r.dataset for r in PREDICTION_RUNS}),
+        model=one_of({r.model for r in PREDICTION_RUNS}),
+        seed=one_of({str(r.seed) for r in PREDICTION_RUNS}),
+
+
+ruleorder: fit_predictions > fit
