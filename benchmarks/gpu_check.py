@@ -124,7 +124,9 @@ def summary(work: Path) -> str:
         parts += ["## Stages", "", markdown(stages, ["stage", "status", "seconds", "budget_s", "command"]), ""]
     bench = work / "BENCHMARKS.cuda.md"
     if bench.exists():
-        parts += ["## epoch_cost (paste into BENCHMARKS.md's cuda block)", "", bench.read_text().strip(), ""]
+        text = bench.read_text()
+        text = text[text.find("<!-- BEGIN"):] if "<!-- BEGIN" in text else text
+        parts += ["## epoch_cost (paste into BENCHMARKS.md's cuda block)", "", text.strip(), ""]
     syncs = work / "logs" / "tests.log"
     if syncs.exists():
         found = [ln for ln in syncs.read_text().splitlines() if ln.startswith("host synchronisations")]

@@ -35,7 +35,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 case "$PYTHON" in */*) PYTHON=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON") ;; esac
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-if [ "$DRY" = 1 ]; then DEVICE=cpu; TOY=--toy; EPOCHS=1; KS="1 2"; PACK_EPOCHS=2; QUICK=--quick
+if [ "$DRY" = 1 ]; then DEVICE=cpu; TOY=--toy; EPOCHS=2; KS="1 2"; PACK_EPOCHS=2; QUICK=--quick
 else DEVICE=cuda; TOY=; KS="1 2 4 8"; PACK_EPOCHS=5; QUICK=; fi
 
 mkdir -p "$OUTDIR"
