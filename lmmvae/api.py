@@ -59,8 +59,9 @@ def build_model(config: ModelConfig, design: FittedDesign, train: LongitudinalDa
     if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
         likelihood_options = {"bounded": True, **likelihood_options}
     likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
-    likelihood.initialise(train.y, train.mask)  # e.g. Gaussian variances from the data (SPEC 7)
-    return LatentVariableModel(encoder, decoder, likelihood, prior)
+    model = LatentVariableModel(encoder, decoder, likelihood, prior)
+    model.initialise(train.y, train.mask)  # output offset and Gaussian variances from the data (SPEC 7)
+    return model
 
 
 def _reference_levels(covariates: dict[str, Covariate]) -> dict[str, list]:

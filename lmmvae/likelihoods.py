@@ -61,6 +61,14 @@ class Likelihood(nn.Module):
     def initialise(self, y, mask) -> None:
         """Start from the training data's statistics (``y``, ``mask``: numpy ``[N, D]``). Default: nothing."""
 
+    def initial_params(self, y, mask) -> torch.Tensor:
+        """Parameters ``[D]`` whose mean is each feature's observed training mean (``mean`` inverted)."""
+        return self.link(torch.as_tensor(_observed_mean(y, mask), dtype=torch.float32))
+
+    def link(self, mean: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`mean`, feature-wise: ``[D] -> [D]``."""
+        raise NotImplementedError
+
 
 class GaussianLikelihood(Likelihood):
     """Independent Gaussian per feature, learned or fixed variance (SPEC 2.1)."""
@@ -105,6 +113,9 @@ class GaussianLikelihood(Likelihood):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params) if self.bounded else params
 
+    def link(self, mean: torch.Tensor) -> torch.Tensor:
+        return torch.logit(mean.clamp(LINK_EPS, 1 - LINK_EPS)) if self.bounded else mean
+
     def log_prob(self, y: torch.Tensor, mask: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         y, observed = _observed(y, mask)  # [B, D]
         var = self.variance  # [D]
@@ -114,6 +125,19 @@ class GaussianLikelihood(Likelihood):
 
 #: smallest initial variance when starting from the data (a pixel that never varies)
 VARIANCE_FLOOR = 1e-3
+
+
+#: bounded means start no closer than this to 0 or 1 (a pixel that is always 0 starts at logit 1e-3)
+LINK_EPS = 1e-3
+
+
+def _observed_mean(y, mask):
+    """Per-feature mean of the observed entries of ``y`` (0 where a feature is never observed)."""
+    import numpy as np
+
+    observed = np.asarray(mask) > 0
+    values = np.where(observed, np.asarray(y, dtype=np.float64), 0.0)
+    return values.sum(0) / np.maximum(observed.sum(0), 1)
 
 
 def _observed_variance(y, mask):
@@ -136,6 +160,9 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
+
+    def link(self, mean: torch.Tensor) -> torch.Tensor:
+        return torch.logit(mean.clamp(LINK_EPS, 1 - LINK_EPS))
 
     def log_prob(self, y: torch.Tensor, mask: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         y, observed = _observed(y, mask)  # [B, D]

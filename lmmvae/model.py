@@ -23,6 +23,17 @@ class LatentVariableModel(nn.Module):
         self.decoder = decoder
         self.likelihood = likelihood
         self.prior = prior
+        # per-feature offset of the decoder's output (the likelihood's parameters), started by
+        # `initialise` at the training mean on the likelihood's link scale: the model starts at the
+        # average training observation instead of at sigmoid(0) = 0.5 on every pixel (SPEC 7)
+        self.output_bias = nn.Parameter(torch.zeros(likelihood.data_dim))  # [D]
+
+    @torch.no_grad()
+    def initialise(self, y, mask) -> None:
+        """Start the likelihood (e.g. Gaussian variances) and the output offset from the training
+        data (``y``, ``mask``: numpy ``[N, D]``)."""
+        self.likelihood.initialise(y, mask)
+        self.output_bias.copy_(self.likelihood.initial_params(y, mask).to(self.output_bias.dtype))
 
     @property
     def latent_dim(self) -> int:
@@ -37,7 +48,7 @@ class LatentVariableModel(nn.Module):
 
     def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Likelihood parameters for latents ``z [..., B, L]``: ``[..., B, D]``."""
-        return self.decoder(z, self._condition(batch))
+        return self.decoder(z, self._condition(batch)) + self.output_bias
 
     def log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``log p(y_i | z_i)`` over observed entries: ``[..., B]``."""

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
@@ -105,3 +107,20 @@ def test_unknown_name_and_option_are_config_errors():
         build_likelihood("poisson", D)
     with pytest.raises(ConfigError, match="unknown option"):
         build_likelihood("gaussian", D, bounds=True)
+
+
+@pytest.mark.parametrize("name,options", [("gaussian", {}), ("gaussian", {"bounded": True}), ("bernoulli", {})])
+def test_initial_params_invert_the_mean_at_the_observed_training_mean(name, options):
+    """The model starts at the average training observation (SPEC 7): mean(initial_params) equals
+    each feature's observed mean; missing entries do not count."""
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.05, 0.95, size=(50, 4)).astype(np.float32)
+    mask = (rng.random((50, 4)) > 0.3).astype(np.uint8)
+    y_garbage = np.where(mask == 1, y, 7.0)  # what sits in missing entries never counts
+    lik = build_likelihood(name, 4, **options)
+    lik.initialise(y_garbage, mask)
+    expected = (y * mask).sum(0) / mask.sum(0)
+    np.testing.assert_allclose(lik.mean(lik.initial_params(y_garbage, mask)).numpy(), expected, rtol=1e-5)
+    if name == "gaussian":  # variances start at the observed per-feature variance
+        var = [np.var(y[mask[:, d] == 1, d], ddof=1) for d in range(4)]
+        np.testing.assert_allclose(lik.variance.detach().numpy(), np.maximum(var, 1e-3), rtol=1e-4)
