@@ -99,12 +99,13 @@ def dry_run(profile: str, tmp_path: Path) -> str:
 def test_slurm_packed_profile_puts_four_trainings_on_one_gpu_per_submission(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = dry_run("profiles/slurm-packed", tmp_path)
-    n_fit = int(re.search(r"^fit\s+(\d+)$", out, flags=re.M).group(1))
+    stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]  # the dry run prints the table twice
+    n_fit = sum(int(n) for n in re.findall(r"^fit(?:_predictions)?\s+(\d+)$", stats, flags=re.M))
     groups = out.split("Group job gpu_pack")[1:]
-    assert len(groups) == -(-n_fit // 4)  # ceil: every fit is in a group of at most 4
-    sizes = [g.split("Group job")[0].count("rule fit:") for g in groups]
+    assert len(groups) == -(-n_fit // 4)  # ceil: every training is in a group of at most 4
+    sizes = [len(re.findall(r"rule fit(?:_predictions)?:", g)) for g in groups]
     assert sum(sizes) == n_fit and max(sizes) == 4
-    fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    fit = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)", out)
     # the GPU asked for once per group (a string resource), never summed into --gpus=4
     assert len(fit) == n_fit and all("gpu=0" in r and "gres=gpu:1" in r for r in fit)
 
@@ -112,6 +113,6 @@ def test_slurm_packed_profile_puts_four_trainings_on_one_gpu_per_submission(tmp_
 def test_gpu_profile_lets_eight_trainings_share_the_gpu(tmp_path):
     out = dry_run("profiles/gpu", tmp_path)
     config = yaml.safe_load((REPO / "workflow" / "profiles" / "gpu" / "config.yaml").read_text())
-    assert config["resources"] == ["gpu=8"] and config["set-threads"] == {"fit": 1}
-    fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
+    assert config["resources"] == ["gpu=8"] and config["set-threads"] == {"fit": 1, "fit_predictions": 1}
+    fit = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)", out)
     assert fit and all("gpu=1" in r for r in fit)  # each training takes one of the 8 slots
