@@ -19,10 +19,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, data_loading, epoch_cost, harness, many_covariates, many_subjects
+from benchmarks import (accuracy, data_loading, epoch_cost, harness, many_covariates, many_subjects,
+                        workflow_overhead)
 from lmmvae.runtime import choose_device
 
-SCRIPTS = {module.NAME: module for module in (epoch_cost, many_subjects, many_covariates, data_loading, accuracy)}
+SCRIPTS = {module.NAME: module for module in (epoch_cost, many_subjects, many_covariates, data_loading, accuracy,
+                                               workflow_overhead)}
 MARKDOWN = Path("BENCHMARKS.md")
 
 
