@@ -291,7 +291,8 @@ def main(argv=None) -> harness.Result:
         raw = run_workflow(config, args.cores, workdir, args.snakemake_args.split())
         rows, totals = summarise(raw, workdir)
     machine = f"{os.cpu_count()} CPU cores ({harness._cpu_model()}), Python {sys.version.split()[0]}"
-    notes = totals_lines(totals) + [f"Snakemake command: `snakemake {raw['command'].replace(str(REPO), '.')}`"]
+    shown = raw["command"].replace(str(workdir), "TMP").replace(str(REPO), ".")
+    notes = totals_lines(totals) + [f"Snakemake command: `snakemake {shown}`"]
     result = harness.Result(NAME, rows + [dict(totals, rule="run")], harness.markdown_table(rows, COLUMNS),
                             command, machine, notes)
     print(result.markdown())
