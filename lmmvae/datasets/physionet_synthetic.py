@@ -100,6 +100,20 @@ def _times(rng: np.random.Generator, interval: float) -> np.ndarray:
     return np.asarray(times, dtype=np.int64)
 
 
+#: organ systems whose patient-level factor moves their variables together
+_SYSTEMS = {
+    "cardiovascular": ("DiasABP", "MAP", "SysABP", "NIDiasABP", "NIMAP", "NISysABP", "HR", "TroponinI", "TroponinT"),
+    "renal": ("BUN", "Creatinine", "K", "Mg", "Urine"),
+    "hepatic": ("ALP", "ALT", "AST", "Bilirubin", "Albumin", "Cholesterol"),
+    "respiratory": ("FiO2", "PaCO2", "PaO2", "pH", "SaO2", "RespRate", "HCO3", "Lactate", "MechVent"),
+    "general": ("Glucose", "Na", "Temp", "HCT", "Platelets", "WBC", "GCS", "Weight"),
+}
+_SYSTEM_NAMES = tuple(_SYSTEMS)
+_SYSTEM_OF = {name: system for system, names in _SYSTEMS.items() for name in names}
+SYSTEM_SD = 0.45  # std of a system factor's contribution to each of its variables
+OWN_SD = 0.15  # std of the per-variable part of a patient's offset
+
+
 def _patient(rng: np.random.Generator, record_id: int):
     """One patient's lines (after the header) and outcome row."""
     icu = int(rng.choice(4, p=_ICU_PROBS)) + 1
@@ -119,7 +133,11 @@ def _patient(rng: np.random.Generator, record_id: int):
         "weight": weight != -1 and rng.random() < 0.6,
     }
     has["no_arterial"] = not has["arterial"]
-    offsets = {name: rng.normal(0, 0.5) for name in _VARIABLES}  # patient-level, per variable
+    # patient-level offsets: an organ-system factor shared by the variables of the system, plus a
+    # small per-variable part (the variables of one system move together, as real labs do)
+    systems = {system: rng.normal() for system in _SYSTEM_NAMES}
+    offsets = {name: SYSTEM_SD * np.sign(_VARIABLES[name][6] or 1.0) * systems[_SYSTEM_OF[name]]
+               + rng.normal(0, OWN_SD) for name in _VARIABLES}
 
     lines = [("00:00", "RecordID", str(record_id)), ("00:00", "Age", str(age)),
              ("00:00", "Gender", str(gender)), ("00:00", "Height", _format(height, 1)),
