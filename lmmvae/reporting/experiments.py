@@ -236,6 +236,9 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
         for fig_name, fig in exp.figures.items():
             _check_figure(f"{where}.figures.{fig_name}", exp, fig)
 
+    for key, seeds in seeds_of.items():  # classical rows are deterministic: one seed gives them all
+        if models[key].config["variant"] in CLASSICAL_VARIANTS:
+            seeds_of[key] = {min(seeds)}
     runs = [Run(d, m, s) for (d, m), seeds in seeds_of.items() for s in sorted(seeds)]
     pairs: set[SeedPair] = set()
     for exp in experiments.values():
