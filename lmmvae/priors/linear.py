@@ -107,9 +107,12 @@ class MixedEffects(nn.Module):
         log_std = self.shared_log_std if self.gaussian else None
         return self._kl_rows(self.shared_mean, log_std, tau).sum()
 
-    def kl_random_rows(self, x: DesignBatch, tau: torch.Tensor, weights: list[torch.Tensor],
+    def kl_random_rows(self, x: DesignBatch, tau: "torch.Tensor | list[torch.Tensor]", weights: list[torch.Tensor],
                        rows: "RandomRows | None" = None) -> torch.Tensor:
         """Per-row share of the random-effect KL: ``sum_t KL(level of row i) * weights[t][i]``: [B].
+
+        ``tau``: the prior std, one scalar, or a list with one ``[F_t*L]`` tensor per term (a std per
+        column of ``f`` and latent dimension).
 
         With ``weights[t][i] = 1 / n_p`` (``n_p`` = training rows of row i's level), the sum over the
         training set equals ``sum_p KL_p`` exactly, so the objective's minibatch scaling gives an
@@ -119,7 +122,8 @@ class MixedEffects(nn.Module):
         out = x.shared.new_zeros(x.n_rows)
         for t, w in enumerate(weights):
             log_std = rows.log_std[t] if rows.log_std is not None else None
-            out = out + self._kl_rows(rows.mean[t], log_std, tau) * w * rows.seen[t]
+            tau_t = tau[t] if isinstance(tau, (list, tuple)) else tau  # a scalar, or one per [F_t*L]
+            out = out + self._kl_rows(rows.mean[t], log_std, tau_t) * w * rows.seen[t]
         return out
 
     def sparse_parameters(self) -> list[nn.Parameter]:

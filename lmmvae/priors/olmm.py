@@ -32,6 +32,7 @@ class OLMMOptions:
     tau_shared: float = 1.0  # prior std τ_s of shared rows of A
     tau_random: float = 1.0  # prior std τ_r of random-effect rows of A
     learn_tau: bool = False
+    max_sigma_z: float | None = None  # upper bound of a learned σ_z (null: none)
 
     def resolve(self, objective: str) -> "OLMMOptions":
         gsnn = objective == "gsnn"
@@ -76,18 +77,29 @@ class OLMMPrior(Prior):
             self.register_buffer("log_sigma_z", log_sigma)
         if options.learn_tau:
             self.log_tau = nn.Parameter(log_tau)
+            # learned random-effect variances: one τ per column of each random term and latent
+            # dimension (an intercept and a slope differ in scale, as the G matrix of an LMM)
+            self.log_tau_random = nn.ParameterList(
+                [nn.Parameter(torch.full((f * latent_dim,), math.log(options.tau_random)))
+                 for _, f in random_terms])  # each [F_t*L]
         else:
             self.register_buffer("log_tau", log_tau)
+            self.log_tau_random = None
         for t, counts in enumerate(level_counts):
             inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
             self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
 
     @property
     def sigma_z2(self) -> torch.Tensor:
-        return (2 * self.log_sigma_z).exp()  # [L]
+        log_sigma = self.log_sigma_z
+        if self.options.max_sigma_z is not None:
+            log_sigma = log_sigma.clamp(max=math.log(self.options.max_sigma_z))
+        return (2 * log_sigma).exp()  # [L]
 
     def _prior_kl(self, batch: Batch, rows=None) -> KLTerms:
         tau_s, tau_r = self.log_tau.exp()
+        if self.log_tau_random is not None:
+            tau_r = [log_tau.exp() for log_tau in self.log_tau_random]  # per term [F_t*L]
         weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
         local = self.effects.kl_random_rows(batch.x, tau_r, weights, rows).sum()
         return KLTerms(local=local, global_=self.effects.kl_shared(tau_s))

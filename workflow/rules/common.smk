@@ -7,6 +7,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from lmmvae.classical import CLASSICAL_VARIANTS
 from lmmvae.errors import ConfigError
 from lmmvae.reporting.experiments import Run, SeedPair, load_plan
 
@@ -31,7 +32,12 @@ DEVICE = PLAN.device
 # Training requests the GPU resource only on `device: cuda` (SLURM: --gpus=1; locally `gpu`
 # counts trainings sharing the GPU: the default profile allows 1, profiles/gpu 8, --resources gpu=K;
 # profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
-TRAIN_RESOURCES = {"gpu": 1} if DEVICE == "cuda" else {}
+# Classical rows (mixedlm, mean: statsmodels / numpy) ask for no GPU.
+def _gpu_of(wildcards):
+    return 0 if PLAN.model(wildcards.dataset, wildcards.model).config["variant"] in CLASSICAL_VARIANTS else 1
+
+
+TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE == "cuda" else {}
 
 
 wildcard_constraints:
