@@ -79,7 +79,13 @@ def _fit(args) -> int:
         notes = f"; warnings (features): {', '.join(f'{k} {v}' for k, v in counts.items())}" if counts else ""
         print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{notes}")
     else:
-        print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device})")
+        from lmmvae.reporting.curves import read_history
+
+        run = read_history(Path(args.out) / "history.csv", config.epochs)
+        how = "stopped early" if run["stopped_early"] else "hit the epoch budget: not converged"
+        print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device}); "
+              f"best epoch {run['best_epoch']} of {run['epochs_run']} ({how}), "
+              f"validation loss {run['best_val_loss']:.4g}")
     if args.evaluate_out:  # same process: no second interpreter, torch import and model load (issue 14)
         from lmmvae.h5 import read_h5
 
