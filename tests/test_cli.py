@@ -49,6 +49,9 @@ def test_fit_evaluate_predict_mcc(tmp_path, data_file, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics["metrics"]) == {"mse_test", "nll_test", "mcc_truth"}  # no /y_full -> no imputation
     assert metrics["variant"] == "olmm" and metrics["seed"] == 0 and metrics["latent_dim"] == 2
+    history = pd.read_csv(run / "history.csv")  # 3 epochs, patience 50: the run hit its budget
+    assert (metrics["epochs_run"], metrics["epoch_budget"], metrics["stopped_early"]) == (3, 3, False)
+    assert metrics["best_epoch"] == history["epoch"][history["val_loss"].idxmin()]
     with h5py.File(tmp_path / "p.h5") as f:
         assert f["y_pred"].shape == (120, 12) and f["z_mean"].shape == (120, 2)
 

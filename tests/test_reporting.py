@@ -107,6 +107,59 @@ def test_aggregate_seed_pairs_round_trip_and_missing_file(tmp_path):
         aggregate(manifest)
 
 
+def test_tables_count_runs_that_stopped_early_vs_hit_the_budget(tmp_path):
+    """Hand-made training ends: model m (swept, 2 values x 2 seeds) stopped early in 3 of its 4
+    runs, model b in 0 of 2, the classical row has no epochs ("–", not counted); the seed-pair
+    row of m is not a run. Through metrics.csv and back, as the report jobs read it."""
+    manifest = write_runs(tmp_path, {
+        "m_l16": {"mse_test": [0.30, 0.32]}, "m_l32": {"mse_test": [0.20, 0.22]},
+        "b": {"mse_test": [0.25, 0.26]}, "lmm": {"mse_test": [0.40, 0.40]},
+    }, sweep={"m_l16": ("m", 16), "m_l32": ("m", 32)})
+    ends = {("m_l16", 0): (40, 60, True), ("m_l16", 1): (100, 100, False), ("m_l32", 0): (30, 50, True),
+            ("m_l32", 1): (70, 90, True), ("b", 0): (99, 100, False), ("b", 1): (100, 100, False)}
+    for run in manifest["runs"]:
+        path = tmp_path / run["model"] / f"seed{run['seed']}" / "metrics.json"
+        result = json.loads(path.read_text())
+        if run["model"] == "lmm":
+            result.update(variant="mixedlm", objective=None, latent_dim=None, best_epoch=None,
+                          epochs_run=None, epoch_budget=None, stopped_early=None)
+        else:
+            best, ran, early = ends[(run["model"], run["seed"])]
+            result.update(best_epoch=best, epochs_run=ran, epoch_budget=100, stopped_early=early)
+        path.write_text(json.dumps(result))
+    pair = tmp_path / "mcc.json"
+    pair.write_text(json.dumps({"mcc": 0.5}))
+    manifest["seed_pairs"] = [{**manifest["runs"][0], "seed_b": 1, "path": str(pair),
+                               "run_path": manifest["runs"][0]["path"]}]
+    write_csv(aggregate(manifest), tmp_path / "metrics.csv")
+    frame = read_metrics(tmp_path / "metrics.csv")
+    run = frame[(frame["model"] == "m_l16") & (frame["seed"] == 1) & frame["seed_b"].isna()].iloc[0]
+    assert (run["best_epoch"], run["epochs_run"], run["epoch_budget"], run["stopped_early"]) == (100, 100, 100, False)
+    assert frame[frame["model"] == "lmm"]["stopped_early"].isna().all()
+
+    table = build_table(frame, spec(["m_l16", "m_l32", "b", "lmm"], {"mse_test": "MSE", "mcc_seeds": "MCC"},
+                                    "latent_dim"))
+    assert table.training == [(3, 4), (0, 2), None] and table.budgets == [100]
+    md = to_markdown(table)
+    assert "| Model | MSE, latent_dim=16 | MSE, latent_dim=32 | MCC, latent_dim=16 | MCC, latent_dim=32 " \
+           "| Stopped early |" in md
+    assert md.splitlines()[3].count("--:") == 5
+    assert "| M | 0.310 ± 0.014 | **0.210 ± 0.014** | **0.500** | – | 3/4 |" in md
+    assert md.splitlines()[-2].endswith("| 0/2 |") and md.splitlines()[-1].endswith("| – |")
+    assert "before the 100-epoch budget (converged) of all runs; in all 3 stopped early, 3 hit the budget" in md
+    tex = to_latex(table)
+    assert r"\begin{tabular}{lccccc}" in tex and r"& Stopped early \\" in tex
+    assert tex.rstrip().splitlines()[-5].endswith(r"& 0/2 \\")
+    assert tex.rstrip().splitlines()[-4].endswith(r"& -- \\")
+    assert "in all 3 stopped early, 3 hit the budget." in tex
+
+
+def test_tables_without_training_fields_have_no_stopped_early_column(tmp_path):
+    frame = aggregate(write_runs(tmp_path, {"a": {"mse_test": [0.5]}}))
+    table = build_table(frame.drop(columns=["stopped_early"]), spec(["a"], {"mse_test": "MSE"}))
+    assert table.training is None and "Stopped early" not in to_markdown(table) + to_latex(table)
+
+
 def base_config(**experiment) -> dict:
     exp = {"dataset": "d", "metrics": ["mse_test"],
            "models": {"lmm": {"variant": "olmm", "design": "fourier(t, {K}, period=10) + (1 | id)",

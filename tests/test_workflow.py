@@ -88,10 +88,15 @@ def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
     assert 0 <= pairs["value"].iloc[0] <= 1
     gsnn = metrics[metrics["objective"] == "gsnn"]
     assert set(gsnn["metric"]) == {"mse_test", "nll_test"}  # no imputation/MCC without q(z|y)
+    # every neural run says how its training ended (2-epoch budget: every run hits it)
+    neural = metrics[~metrics["variant"].isin(["mixedlm", "mean"])]
+    assert (neural["epoch_budget"] == 2).all() and (neural["epochs_run"] == 2).all()
+    assert (neural["stopped_early"] == False).all() and neural["best_epoch"].between(1, 2).all()  # noqa: E712
 
     for experiment in plan.experiments:
         md = (tiny / "results" / "tables" / f"{experiment}.md").read_text()
         assert "**" in md and "| Model |" in md
+        assert "| Stopped early |" in md and "in all 0 stopped early" in md
         assert r"\textbf" in (tiny / "results" / "tables" / f"{experiment}.tex").read_text()
     figures = sorted((tiny / "results" / "figures").rglob("*.png"))
     assert len(figures) == sum(len(e.figures) for e in plan.experiments.values()) == 5
@@ -112,7 +117,11 @@ def test_training_job_writes_the_metrics_of_a_separate_evaluation(tiny, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     written = tiny / "results/eval/clinical_trial/olmm_latent_dim2/seed1/metrics.json"
     assert out.read_text() == written.read_text()
-    assert set(json.loads(out.read_text())["metrics"]) == {"mse_test", "nll_test"}
+    result = json.loads(out.read_text())
+    assert set(result["metrics"]) == {"mse_test", "nll_test"}
+    history = pd.read_csv(tiny / run / "history.csv")
+    assert (result["epochs_run"], result["epoch_budget"], result["stopped_early"]) == (len(history), 2, False)
+    assert result["best_epoch"] == history["epoch"][history["val_loss"].idxmin()]
 
 
 def test_report_jobs_import_no_torch(tiny):

@@ -149,14 +149,28 @@ def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictio
     else:
         metrics = evaluate(fitted, data, predictions)
     cfg = fitted.config
-    neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent
+    neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent, no epochs
     _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if neural else None,
                  "latent_dim": cfg.latent_dim if neural else None, "design": cfg.design, "seed": fitted.info.get("seed"),
-                 "dataset": data.name, "run": str(run)}, out)
+                 "dataset": data.name, "run": str(run), **_training(run, cfg.epochs if neural else None)}, out)
     if predictions_path:
         predictions["split"] = data.split
         _write_arrays(predictions, predictions_path)
     print(" ".join(f"{k}={v:.5g}" for k, v in metrics.items()) or "no metric applies")
+
+
+def _training(run: str, budget: int | None) -> dict:
+    """How a neural run's training ended, from RUN/history.csv and the config's epoch budget:
+    ``best_epoch`` (the weights kept), ``epochs_run``, ``epoch_budget`` and ``stopped_early`` (patience
+    ended it before the budget: converged). All None for a classical row (``budget`` None), which
+    has no epochs; the tables count the runs that stopped early vs hit the budget from these."""
+    if budget is None:
+        return {"best_epoch": None, "epochs_run": None, "epoch_budget": None, "stopped_early": None}
+    from lmmvae.reporting.curves import read_history
+
+    run_info = read_history(Path(run) / "history.csv", budget)
+    return {"best_epoch": run_info["best_epoch"], "epochs_run": run_info["epochs_run"], "epoch_budget": int(budget),
+            "stopped_early": bool(run_info["stopped_early"])}
 
 
 def _mcc(args) -> int:

@@ -6,6 +6,11 @@ metric ``mcc_seeds`` with both seeds (``seed``, ``seed_b``). The manifest, writt
 from the config (:meth:`lmmvae.reporting.experiments.Plan.manifest`), says which file belongs to
 which model and carries the labels that tables and figures need (base model, display label,
 sweep parameter and value).
+
+A neural run's metrics file also says how its training ended (``best_epoch``, ``epochs_run``,
+``epoch_budget``, ``stopped_early``: patience ended it before the budget); every row of the run
+carries these, so that tables count the runs that converged vs hit the budget. Classical rows
+(mixedlm, mean) have no epochs: empty.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ COLUMNS = [
     "metric",
     "value",
 ]
+#: how a run's training ended (lmmvae fit --evaluate-out / lmmvae evaluate); optional when reading,
+#: so that a metrics table of an older run still reads (its tables then show no training column)
+TRAINING_COLUMNS = ["best_epoch", "epochs_run", "epoch_budget", "stopped_early"]
 _LABELS = ("dataset", "model", "base_model", "label", "sweep_parameter", "sweep_value")
 
 
@@ -61,9 +69,29 @@ def aggregate(manifest: dict) -> pd.DataFrame:
             raise RunError(f"{pair['path']}: no 'mcc' value (not written by lmmvae mcc?)")
         run_result = read_json(pair["run_path"], "metrics")
         rows.append(_row(pair, run_result, "mcc_seeds", result["mcc"], seed_b=pair["seed_b"]))
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS + TRAINING_COLUMNS)
     frame["seed_b"] = frame["seed_b"].astype("Int64")
+    return _training_dtypes(frame)
+
+
+def _training_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer / boolean columns: empty for classical rows, and round-trips through CSV."""
+    for column in TRAINING_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.NA
+    for column in TRAINING_COLUMNS[:3]:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    frame["stopped_early"] = frame["stopped_early"].map(_flag).astype("boolean")
     return frame
+
+
+def _flag(value):
+    """True / False as written by a JSON (bool) or read back from CSV ("True", 1.0); NA if unknown."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return pd.NA
+    if isinstance(value, str):
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), pd.NA)
+    return bool(value)
 
 
 def _row(entry: dict, result: dict, metric: str, value, seed_b) -> dict:
@@ -78,6 +106,7 @@ def _row(entry: dict, result: dict, metric: str, value, seed_b) -> dict:
         latent_dim=result.get("latent_dim"),
         metric=metric,
         value=float(value) if value is not None else float("nan"),
+        **{key: result.get(key) for key in TRAINING_COLUMNS},
     )
     return row
 
@@ -91,7 +120,7 @@ def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
     missing = sorted(set(COLUMNS) - set(frame.columns))
     if missing:
         raise RunError(f"{path}: not a metrics table, column(s) {', '.join(missing)} missing")
-    return frame
+    return _training_dtypes(frame)
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -5,6 +5,12 @@ the dataset, the models in row order, the metrics (name -> column label) and the
 if any. Rows are base models; with a sweep, each metric gets one column per sweep value (a model
 that is not swept, e.g. a reference baseline, shows its one result in each of them). Bold follows
 :func:`lmmvae.metrics.bold_best` (within one std *of the best entry*, SPEC 6), column by column.
+
+When the metrics table says how the runs' training ended (``stopped_early``, written by ``lmmvae fit
+--evaluate-out`` / ``lmmvae evaluate`` for neural runs), a last column "stopped early" gives, per
+row, the runs that early stopping ended before the epoch budget (converged) out of all its runs
+(all seeds and sweep values), e.g. ``2/2``; the caption gives the totals: stopped early vs hit the
+budget. Classical rows (mixedlm, mean) have no epochs: "–", and are not counted.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class Table:
     cells: list[list[Cell | None]]  # [row][column]; None: no result
     decimals: list[int]  # per column
     n_seeds: int
+    #: per row, (runs stopped early, runs with epochs); None: a row without epochs (classical).
+    #: None for the whole table: the metrics table does not say how training ended (older runs)
+    training: list[tuple[int, int] | None] | None = None
+    budgets: list[int] | None = None  # the epoch budgets of the counted runs
 
 
 def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
@@ -111,8 +121,49 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
     decimals = [_decimals([c.mean for c in col if c is not None]) for col in zip(*cells)]
     rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(models)]
     n_seeds = len(set(rows["seed"]) | set(rows["seed_b"].dropna()))
+    training, budgets = _training(rows, {m: info.loc[m, "base_model"] for m in models}, bases)
     return Table(spec.get("title", spec["dataset"]), [labels[b] for b in bases], columns, cells,
-                 decimals, n_seeds)
+                 decimals, n_seeds, training, budgets)
+
+
+def _training(rows: pd.DataFrame, base_of: dict, bases: list
+              ) -> tuple[list[tuple[int, int] | None] | None, list[int] | None]:
+    """Per base model, (runs stopped early, runs with epochs): one run per model x seed (the rows of
+    one run repeat its training fields; seed-pair rows are not runs). (None, None) when no run says
+    how its training ended."""
+    if "stopped_early" not in rows:
+        return None, None
+    runs = rows[rows["seed_b"].isna()].drop_duplicates(["model", "seed"])
+    runs = runs[runs["stopped_early"].notna()]
+    if runs.empty:
+        return None, None
+    counts = []
+    for base in bases:
+        mine = runs[runs["model"].map(base_of) == base]["stopped_early"].astype(bool)
+        counts.append((int(mine.sum()), int(mine.size)) if mine.size else None)
+    budgets = []
+    if "epoch_budget" in runs:
+        budgets = sorted({int(b) for b in runs["epoch_budget"].dropna()})
+    return counts, budgets
+
+
+def _training_note(table: Table) -> str:
+    """Caption words for the "stopped early" column, with the table's totals."""
+    early = sum(c[0] for c in table.training if c)
+    total = sum(c[1] for c in table.training if c)
+    budgets = table.budgets or []
+    if len(budgets) == 1:
+        budget = f"the {budgets[0]}-epoch budget"
+    elif budgets:
+        budget = f"the epoch budget ({budgets[0]}–{budgets[-1]})"
+    else:
+        budget = "the epoch budget"
+    return (f"stopped early: runs that early stopping ended before {budget} (converged) of all runs; "
+            f"in all {early} stopped early, {total - early} hit the budget")
+
+
+def _training_cell(count: tuple[int, int] | None) -> str:
+    return "–" if count is None else f"{count[0]}/{count[1]}"
 
 
 def _is_set(value) -> bool:
@@ -141,19 +192,23 @@ def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
 
 
 def to_markdown(table: Table) -> str:
-    header = ["Model", *table.column_labels]
+    trained = table.training is not None
+    header = ["Model", *table.column_labels] + (["Stopped early"] if trained else [])
+    note = f"; {_training_note(table)}" if trained else ""
     lines = [
         f"**{table.title}** (mean ± std over {_seeds(table.n_seeds)}; bold: within one std of "
-        "the best)",
+        f"the best{note})",
         "",
         "| " + " | ".join(header) + " |",
-        "| " + " | ".join([":--"] + ["--:"] * len(table.column_labels)) + " |",
+        "| " + " | ".join([":--"] + ["--:"] * (len(header) - 1)) + " |",
     ]
-    for label, row in zip(table.row_labels, table.cells):
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
         texts = [
             f"**{format_cell(c, d)}**" if c is not None and c.bold else format_cell(c, d)
             for c, d in zip(row, table.decimals)
         ]
+        if trained:
+            texts.append(_training_cell(table.training[i]))
         lines.append("| " + " | ".join([label, *texts]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -163,25 +218,30 @@ def to_latex(table: Table) -> str:
         text = format_cell(c, d, pm=r"$\pm$").replace("–", "--")
         return rf"\textbf{{{text}}}" if c is not None and c.bold else text
 
+    trained = table.training is not None
+    header = [*table.column_labels] + (["Stopped early"] if trained else [])
+    note = f"; {_tex_escape(_training_note(table))}" if trained else ""
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{_tex_escape(table.title)}: mean $\pm$ std over {_seeds(table.n_seeds)}; "
-        r"bold: within one std of the best.}",
-        r"\begin{tabular}{l" + "c" * len(table.column_labels) + "}",
+        rf"bold: within one std of the best{note}.}}",
+        r"\begin{tabular}{l" + "c" * len(header) + "}",
         r"\toprule",
-        " & ".join(["Model", *map(_tex_escape, table.column_labels)]) + r" \\",
+        " & ".join(["Model", *map(_tex_escape, header)]) + r" \\",
         r"\midrule",
     ]
-    for label, row in zip(table.row_labels, table.cells):
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
         texts = [cell_tex(c, d) for c, d in zip(row, table.decimals)]
+        if trained:
+            texts.append(_training_cell(table.training[i]).replace("–", "--"))
         lines.append(" & ".join([_tex_escape(label), *texts]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-        "{": r"\{", "}": r"\}", "±": r"$\pm$", "×": r"$\times$"}
+        "{": r"\{", "}": r"\}", "±": r"$\pm$", "×": r"$\times$", "–": "--"}
 
 
 def _tex_escape(text: str) -> str:
