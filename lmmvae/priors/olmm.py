@@ -23,7 +23,9 @@ class OLMMOptions:
 
     Defaults chosen on validation data (docs/recipe_study.md): ``σ_z`` learned per latent
     dimension (type-II maximum likelihood through the objective), starting at 1 under the ELBO
-    (SPEC 2.1) and at a small value under GSNN (SPEC 4: the decoder must not see almost only noise).
+    (SPEC 2.1) and at a small value under GSNN (SPEC 4: the decoder must not see almost only noise);
+    the prior stds ``τ`` learned too, one per random-effect column and latent dimension (SPEC 2.1
+    **choice**: an intercept and a slope get their own variance, as the G matrix of an LMM).
     """
 
     q_A: str = "gaussian"  # "gaussian": mean-field q(A) (SPEC 2.2); "point": MAP estimate of A
@@ -31,7 +33,7 @@ class OLMMOptions:
     learn_sigma_z: bool | None = None  # learn σ_z per latent dimension (type-II ML)
     tau_shared: float = 1.0  # prior std τ_s of shared rows of A
     tau_random: float = 1.0  # prior std τ_r of random-effect rows of A
-    learn_tau: bool = False
+    learn_tau: bool = True  # type-II ML of τ_s and of one τ_r per random column and latent dimension
     max_sigma_z: float | None = None  # upper bound of a learned σ_z (null: none)
 
     def resolve(self, objective: str) -> "OLMMOptions":
@@ -40,6 +42,9 @@ class OLMMOptions:
             self,
             sigma_z=self.sigma_z if self.sigma_z is not None else (GSNN_SIGMA_INIT if gsnn else ELBO_SIGMA_INIT),
             learn_sigma_z=self.learn_sigma_z if self.learn_sigma_z is not None else LEARN_SIGMA_Z,
+            # a point estimate of A has no KL whose log τ terms would hold τ: learning τ from the
+            # penalty M²/(2τ²) alone would only grow it, so τ stays fixed with `q_A: point`
+            learn_tau=self.learn_tau and self.q_A == "gaussian",
         )
 
 
@@ -75,7 +80,7 @@ class OLMMPrior(Prior):
             self.log_sigma_z = log_sigma
         else:
             self.register_buffer("log_sigma_z", log_sigma)
-        if options.learn_tau:
+        if options.learn_tau and options.q_A == "gaussian":  # see OLMMOptions.resolve
             self.log_tau = nn.Parameter(log_tau)
             # learned random-effect variances: one τ per column of each random term and latent
             # dimension (an intercept and a slope differ in scale, as the G matrix of an LMM)
