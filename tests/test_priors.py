@@ -165,3 +165,27 @@ def test_slmm_groups_by_subject_and_predicts_with_training_offsets():
     torch.testing.assert_close(pred.mean[0], q.mean[subjects == 1][0] - prior.effects.mean(x)[subjects == 1][0])
     torch.testing.assert_close(pred.mean[1], torch.zeros(L))  # unseen subject: ν = 0
     torch.testing.assert_close(pred.variance[1], torch.ones(L))  # and prior variance σ_ε²
+
+
+def test_learned_random_effect_stds_are_per_column_and_latent_dimension():
+    """``learn_tau``: one τ per column of the random term and latent dimension (an LMM's G diagonal):
+    the row shares still sum to ``Σ KL(N(M, S²) || N(0, τ_{f,l}²))``, and each τ gets its gradient."""
+    gen = torch.Generator().manual_seed(5)
+    prior = make_prior(gen)
+    assert prior.options.learn_tau and prior.log_tau_random[0].shape == (F_COLS * L,)
+    with torch.no_grad():
+        prior.log_tau_random[0].copy_(torch.randn(F_COLS * L, generator=gen) * 0.5)
+    counts = [3, 1, 2, 4, 1]
+    levels = torch.repeat_interleave(torch.arange(P), torch.tensor(counts))
+    n = levels.shape[0]
+    x = DesignBatch(shared=torch.randn(n, Q_S, generator=gen), levels=[levels], values=[torch.randn(n, F_COLS)])
+    shares = prior.prior_kl(batch_of(x, gen)).local
+    tau = prior.log_tau_random[0].exp()  # [F*L], laid out as the table's columns
+    m, s = prior.effects.random_mean[0], prior.effects.random_log_std[0].exp()
+    full = kl_divergence(Normal(m, s), Normal(torch.zeros_like(m), tau.expand_as(m))).sum()
+    torch.testing.assert_close(shares, full)
+    shares.backward()
+    assert (prior.log_tau_random[0].grad.abs() > 0).all()
+    point = OLMMPrior(L, Q_S, [(P, F_COLS)], [np.array(counts)], OLMMOptions(q_A="point", sigma_z=1.0,
+                                                                             learn_sigma_z=False))
+    assert point.log_tau_random is None and not point.log_tau.requires_grad  # nothing would hold τ
