@@ -232,7 +232,9 @@ def test_slurm_profile_requests_gpus_and_runtimes(tmp_path):
     assert rc == 0, out[-3000:]
     assert "Using workflow specific profile profiles/slurm" in out
     fit = re.findall(r"rule fit:\n(?:.*\n)*?\s+resources: (.*)", out)
-    assert fit and all("gpu=1" in r and "runtime=720" in r for r in fit)
+    assert fit and all("runtime=720" in r for r in fit)
+    # every neural training asks for a GPU; the 4 classical rows (statsmodels, numpy) do not
+    assert sum("gpu=1" in r for r in fit) == len(fit) - 4 and sum("gpu=0" in r for r in fit) == 4
 
 
 def test_workflow_conda_env_lists_the_project_dependencies():
