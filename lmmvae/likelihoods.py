@@ -146,9 +146,8 @@ def _observed_variance(y, mask):
 
     observed = np.asarray(mask) > 0
     count = observed.sum(0)
-    values = np.where(observed, np.asarray(y, dtype=np.float64), 0.0)
-    mean = values.sum(0) / np.maximum(count, 1)
-    var = (np.where(observed, values - mean, 0.0) ** 2).sum(0) / np.maximum(count - 1, 1)
+    deviation = np.where(observed, np.asarray(y, dtype=np.float64) - _observed_mean(y, mask), 0.0)
+    var = (deviation ** 2).sum(0) / np.maximum(count - 1, 1)
     return np.where(count >= 2, var, 1.0)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,8 +38,10 @@ class MixedEffects(nn.Module):
     """Coefficients ``A`` [Q, L] split into shared rows and random-effect tables."""
 
     def __init__(self, n_shared: int, random_terms: list[tuple[int, int]], latent_dim: int,
-                 posterior: str = "gaussian"):
-        """``random_terms``: one ``(n_levels, n_columns)`` per random-effect term ``(f | g)``."""
+                 posterior: str = "gaussian", level_counts: list | None = None):
+        """``random_terms``: one ``(n_levels, n_columns)`` per random-effect term ``(f | g)``;
+        ``level_counts``: training rows per level of each term (the weights ``1/n_p`` with which
+        :meth:`kl_random_rows` spreads a level's KL over its rows; default 1 per level)."""
         super().__init__()
         if posterior not in ("gaussian", "point"):
             raise ValueError(f"posterior must be 'gaussian' or 'point', got {posterior!r}")
@@ -50,6 +53,9 @@ class MixedEffects(nn.Module):
         self.random_mean = nn.ParameterList(
             [nn.Parameter(torch.zeros(p, f * latent_dim)) for p, f in self.term_shapes]  # [P_t, F_t*L]
         )
+        for t, counts in enumerate(level_counts or [np.ones(p) for p, _ in self.term_shapes]):
+            inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+            self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
         if self.gaussian:
             self.shared_log_std = nn.Parameter(torch.full((n_shared, latent_dim), _INIT_LOG_STD))
             self.random_log_std = nn.ParameterList(
@@ -107,20 +113,21 @@ class MixedEffects(nn.Module):
         log_std = self.shared_log_std if self.gaussian else None
         return self._kl_rows(self.shared_mean, log_std, tau).sum()
 
-    def kl_random_rows(self, x: DesignBatch, tau: "torch.Tensor | list[torch.Tensor]", weights: list[torch.Tensor],
+    def kl_random_rows(self, x: DesignBatch, tau: "torch.Tensor | list[torch.Tensor]",
                        rows: "RandomRows | None" = None) -> torch.Tensor:
         """Per-row share of the random-effect KL: ``sum_t KL(level of row i) * weights[t][i]``: [B].
 
         ``tau``: the prior std, one scalar, or a list with one ``[F_t*L]`` tensor per term (a std per
         column of ``f`` and latent dimension).
 
-        With ``weights[t][i] = 1 / n_p`` (``n_p`` = training rows of row i's level), the sum over the
-        training set equals ``sum_p KL_p`` exactly, so the objective's minibatch scaling gives an
+        With ``weights[t][i] = 1 / n_p`` (``n_p`` = training rows of row i's level, from
+        ``level_counts``), the sum over the training set equals ``sum_p KL_p`` exactly, so the objective's minibatch scaling gives an
         unbiased estimate whose gradient touches only the gathered rows.
         """
         rows = rows or self.gather(x)
         out = x.shared.new_zeros(x.n_rows)
-        for t, w in enumerate(weights):
+        for t, levels in enumerate(x.levels):
+            w = getattr(self, f"inv_count_{t}")[levels.clamp(min=0)]  # [B], 1/n_p
             log_std = rows.log_std[t] if rows.log_std is not None else None
             tau_t = tau[t] if isinstance(tau, (list, tuple)) else tau  # a scalar, or one per [F_t*L]
             out = out + self._kl_rows(rows.mean[t], log_std, tau_t) * w * rows.seen[t]

@@ -73,7 +73,8 @@ class OLMMPrior(Prior):
         super().__init__(latent_dim)
         options = options.resolve("elbo") if options.sigma_z is None or options.learn_sigma_z is None else options
         self.options = options
-        self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior=options.q_A)
+        self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior=options.q_A,
+                                    level_counts=level_counts)
         log_sigma = _positive(options.sigma_z, options.learn_sigma_z, (latent_dim,))
         log_tau = torch.log(torch.tensor([options.tau_shared, options.tau_random]))
         if options.learn_sigma_z:
@@ -90,9 +91,6 @@ class OLMMPrior(Prior):
         else:
             self.register_buffer("log_tau", log_tau)
             self.log_tau_random = None
-        for t, counts in enumerate(level_counts):
-            inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
-            self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
 
     @property
     def sigma_z2(self) -> torch.Tensor:
@@ -105,8 +103,7 @@ class OLMMPrior(Prior):
         tau_s, tau_r = self.log_tau.exp()
         if self.log_tau_random is not None:
             tau_r = [log_tau.exp() for log_tau in self.log_tau_random]  # per term [F_t*L]
-        weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
-        local = self.effects.kl_random_rows(batch.x, tau_r, weights, rows).sum()
+        local = self.effects.kl_random_rows(batch.x, tau_r, rows).sum()
         return KLTerms(local=local, global_=self.effects.kl_shared(tau_s))
 
     def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:

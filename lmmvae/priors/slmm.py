@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Normal
@@ -84,11 +83,9 @@ class SLMMPrior(Prior):
         super().__init__(latent_dim)
         options = options.resolve("elbo") if options.sigma_eps is None else options
         self.options = options
-        self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior="point")
+        self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior="point",
+                                    level_counts=level_counts)
         self.register_buffer("tau_random", torch.tensor(float(options.tau_random)))
-        for t, counts in enumerate(level_counts or [np.ones(n) for n, _ in random_terms]):
-            inv = 1.0 / np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
-            self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
         log_sigma = torch.tensor(math.log(options.sigma_eps))
         if options.learn_sigma_eps:
             self.log_sigma_eps = nn.Parameter(log_sigma)
@@ -125,8 +122,7 @@ class SLMMPrior(Prior):
     def prior_kl(self, batch: Batch) -> KLTerms:
         """``Σ_t Σ_p ‖A_{t,p}‖² / (2 τ_r²)``, the MAP penalty of the random-effect rows (SPEC 4),
         spread over each level's training rows with weight ``1/n_p`` (exact in sum)."""
-        weights = [getattr(self, f"inv_count_{t}")[lv.clamp(min=0)] for t, lv in enumerate(batch.x.levels)]
-        local = self.effects.kl_random_rows(batch.x, self.tau_random, weights).sum()
+        local = self.effects.kl_random_rows(batch.x, self.tau_random).sum()
         return KLTerms(local=local, global_=local.new_zeros(()))
 
     def condition(self, encoded: Encoded, batch: Batch) -> None:
