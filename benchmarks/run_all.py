@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import re
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from benchmarks import (accuracy, data_loading, epoch_cost, harness, many_covariates, many_subjects,
                         workflow_overhead)
+from lmmvae.atomic import write_text
 from lmmvae.runtime import choose_device
 
 SCRIPTS = {module.NAME: module for module in (epoch_cost, many_subjects, many_covariates, data_loading, accuracy,
@@ -46,9 +46,7 @@ def update_markdown(path: Path, blocks: dict[str, str]) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     for name, body in blocks.items():
         text = replace_block(text, name, body)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(text, path)
 
 
 def main(argv=None) -> None:

@@ -140,19 +140,14 @@ def _trajectories(args) -> int:
 
 
 def _grid(args) -> int:
-    import os
-    from pathlib import Path
-
+    from lmmvae.atomic import atomic_output
     from lmmvae.h5 import read_h5
     from lmmvae.reporting.figures import latent_grid
 
     grid = latent_grid(read_h5(args.data), args.covariate, args.points, args.subjects)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    grid.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    print(f"lmmvae: {len(grid)} grid rows ({grid['curve'].nunique()} curves) -> {out}")
+    with atomic_output(args.out) as tmp:
+        grid.to_csv(tmp, index=False)
+    print(f"lmmvae: {len(grid)} grid rows ({grid['curve'].nunique()} curves) -> {args.out}")
     return 0
 
 

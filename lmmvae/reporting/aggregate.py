@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmmvae.atomic import atomic_output
 from lmmvae.errors import RunError
 
 COLUMNS = [
@@ -124,9 +125,6 @@ def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write atomically: a temporary file next to ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Write ``frame`` atomically (:func:`lmmvae.atomic.atomic_output`)."""
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, index=False)

@@ -16,13 +16,12 @@ budget. Classical rows (mixedlm, mean) have no epochs: "–", and are not counte
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lmmvae.atomic import write_text  # noqa: F401 (re-exported: `lmmvae report table` writes with it)
 from lmmvae.errors import ConfigError
 from lmmvae.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
 from lmmvae.reporting.experiments import HIGHER_IS_BETTER
@@ -246,12 +245,3 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#
 
 def _tex_escape(text: str) -> str:
     return "".join(_TEX.get(char, char) for char in str(text))
-
-
-def write_text(text: str, path: str | os.PathLike) -> None:
-    """Write atomically: a temporary file next to ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
