@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lmmvae.atomic import atomic_output
 from lmmvae.datasets._common import check_positive_int, streams
+from lmmvae.progress import Progress
 
 STUDY = "SYNTH-01"
 ARMS = (("PBO", "PLACEBO", 0.0), ("D10", "DRUG 10 MG", 0.5), ("D20", "DRUG 20 MG", 1.0))
@@ -136,7 +136,7 @@ def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: i
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = {d: [] for d in ("dm", "lb", "vs", "ae", "cm")}
     rngs = streams(seed, n_subjects)
-    for number in tqdm(range(n_subjects), desc="clinical-trial-synthetic", unit="subject", disable=not progress, mininterval=1):
+    for number in Progress(range(n_subjects), desc="clinical-trial-synthetic", unit="subject", enabled=progress, delay=1.0):
         usubjid, dm, findings, events = _subject(rngs[number], number)
         rows["dm"].append(dm)
         seq = {"LB": 0, "VS": 0}

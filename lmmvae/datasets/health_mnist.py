@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, streams
 from lmmvae.datasets.mnist_source import sample_digits
 from lmmvae.datasets.splits import withhold_late_split
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.progress import Progress
 
 PAD = 4
 IMAGE_SHAPE = (28 + 2 * PAD, 28 + 2 * PAD)
@@ -96,7 +96,7 @@ def health_mnist(
     padded = np.pad(sources, ((0, 0), (PAD, PAD), (PAD, PAD)))  # [P, 36, 36]
     d = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
     y_full = np.empty((len(subject), d), dtype=np.float32)  # [N, 1296]
-    rows = tqdm(range(len(subject)), desc="health-mnist images", unit="img", disable=not progress, mininterval=1)
+    rows = Progress(range(len(subject)), desc="health-mnist images", unit="img", enabled=progress, delay=1.0)
     for i in rows:
         y_full[i] = transform(padded[subject[i]], angle[i], SHIFT_PER_AGE * age[i]).ravel()
     mask = (rng_mask.random(y_full.shape) >= missing).astype(np.uint8)  # [N, 1296]

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lmmvae.datasets._common import (
     check_fraction, check_positive_int, generator_attrs, standardise_on_train, streams,
@@ -28,6 +27,7 @@ from lmmvae.datasets._common import (
 from lmmvae.datasets.splits import withhold_late_split
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, DataFormatError, LongitudinalData
+from lmmvae.progress import Progress
 
 #: the 37 time-varying variables, as named in the raw files (column order of /y)
 VARIABLES = (
@@ -151,7 +151,7 @@ def physionet(
         outcomes_path = raw_dir / f"Outcomes-{name}.txt"
         outcomes = read_outcomes(outcomes_path)
         files = sorted((raw_dir / f"set-{name}").glob("*.txt"))
-        for path in tqdm(files, desc=f"physionet set-{name}", unit="patient", disable=not progress, mininterval=1):
+        for path in Progress(files, desc=f"physionet set-{name}", unit="patient", enabled=progress, delay=1.0):
             descriptors, sums, counts, unknown_here = read_record(path)
             unknown |= unknown_here
             record_id = int(descriptors.get("RecordID", -1))

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lmmvae.atomic import atomic_output
 from lmmvae.datasets._common import check_positive_int, streams
 from lmmvae.datasets.physionet import HEADER, N_HOURS, OUTCOME_COLUMNS
+from lmmvae.progress import Progress
 
 # name: (centre, scale, low, high, decimals, log scale, severity loading)
 # on log scale the value is exp(log(centre) + scale * z); otherwise centre + scale * z
@@ -183,7 +183,7 @@ def physionet_synthetic(out_dir: str | Path, n_patients: int = 400, seed: int = 
     set_dir.mkdir(parents=True, exist_ok=True)
     rngs = streams(seed, n_patients)  # one stream per patient: a patient does not depend on n_patients
     outcomes = []
-    for p in tqdm(range(n_patients), desc="physionet-synthetic", unit="patient", disable=not progress, mininterval=1):
+    for p in Progress(range(n_patients), desc="physionet-synthetic", unit="patient", enabled=progress, delay=1.0):
         record_id = 132539 + p
         lines, outcome = _patient(rngs[p], record_id)
         _write_text(set_dir / f"{record_id}.txt", [HEADER] + [",".join(line) for line in lines])

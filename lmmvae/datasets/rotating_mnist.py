@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, streams
 from lmmvae.datasets.mnist_source import sample_digits
 from lmmvae.datasets.splits import cyclic_window_split
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.progress import Progress
 
 IMAGE_SHAPE = (28, 28)
 DIGIT = 3
@@ -52,7 +52,7 @@ def rotating_mnist(
     step = np.tile(np.arange(n_angles), n_instances)  # [N]
     angle = 2.0 * np.pi * step / n_angles  # [N] radians
     y_full = np.empty((len(subject), IMAGE_SHAPE[0] * IMAGE_SHAPE[1]), dtype=np.float32)  # [N, 784]
-    rows = tqdm(range(len(subject)), desc="rotating-mnist images", unit="img", disable=not progress, mininterval=1)
+    rows = Progress(range(len(subject)), desc="rotating-mnist images", unit="img", enabled=progress, delay=1.0)
     for i in rows:
         image = sources[subject[i]]
         if step[i]:
