@@ -108,9 +108,6 @@ class TensorData:
             self._groups[split] = (order, offsets, counts)
         return self._groups[split]
 
-    def n_subjects(self, split: str | None) -> int:
-        return int(self._subject_groups(split)[1].shape[0])
-
     def batches(self, split: str | None, batch_size: int, by: str = "observations", shuffle: bool = True,
                 generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Minibatches of ``split``: i.i.d. rows (``scale = N/|B|``) or whole subjects, about

@@ -14,10 +14,6 @@ import sys
 _COMMAND_MODULES = ("models", "data", "report")
 
 
-class UserError(Exception):
-    """An error the user can fix (config, data, paths); printed as one line."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmmvae",

@@ -10,7 +10,7 @@ See README "Design formulas" for the syntax and the columns of each term.
 """
 
 from lmmvae.design.fitted import Design, DesignMatrix, FittedDesign, RandomTermInfo
-from lmmvae.design.formula import BASES, INTERCEPT, Factor, RandomTerm, Term, parse_formula
+from lmmvae.design.formula import INTERCEPT, Factor, RandomTerm, Term, parse_formula
 from lmmvae.design.spectral import (
     fourier_column_weights,
     fourier_features,
@@ -22,7 +22,7 @@ from lmmvae.design.spectral import (
 )
 
 __all__ = [
-    "BASES", "INTERCEPT", "Design", "DesignMatrix", "Factor", "FittedDesign", "RandomTerm", "RandomTermInfo",
+    "INTERCEPT", "Design", "DesignMatrix", "Factor", "FittedDesign", "RandomTerm", "RandomTermInfo",
     "Term", "fourier_column_weights", "fourier_features", "kernel", "parse_formula", "rff_features",
     "rff_frequencies", "spectral_weights", "weighted_fourier_features",
 ]

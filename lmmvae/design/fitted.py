@@ -186,12 +186,6 @@ class FittedDesign:
         self._shared = _with_drops(shared)
         self._random = [(t, _with_drops(list(t.terms))) for t in terms if isinstance(t, RandomTerm)]
         self.shared_columns: list[str] = [c for term, drops in self._shared for c in self._names(term, drops)]
-        self.term_slices: dict[str, slice] = {}
-        start = 0
-        for term, drops in self._shared:
-            width = len(self._names(term, drops))
-            self.term_slices[term.name] = slice(start, start + width)
-            start += width
         self.random_terms: list[RandomTermInfo] = [
             RandomTermInfo(term.name, term.group, len(groups[term.name]),
                            [c for t, d in inner for c in self._names(t, d)], list(groups[term.name]))

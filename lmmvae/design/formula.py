@@ -26,7 +26,6 @@ from itertools import combinations
 
 from lmmvae.errors import DesignError
 
-BASES = ("linear", "categorical", "poly", "fourier", "rff")
 INTERCEPT = "(Intercept)"
 
 #: function name -> (basis, positional parameter names after the covariate, required, integer-valued)

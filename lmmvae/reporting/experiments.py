@@ -118,18 +118,6 @@ class Plan:
     def model(self, dataset: str, name: str) -> ModelSpec:
         return self.models[(dataset, name)]
 
-    def runs_of(self, experiment: str) -> list[Run]:
-        exp = self.experiments[experiment]
-        return [Run(exp.dataset, m, s) for m in exp.all_models for s in self._seeds(exp.dataset, m)]
-
-    def seed_pairs_of(self, experiment: str) -> list[SeedPair]:
-        exp = self.experiments[experiment]
-        names = set(exp.all_models)
-        return [p for p in self.seed_pairs if p.dataset == exp.dataset and p.model in names]
-
-    def _seeds(self, dataset: str, model: str) -> list[int]:
-        return [r.seed for r in self.runs if r.dataset == dataset and r.model == model]
-
     def manifest(
         self, metrics_path: Callable[[Run], str], mcc_path: Callable[[SeedPair], str]
     ) -> dict:
