@@ -17,12 +17,14 @@ from lmmvae.h5 import LongitudinalData
 from lmmvae.loader import TensorData
 from lmmvae.metrics import log_mean_exp, mcc, mse
 from lmmvae.priors.base import Encoded
+from lmmvae.progress import Progress
 
 CHUNK = 512
 
 
-def _chunks(rows: torch.Tensor, size: int = CHUNK):
-    for start in range(0, rows.shape[0], size):
+def _chunks(rows: torch.Tensor, size: int = CHUNK, desc: str = "lmmvae: rows"):
+    """``rows`` in chunks of ``size``, with a progress line or bar once it takes over 2 s."""
+    for start in Progress(range(0, rows.shape[0], size), desc=desc, unit="batches", delay=2.0):
         yield rows[start:start + size]
 
 
