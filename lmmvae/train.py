@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from lmmvae.atomic import atomic_output
 from lmmvae.config import ModelConfig
@@ -24,6 +23,7 @@ from lmmvae.errors import LmmvaeWarning
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.objectives import get_objective
+from lmmvae.progress import progress
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = {"model", "optimizers", "schedulers", "state", "generator", "torch_rng"}
@@ -110,8 +110,8 @@ class Trainer:
     # -- epochs ---------------------------------------------------------------------------
     def fit(self) -> TrainState:
         cfg, state = self.config, self.state
-        bar = tqdm(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs,
-                   desc=f"{cfg.variant}/{cfg.objective}", disable=not self.progress, dynamic_ncols=True)
+        bar = progress(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs, unit="epochs",
+                       desc=f"{cfg.variant}/{cfg.objective}", enabled=self.progress)
         for epoch in bar:
             start = time.perf_counter()
             self.model.prior.on_epoch_start(self.model, self.data)
