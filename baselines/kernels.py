@@ -36,7 +36,7 @@ CODED = ("binary", "categorical", "id")
 
 
 @dataclass(frozen=True)
-class Factor:
+class KernelFactor:
     """One covariate's kernel inside a component: ``kind`` ∈ rbf | periodic | categorical."""
 
     covariate: str
@@ -53,7 +53,7 @@ class Factor:
 class Component:
     """A product of factor kernels: one additive term of the GP prior (e.g. ``id×age``)."""
 
-    factors: tuple[Factor, ...]
+    factors: tuple[KernelFactor, ...]
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -86,7 +86,7 @@ class KernelInputs(nn.Module):
     categorical columns hold the integer codes (``-1`` for a level unseen in training).
     """
 
-    def __init__(self, factors: Iterable[Factor], covariates: dict[str, Covariate]):
+    def __init__(self, factors: Iterable[KernelFactor], covariates: dict[str, Covariate]):
         super().__init__()
         kinds: dict[str, str] = {}
         for factor in factors:
@@ -130,7 +130,7 @@ def kernel_diag(kernel: Kernel, x: torch.Tensor, latent_dim: int) -> torch.Tenso
     return kernel(x.expand(latent_dim, *x.shape), diag=True)
 
 
-def factor_kernel(factor: Factor, column: int, latent_dim: int, scale: float = 1.0) -> Kernel:
+def factor_kernel(factor: KernelFactor, column: int, latent_dim: int, scale: float = 1.0) -> Kernel:
     """The gpytorch kernel of one factor on input ``column``; ``scale``: the column's standardisation."""
     batch = torch.Size([latent_dim])
     if factor.kind == "categorical":
@@ -161,7 +161,7 @@ def component_kernel(component: Component, inputs: KernelInputs, latent_dim: int
 # -- reading a fitted design -----------------------------------------------------------------
 
 
-def _term_factors(term, covariates: dict[str, Covariate]) -> tuple[Factor, ...]:
+def _term_factors(term, covariates: dict[str, Covariate]) -> tuple[KernelFactor, ...]:
     """The factors of one parsed design term (a product of basis expansions of covariates)."""
     factors = []
     for name, basis, args in _term_parts(term):
@@ -169,13 +169,13 @@ def _term_factors(term, covariates: dict[str, Covariate]) -> tuple[Factor, ...]:
             raise DesignError(f"design term {term!r} names covariate {name!r}, which the data lack")
         kind = covariates[name].kind
         if kind in CODED or basis == "categorical":
-            factors.append(Factor(name, "categorical"))
+            factors.append(KernelFactor(name, "categorical"))
         elif basis == "fourier" and args.get("period") is not None:
-            factors.append(Factor(name, "periodic", period=float(args["period"])))
+            factors.append(KernelFactor(name, "periodic", period=float(args["period"])))
         elif basis == "rff" and args.get("lengthscale") is not None:
-            factors.append(Factor(name, "rbf", lengthscale=float(args["lengthscale"])))
+            factors.append(KernelFactor(name, "rbf", lengthscale=float(args["lengthscale"])))
         else:
-            factors.append(Factor(name, "rbf"))
+            factors.append(KernelFactor(name, "rbf"))
     return tuple(factors)
 
 
@@ -204,7 +204,7 @@ def components_from_design(design, covariates: dict[str, Covariate]) -> list[Com
             components.append(Component(_term_factors(term, covariates)))
             continue
         # random effect (f | g): g for the intercept, g × t for every term t of f
-        grouping = Factor(group, "categorical")
+        grouping = KernelFactor(group, "categorical")
         for inner in getattr(term, "terms", []):
             if getattr(inner, "is_intercept", False):
                 components.append(Component((grouping,)))
@@ -217,7 +217,7 @@ def components_from_design(design, covariates: dict[str, Covariate]) -> list[Com
     return unique
 
 
-def view_factor(components: list[Component], variant: str, view: str | None = None) -> Factor:
+def view_factor(components: list[Component], variant: str, view: str | None = None) -> KernelFactor:
     """The view factor of GPPVAE's / SVGP-VAE's object × view kernel: the formula's continuous
     covariate (``view`` names it when there are several)."""
     continuous = {f.covariate: f for c in components for f in c.factors if f.kind != "categorical"}
@@ -241,7 +241,7 @@ class ObjectViewKernel(nn.Module):
     their product is evaluated on the inputs ``[w_p(i) ; v_i]``.
     """
 
-    def __init__(self, n_objects: int, object_dim: int, view: Factor, view_inputs: KernelInputs,
+    def __init__(self, n_objects: int, object_dim: int, view: KernelFactor, view_inputs: KernelInputs,
                  latent_dim: int):
         super().__init__()
         self.object_dim = object_dim

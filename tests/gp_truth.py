@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from baselines.gppvae import GPPVAEOptions, GPPVAEPrior, view_grid
-from baselines.kernels import Component, Factor, KernelInputs, ObjectViewKernel
+from baselines.kernels import Component, KernelFactor, KernelInputs, ObjectViewKernel
 from baselines.lvae import LVAEOptions, LVAEPrior
 from baselines.lvae import initial_inducing as lvae_initial_inducing
 from baselines.svgpvae import SVGPVAEOptions, SVGPVAEPrior, initial_inducing
@@ -44,7 +44,7 @@ def make_batch(index, subject, covariates, n_features=1, scale=1.0):
 
 def gppvae_prior(angle, subject, n_train, latent_dim=2, object_dim=2, noise=0.1):
     covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
-    factor = Factor("angle", "periodic", period=TWO_PI)
+    factor = KernelFactor("angle", "periodic", period=TWO_PI)
     inputs = KernelInputs([factor], covs)
     kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
     grid = view_grid(inputs, covs["angle"].values, max_rank=64)
@@ -58,7 +58,7 @@ def dense_kernel(prior: GPPVAEPrior, subject, angle):
 
 def svgp_prior(angle, subject, n_inducing, latent_dim=2, object_dim=2, inducing_rows=None):
     covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
-    factor = Factor("angle", "periodic", period=TWO_PI)
+    factor = KernelFactor("angle", "periodic", period=TWO_PI)
     inputs = KernelInputs([factor], covs)
     kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
     view = inputs({"angle": angle})
@@ -91,7 +91,7 @@ def additive_truth(seed=0, n_subjects=40, n_times=10, ells=(2.0, 4.0), subject_v
 def lvae_prior(age, subject, n_train, n_inducing=10, latent_dim=2, components=None):
     covs = {"age": Covariate(age.numpy().astype(np.float64), "time"),
             "id": Covariate(subject.numpy(), "id", levels=list(range(int(subject.max()) + 1)))}
-    age_f, id_f = Factor("age", "rbf"), Factor("id", "categorical")
+    age_f, id_f = KernelFactor("age", "rbf"), KernelFactor("id", "categorical")
     components = components or [Component((age_f,)), Component((id_f, age_f))]
     inputs = KernelInputs([f for c in components for f in c.factors], covs)
     x = inputs({"age": age, "id": subject})

@@ -6,7 +6,7 @@ beating the prior mean and the shared components alone."""
 import pytest
 import torch
 
-from baselines.kernels import Component, Factor
+from baselines.kernels import Component, KernelFactor
 from gp_truth import additive_truth, lvae_prior, make_batch
 from lmmvae.priors.base import Encoded
 
@@ -14,8 +14,8 @@ from lmmvae.priors.base import Encoded
 def test_lvae_subject_bound_equals_its_monte_carlo_expectation_over_u():
     age, subject, _, y = additive_truth(n_subjects=5, n_times=6)
     keep = torch.tensor([0, 1, 2, 6, 7, 12, 13, 14, 15, 16, 17])  # subjects of 3, 2 and 6 rows: padded blocks
-    components = [Component((Factor("age", "rbf"),)), Component((Factor("id", "categorical"),)),
-                  Component((Factor("id", "categorical"), Factor("age", "rbf")))]
+    components = [Component((KernelFactor("age", "rbf"),)), Component((KernelFactor("id", "categorical"),)),
+                  Component((KernelFactor("id", "categorical"), KernelFactor("age", "rbf")))]
     prior = lvae_prior(age, subject, len(age), n_inducing=4, components=components).double()
     gen = torch.Generator().manual_seed(4)
     with torch.no_grad():
