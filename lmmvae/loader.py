@@ -14,14 +14,15 @@ import numpy as np
 import torch
 
 from lmmvae.batch import Batch, DesignBatch
-from lmmvae.h5 import SPLITS, LongitudinalData, match_levels
+from lmmvae.h5 import SPLITS, LongitudinalData
+from lmmvae.levels import match_levels
 
 
 def recode(data: LongitudinalData, reference_levels: dict[str, list]) -> dict[str, np.ndarray]:
     """Covariate values as arrays; codes of categorical/id covariates re-mapped onto the training
     levels ``reference_levels`` by value (``-1`` for a level training never saw).
 
-    Levels match through :func:`lmmvae.h5.match_levels`, the one rule the design uses too:
+    Levels match through :func:`lmmvae.levels.match_levels`, the one rule the design uses too:
     ``12``, ``12.0`` and ``"12"`` are one subject whatever the column's dtype.
     """
     out = {}

@@ -3,7 +3,7 @@
 Each basis is fitted on the train split (standardisation, category levels, RFF frequencies),
 evaluates a factor's column block ``[N, k]`` from a covariate, and round-trips through a JSON-able
 dict. Covariates arrive as :class:`lmmvae.h5.Covariate`, numpy arrays or pandas Series; coded ones
-are matched to fitted levels by value through :func:`lmmvae.h5.match_levels` (``12``, ``12.0`` and
+are matched to fitted levels by value through :func:`lmmvae.levels.match_levels` (``12``, ``12.0`` and
 ``"12"`` are one level), the rule the loader uses too.
 """
 
@@ -17,7 +17,8 @@ import pandas as pd
 from lmmvae.design.formula import Factor
 from lmmvae.design.spectral import fourier_features, rff_features, rff_frequencies
 from lmmvae.errors import DesignError
-from lmmvae.h5 import Covariate, _plain, match_levels
+from lmmvae.h5 import Covariate
+from lmmvae.levels import match_levels, plain_value
 
 NUMERIC_KINDS = ("continuous", "time")
 CODED_KINDS = ("binary", "categorical", "id")
@@ -92,7 +93,7 @@ class CovariateReader:
             originals = raw
         if unseen == "error" and (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
-            shown = _plain(originals[row])
+            shown = plain_value(originals[row])
             raise DesignError(
                 f"design {self.formula!r}: covariate {name!r} has level {shown!r} (row {row}) that was not "
                 f"seen in training (training levels: {_preview(levels)})"
@@ -157,7 +158,7 @@ class CategoricalBasis(Basis):
     def fit(cls, factor: Factor, cov: Covariate) -> "CategoricalBasis":
         seen = np.unique(cov.values)
         levels = [cov.levels[c] for c in seen] if cov.levels is not None else [int(c) for c in seen]
-        return cls(factor, {"levels": [_plain(v) for v in levels]})
+        return cls(factor, {"levels": [plain_value(v) for v in levels]})
 
     def columns(self, drop: bool = False) -> list[str]:
         levels = self.state["levels"][1:] if drop else self.state["levels"]
