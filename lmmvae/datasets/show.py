@@ -66,32 +66,99 @@ def summary(data: LongitudinalData, source: str = "") -> str:
     return "\n".join(lines)
 
 
+#: binary covariates of which a subject with value 1 is drawn first when there is one: Health
+#: MNIST's diseased subjects show the effect the models must learn, healthy ones barely change.
+PREFER = ("diseasePresence",)
+
+
+def _subject_level(data: LongitudinalData) -> list[str]:
+    """Covariates constant within every subject (sex, diseasePresence; not age or diseaseAge)."""
+    subject = _subject_codes(data)
+    names = []
+    for name, cov in data.covariates.items():
+        if cov.kind in ("id", "time"):
+            continue
+        order = np.lexsort((cov.values, subject))
+        same_subject = subject[order][1:] == subject[order][:-1]
+        if not np.any(same_subject & (cov.values[order][1:] != cov.values[order][:-1])):
+            names.append(name)
+    return names
+
+
+def subject_covariates(data: LongitudinalData, code: int, names: list[str] | None = None) -> dict[str, object]:
+    """The subject-level covariates of subject ``code`` (constant within every subject: sex,
+    diseasePresence, ...; ``names`` if given) by name, categorical ones as their level."""
+    rows = np.flatnonzero(_subject_codes(data) == code)
+    out = {}
+    for name in (_subject_level(data) if names is None else names) if rows.size else []:
+        cov = data.covariates[name]
+        value = cov.values[rows[0]]
+        out[name] = cov.levels[int(value)] if cov.levels is not None else (
+            int(value) if cov.kind == "binary" else float(value))
+    return out
+
+
+def subject_label(data: LongitudinalData, code: int, max_covariates: int = 4) -> str:
+    """``subject <id>`` and, one per line, up to ``max_covariates`` of its constant covariates."""
+    levels = next((c.levels for c in data.covariates.values() if c.kind == "id"), None)
+    name = levels[code] if levels is not None else code
+    static = list(subject_covariates(data, code).items())[:max_covariates]
+    return "\n".join([f"subject {name}"] + [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in static])
+
+
+def choose_subjects(data: LongitudinalData, candidates, n_subjects: int) -> list[int]:
+    """``n_subjects`` of ``candidates`` (subject codes, in order of preference) that show the
+    data's variety: first one with value 1 of a :data:`PREFER` covariate (a diseased subject) if
+    any, then, greedily, the one adding most unseen values of the constant binary and categorical
+    covariates (the lowest code on ties)."""
+    candidates = [int(c) for c in candidates]
+    names = _subject_level(data)
+    described = {c: {(k, str(v)) for k, v in subject_covariates(data, c, names).items()
+                     if data.covariates[k].kind in ("binary", "categorical")} for c in candidates}
+    chosen: list[int] = []
+    for name in PREFER:
+        hit = next((c for c in candidates if (name, "1") in described[c]), None)
+        if hit is not None and hit not in chosen and len(chosen) < n_subjects:
+            chosen.append(hit)
+    while len(chosen) < min(n_subjects, len(candidates)):
+        seen = set().union(*(described[c] for c in chosen)) if chosen else set()
+        rest = [c for c in candidates if c not in chosen]
+        chosen.append(max(rest, key=lambda c: (len(described[c] - seen), -rest.index(c))))
+    return chosen
+
+
 def _example_subjects(data: LongitudinalData, n_subjects: int) -> list[int]:
-    """Subjects with test observations first (they show the split), then the others, by code."""
+    """Subjects with test observations first (they show the split), then the others; within each,
+    chosen by :func:`choose_subjects` (a diseased subject among them where there is one)."""
     subject = _subject_codes(data)
     tested = np.unique(subject[data.split == SPLITS["test"]])
     others = np.setdiff1d(np.unique(subject), tested)
     half = n_subjects // 2 if len(others) else n_subjects
-    chosen = list(tested[:half]) + list(others[: n_subjects - min(half, len(tested))])
-    return [int(s) for s in chosen[:n_subjects]]
+    first = choose_subjects(data, tested, half)
+    return first + choose_subjects(data, others, n_subjects - len(first))
 
 
 def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: int = 6, n_columns: int = 10) -> Path:
-    """Save a PNG of example trajectories: images over time per subject (rows), missing pixels in
-    red, each titled with its time and split (T train, V validation, X test); or, for tabular data,
-    the best-observed features over time, one line per subject. Written atomically."""
+    """Save a PNG of example trajectories: images over time per subject (rows, labelled with the
+    subject's id and constant covariates), missing pixels in red, each titled with its time and
+    split (T train, V validation, X test); or, for tabular data, the best-observed features over
+    time, one line per subject (legend beside the panels). Written atomically."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     subject, time_name = _subject_codes(data), _time_covariate(data)
     time = data.covariates[time_name].values if time_name else np.arange(data.n_obs, dtype=float)
     subjects = _example_subjects(data, n_subjects)
     if data.image_shape:
-        fig = Figure(figsize=(1.3 * n_columns, 1.45 * len(subjects) + 0.3))
+        fig = Figure(figsize=(1.3 * n_columns + 1.6, 1.45 * len(subjects) + 0.3))
         axes = fig.subplots(len(subjects), n_columns, squeeze=False)
         for r, s in enumerate(subjects):
             rows = np.flatnonzero(subject == s)
             rows = rows[np.argsort(time[rows], kind="stable")]
             rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(n_columns, len(rows))).round().astype(int))]
+            axes[r][0].text(-0.12, 0.5, subject_label(data, s), transform=axes[r][0].transAxes,
+                            ha="right", va="center", fontsize=7)
             for c, ax in enumerate(axes[r]):
                 ax.set_axis_off()
                 if c >= len(rows):
@@ -100,28 +167,37 @@ def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: i
                 pixels = np.ma.masked_array(data.y[i], mask=data.mask[i] == 0).reshape(data.image_shape)
                 ax.imshow(pixels, cmap=_gray_with_red(), vmin=0, vmax=1, interpolation="nearest")
                 ax.set_title(f"{time_name or 'row'}={time[i]:.3g} {_SPLIT_LETTER[int(data.split[i])]}", fontsize=7)
-        fig.suptitle(f"{data.name}: one row per subject (T train, V validation, X test; red = missing)", fontsize=9)
+        fig.suptitle(f"{data.name}: one row per subject, sampled over {time_name or 'rows'} "
+                     "(T train, V validation, X test; red = missing pixel)", fontsize=9)
     else:
         observed = data.mask.mean(axis=0)  # [D]
         features = np.argsort(-observed, kind="stable")[:6]
         names = data.attrs.get("feature_names") or [f"y{j}" for j in range(data.n_features)]
-        fig = Figure(figsize=(12, 6.5))
+        standardised = data.attrs.get("feature_std") is not None
+        fig = Figure(figsize=(13.5, 6.5))
         axes = fig.subplots(2, 3, squeeze=False).ravel()
+        colors = [f"C{k % 10}" for k in range(len(subjects))]
         for ax, j in zip(axes, features):
-            for s in subjects:
+            for s, color in zip(subjects, colors):
                 rows = np.flatnonzero((subject == s) & (data.mask[:, j] == 1))
                 rows = rows[np.argsort(time[rows], kind="stable")]
-                ax.plot(time[rows], data.y[rows, j], marker=".", linewidth=1)
+                ax.plot(time[rows], data.y[rows, j], marker=".", linewidth=1, color=color)
                 test = rows[data.split[rows] == SPLITS["test"]]
                 ax.plot(time[test], data.y[test, j], "kx", markersize=5)
             ax.set_title(f"{names[j]} (observed {100 * observed[j]:.0f} %)", fontsize=9)
             ax.set_xlabel(time_name or "row", fontsize=8)
+            ax.set_ylabel("standardised value (sd)" if standardised else "value", fontsize=8)
         for ax in axes[len(features):]:
             ax.set_axis_off()
-        fig.suptitle(f"{data.name}: one line per subject, standardised values (x = test)", fontsize=10)
+        handles = [Line2D([], [], color=c, marker=".", label=subject_label(data, s).replace("\n", ", "))
+                   for s, c in zip(subjects, colors)]
+        handles.append(Line2D([], [], color="k", marker="x", linestyle="", label="test observation"))
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+        fig.suptitle(f"{data.name}: one line per subject"
+                     + (", standardised values (training mean 0, sd 1)" if standardised else ""), fontsize=10)
     fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+        fig.savefig(tmp, dpi=90, format="png", bbox_inches="tight")
     return Path(path)
 
 
