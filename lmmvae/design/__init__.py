@@ -10,7 +10,8 @@ See README "Design formulas" for the syntax and the columns of each term.
 """
 
 from lmmvae.design.fitted import Design, DesignMatrix, FittedDesign, RandomTermInfo
-from lmmvae.design.formula import INTERCEPT, Factor, RandomTerm, Term, parse_formula
+from lmmvae.design.formula import parse_formula
+from lmmvae.design.terms import INTERCEPT, Factor, RandomTerm, Term
 from lmmvae.design.spectral import (
     fourier_column_weights,
     fourier_features,

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from lmmvae.design.formula import Factor
+from lmmvae.design.terms import Factor
 from lmmvae.design.spectral import fourier_features, rff_features, rff_frequencies
 from lmmvae.errors import DesignError
 from lmmvae.h5 import Covariate

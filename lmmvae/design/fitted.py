@@ -14,7 +14,8 @@ import torch
 
 from lmmvae.batch import DesignBatch
 from lmmvae.design.bases import BASIS_CLASSES, CODED_KINDS, Basis, CovariateReader, resolve
-from lmmvae.design.formula import INTERCEPT, ParsedFormula, RandomTerm, Term, parse_formula
+from lmmvae.design.formula import parse_formula
+from lmmvae.design.terms import INTERCEPT, ParsedFormula, RandomTerm, Term
 from lmmvae.errors import DesignError, LmmvaeWarning
 from lmmvae.h5 import Covariate, _available_memory
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from itertools import combinations
 
+from lmmvae.design.terms import Factor, ParsedFormula, RandomTerm, Term
 from lmmvae.errors import DesignError
-
-INTERCEPT = "(Intercept)"
 
 #: function name -> (basis, positional parameter names after the covariate, required, integer-valued)
 _FUNCTIONS = {
@@ -44,77 +43,6 @@ MAX_FORMULA_LENGTH = 10_000
 MAX_DEPTH = 32
 MAX_PRODUCT = 10
 MAX_ARG = {"degree": 20, "n_frequencies": 10_000, "n_features": 10_000}
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One covariate seen through one basis: ``age``, ``C(icu_type)``, ``fourier(angle, 3, period=2*pi)``.
-
-    ``args`` holds the evaluated numeric arguments (``degree``; ``n_frequencies``, ``period``;
-    ``n_features``, ``lengthscale``, ``seed``); ``label`` is the canonical text, used in column
-    names. ``kind`` is the covariate's kind, known only after fitting (``None`` before).
-    """
-
-    covariate: str
-    basis: str
-    args: dict = field(default_factory=dict, compare=False)
-    label: str = ""
-    kind: str | None = None
-
-    def with_kind(self, kind: str, basis: str | None = None) -> "Factor":
-        return replace(self, kind=kind, basis=basis or self.basis)
-
-
-@dataclass(frozen=True)
-class Term:
-    """A product of factors (``a:b``); the empty product is the intercept (a column of ones).
-
-    For a GP reading of the formula (SPEC 5, BASELINES.md) a term is a product kernel of its
-    factors' kernels, and the formula's ``+`` is a sum of the terms' kernels.
-    """
-
-    factors: tuple[Factor, ...] = ()
-
-    @property
-    def is_intercept(self) -> bool:
-        return not self.factors
-
-    @property
-    def name(self) -> str:
-        return ":".join(f.label for f in self.factors) if self.factors else "1"
-
-    @property
-    def key(self) -> frozenset:
-        """Identity up to factor order (``a:b`` is ``b:a``)."""
-        return frozenset(f.label for f in self.factors)
-
-
-@dataclass(frozen=True)
-class RandomTerm:
-    """``(f | group)``: the columns of ``f`` (its ``terms``, the intercept among them unless
-    ``0 +``/``- 1``) interacted with the one-hot of the grouping factor ``group`` (SPEC 1)."""
-
-    terms: tuple[Term, ...]
-    group: str
-
-    @property
-    def intercept(self) -> bool:
-        return any(t.is_intercept for t in self.terms)
-
-    @property
-    def name(self) -> str:
-        parts = [t.name for t in self.terms if not t.is_intercept]
-        head = "1" if self.intercept else "0"
-        return f"({' + '.join([head] + parts)} | {self.group})"
-
-
-@dataclass(frozen=True)
-class ParsedFormula:
-    terms: tuple  # Term | RandomTerm, intercept first when present
-
-    @property
-    def intercept(self) -> bool:
-        return any(isinstance(t, Term) and t.is_intercept for t in self.terms)
 
 
 # -- tokens -----------------------------------------------------------------------------------
