@@ -193,7 +193,15 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     ``resume=True`` continues from its last checkpoint (same config, seed and data, else an
     error). A finished run in ``out`` is replaced only with ``overwrite=True``, and only once the
     new one is complete (:mod:`lmmvae.rundir`).
+
+    ``data`` may also be a long-format pandas DataFrame: ``fit(df, subject=…, time=…,
+    features=…, design=…)`` (optional ``covariates``, ``kinds``, ``validation_fraction``,
+    ``test_after``, ``split_seed``: :func:`lmmvae.datasets.table.frame_for_fit`).
     """
+    if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
+        from lmmvae.datasets.table import frame_for_fit
+
+        data, settings = frame_for_fit(data, settings)
     config = config or ModelConfig.from_dict(settings)
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)

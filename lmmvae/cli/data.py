@@ -1,4 +1,5 @@
-"""``lmmvae data <dataset> ...``: build the benchmark's data sets (shared/DATA.md), and ``data show``."""
+"""``lmmvae data <dataset> ...``: build the benchmark's data sets (docs/data_format.md), convert a
+user's table (``data from-table``), and ``data show``."""
 
 from __future__ import annotations
 
@@ -80,6 +81,32 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_clinical_trial_synthetic)
 
+    p = commands.add_parser(
+        "from-table", help="your own long-format table (CSV, Parquet, AnnData .h5ad) as a data file",
+        description="One row per visit: a subject column, a time column, covariates and features. Kinds are "
+                    "inferred (two distinct values: binary; other numbers: continuous; text: categorical); empty "
+                    "feature cells become missing entries. See docs/data_format.md.")
+    p.add_argument("--table", required=True, metavar="FILE", help="input table: .csv, .parquet or .h5ad (AnnData)")
+    p.add_argument("--subject", required=True, metavar="COL", help="column identifying the subject (kind id)")
+    p.add_argument("--time", required=True, metavar="COL", help="column of the visit time (kind time, numbers)")
+    p.add_argument("--features", default=None, metavar="A,B,...",
+                   help="measurement columns to model (default: the other columns; .h5ad: X's columns)")
+    p.add_argument("--covariates", default=None, metavar="C,D,...",
+                   help="covariate columns to keep (default: the columns that are not features; .h5ad: obs)")
+    p.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
+                   help="override an inferred kind: continuous, binary, categorical, id or time (repeatable)")
+    p.add_argument("--validation-fraction", type=float, default=0.2,
+                   help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
+    p.add_argument("--test-after", type=float, default=None, metavar="T",
+                   help="hold out as test the visits with time > T of subjects also seen at time <= T (default: no test)")
+    p.add_argument("--test-fraction", type=float, default=1.0,
+                   help="with --test-after: fraction of those subjects whose later visits are test (default 1)")
+    p.add_argument("--no-standardise", dest="standardise", action="store_false",
+                   help="keep the features' scale (default: standardised on the train split)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the split (default 0)")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
+    p.set_defaults(handler=_from_table)
+
     p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
     p.add_argument("file", metavar="FILE.h5")
     p.add_argument("--png", metavar="FILE.png", default=None, help="save a grid of example trajectories")
@@ -160,6 +187,29 @@ def _clinical_trial_synthetic(args) -> int:
     out = clinical_trial_synthetic(args.out_dir, n_subjects=args.instances, seed=args.seed, progress=not args.quiet)
     print(f"wrote {args.instances} synthetic subjects to {out} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _from_table(args) -> int:
+    from lmmvae.datasets.table import from_table
+    from lmmvae.errors import ConfigError
+
+    started = time.perf_counter()
+    kinds = {}
+    for item in args.kind:
+        column, sep, kind = item.partition("=")
+        if not sep or not column.strip() or not kind.strip():
+            raise ConfigError(f"--kind {item!r}: expected COLUMN=KIND, e.g. --kind visit=continuous")
+        kinds[column.strip()] = kind.strip()
+    data = from_table(args.table, subject=args.subject, time=args.time, features=args.features,
+                      covariates=args.covariates, kinds=kinds, validation_fraction=args.validation_fraction,
+                      test_after=args.test_after, test_fraction=args.test_fraction, seed=args.seed,
+                      standardise=args.standardise)
+    code = _write(data, args, started)
+    counts = [int((data.split == s).sum()) for s in (0, 1, 2)]
+    kinds_text = ", ".join(f"{n} {c.kind}" for n, c in data.covariates.items())
+    print(f"split: train {counts[0]}, validation {counts[1]}, test {counts[2]}; covariates: {kinds_text}; "
+          f"missing entries: {100 * (1 - data.mask.mean()):.1f} %")
+    return code
 
 
 def _show(args) -> int:

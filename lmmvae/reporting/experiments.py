@@ -160,6 +160,9 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
         raise ConfigError(
             "the config is empty: run snakemake with --configfile config/default.yaml"
         )
+    from lmmvae.yamlio import exponent_floats
+
+    config = exponent_floats(config)  # Snakemake's YAML 1.1 loader leaves `lr: 1e-3` a string
     if schema_path is not None:
         from lmmvae.reporting.schema import validate_config
 
