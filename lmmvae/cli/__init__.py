@@ -19,6 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lmmvae",
         description="LMM-VAE: VAEs with a linear-mixed-model prior for longitudinal data.",
     )
+    from lmmvae import __version__
+
+    parser.add_argument("--version", action="version", version=f"lmmvae {__version__}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         module = importlib.import_module(f"lmmvae.cli.{name}")
