@@ -31,7 +31,7 @@ def _common(parser, *, instances=None, timepoints=None, missing=None, test_fract
 
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="build a data set (HDF5) or show one",
+    data = subparsers.add_parser("data", help="build a data set (HDF5): a benchmark generator or your own table; or show one",
                                  description="Build the benchmark's data sets in the longitudinal HDF5 format.")
     commands = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
 
@@ -108,7 +108,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_from_table)
 
     p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
-    p.add_argument("file", metavar="FILE.h5")
+    p.add_argument("file", metavar="FILE.h5", help="longitudinal HDF5 file")
     p.add_argument("--png", metavar="FILE.png", default=None, help="save a grid of example trajectories")
     p.add_argument("--subjects", type=int, default=6, help="subjects in the picture (default 6)")
     p.set_defaults(handler=_show)

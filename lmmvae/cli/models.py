@@ -12,9 +12,9 @@ from lmmvae.atomic import atomic_output, write_text
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("fit", help="train a model on a longitudinal HDF5 file")
-    p.add_argument("--data", required=True, help="longitudinal HDF5 file (DATA.md)")
+    p.add_argument("--data", required=True, help="longitudinal HDF5 file (docs/data_format.md; lmmvae data from-table makes one)")
     p.add_argument("--model", required=True, help="model YAML (keys: see README)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and minibatches (default 0)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the YAML)")
     p.add_argument("--epochs", type=int, default=None, help="override the YAML's epochs")
@@ -31,26 +31,26 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_fit)
 
-    p = subparsers.add_parser("evaluate", help="MSE / NLL / MCC of a finished run (SPEC 6)")
-    p.add_argument("--run", required=True)
-    p.add_argument("--data", required=True)
+    p = subparsers.add_parser("evaluate", help="MSE / NLL / MCC of a finished run (docs/model.md, Metrics)")
+    p.add_argument("--run", required=True, help="run directory written by lmmvae fit")
+    p.add_argument("--data", required=True, help="longitudinal HDF5 file to score (its test split)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--predictions", default=None, help="also write predictions (HDF5)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser("mcc", help="mean correlation coefficient between two runs' latents")
-    p.add_argument("runs", nargs=2, metavar="RUN")
-    p.add_argument("--data", required=True)
+    p.add_argument("runs", nargs=2, metavar="RUN", help="two run directories (e.g. two seeds of one model)")
+    p.add_argument("--data", required=True, help="longitudinal HDF5 file whose rows are embedded")
     p.add_argument("--out", default=None, help="JSON to write (default: print)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.set_defaults(handler=_mcc)
 
     p = subparsers.add_parser("predict", help="generate at new covariates (CSV with one column per covariate)")
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", required=True, help="run directory written by lmmvae fit")
     p.add_argument("--covariates", required=True, help="CSV; columns named as the data's covariates")
     p.add_argument("--out", required=True, help="HDF5 with /y_pred, /z_mean, /z_var (mixedlm, mean: /y_pred, /y_var)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.set_defaults(handler=_predict)
 
 
@@ -189,7 +189,7 @@ def _mcc(args) -> int:
         if getattr(fitted, "classical", False):
             raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
         if fitted.config.objective == "gsnn":
-            raise RunError(f"{run}: trained with GSNN, which has no latent posterior (SPEC 4): no MCC")
+            raise RunError(f"{run}: trained with GSNN, which has no latent posterior (docs/model.md, GSNN): no MCC")
         latents.append(latent_means(fitted, data))
     value = mcc(*latents)
     result = {"mcc": value, "runs": list(args.runs)}

@@ -38,18 +38,18 @@ def register(subparsers) -> None:
     p = commands.add_parser("trajectories", help="images of test subjects: truth vs prediction")
     p.add_argument("--data", required=True, help="longitudinal HDF5 (image data)")
     p.add_argument("--predictions", required=True, help="HDF5 with /y_pred (lmmvae evaluate --predictions)")
-    p.add_argument("--subjects", type=int, default=2)
+    p.add_argument("--subjects", type=int, default=2, help="test subjects shown (default 2)")
     p.add_argument("--steps", type=int, default=10, help="time points shown per subject")
     p.add_argument("--time", default=None, help="time covariate (default: the one of kind 'time')")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="figure title")
     _image_outputs(p)
     p.set_defaults(handler=_trajectories)
 
     p = commands.add_parser("grid", help="covariate grid (CSV) for lmmvae predict: shared + subjects")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="longitudinal HDF5 whose covariates the grid follows")
     p.add_argument("--covariate", required=True, help="continuous covariate to vary")
-    p.add_argument("--points", type=int, default=64)
-    p.add_argument("--subjects", type=int, default=5)
+    p.add_argument("--points", type=int, default=64, help="grid points along the covariate (default 64)")
+    p.add_argument("--subjects", type=int, default=5, help="training subjects added to the shared grid (default 5)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.set_defaults(handler=_grid)
 
@@ -57,14 +57,14 @@ def register(subparsers) -> None:
     p.add_argument("--grid", required=True, help="CSV written by `lmmvae report grid`")
     p.add_argument("--latent", required=True, help="HDF5 with /z_mean (lmmvae predict on the grid)")
     p.add_argument("--dims", type=int, default=2, help="number of latent dimensions shown")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="figure title")
     _image_outputs(p)
     p.set_defaults(handler=_latent_effects)
 
 
 def _image_outputs(p) -> None:
-    p.add_argument("--png", required=True)
-    p.add_argument("--pdf", default=None)
+    p.add_argument("--png", required=True, help="PNG file to write")
+    p.add_argument("--pdf", default=None, help="also write this PDF file")
 
 
 def _spec(text: str) -> dict:
