@@ -85,3 +85,41 @@ def test_show_summary_and_png_smoke(tmp_path, capsys):
     assert run("show", tmp_path / "ct.h5", "--png", tmp_path / "ct.png") == 0  # tabular: line plots
     assert "features: ALB, ALP" in capsys.readouterr().out
     assert (tmp_path / "ct.png").stat().st_size > 10_000
+
+
+def test_version_and_one_line_help_for_every_command_and_option(capsys):
+    import argparse
+
+    import lmmvae
+    from lmmvae.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"lmmvae {lmmvae.__version__}"
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(" ".join([*path, name]))
+                    walk(sub, [*path, name])
+            elif not action.help or "\n" in action.help:
+                missing.append(" ".join([*path, *(action.option_strings or [action.dest])]))
+
+    walk(build_parser(), ["lmmvae"])
+    assert not missing, f"without a one-line help: {missing}"
+
+
+def test_from_table_round_trip_small(tmp_path, capsys):
+    (tmp_path / "v.csv").write_text("pid,day,sex,hb\nA,0,F,12.5\nA,7,F,\nB,0,M,14.0\nB,7,M,13.1\n")
+    assert run("from-table", "--table", tmp_path / "v.csv", "--subject", "pid", "--time", "day", "--features", "hb",
+               "--validation-fraction", 0, "--no-standardise", "--out", tmp_path / "v.h5") == 0
+    data = read_h5(tmp_path / "v.h5")
+    assert data.mask[:, 0].tolist() == [1, 0, 1, 1]
+    np.testing.assert_allclose(data.y[:, 0], [12.5, 0.0, 14.0, 13.1], rtol=1e-6)
+    assert data.covariates["sex"].levels == ["F", "M"] and data.covariates["sex"].values.tolist() == [0, 0, 1, 1]
+    assert data.covariates["pid"].kind == "id" and (data.split == 0).all()
+    assert "split: train 4, validation 0, test 0" in capsys.readouterr().out
