@@ -1,0 +1,106 @@
+"""`lmmvae predict | summary | effects`: answers from a finished run, as tables and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict at new covariates: mean and predictive interval per feature")
+    p.add_argument("run_dir", nargs="?", metavar="RUN", help="run directory (or --run)")
+    p.add_argument("--run", default=None, help="run directory (same as RUN)")
+    p.add_argument("--covariates", required=True,
+                   help="CSV (or .parquet), one row per prediction, a column per covariate of the design and the subject id")
+    p.add_argument("--out", required=True,
+                   help=".csv or .parquet: the input columns, then F_mean, F_lower, F_upper per feature F; "
+                        ".h5: /y_pred, /y_lower, /y_upper, /z_mean, /z_var (mixedlm, mean: /y_var) and /input")
+    p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive interval (default 0.9)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="Monte Carlo draws per row for the interval (default 500)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(handler=_predict)
+
+    p = subparsers.add_parser("summary", help="fixed effects, random-effect variances, noise and training of a run")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("--out", default=None, metavar="JSON", help="also write the summary as JSON")
+    p.set_defaults(handler=_summary)
+
+    p = subparsers.add_parser("effects", help="draw the decoded effect of one covariate (others at reference values)")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. age")
+    p.add_argument("--png", required=True, help="figure to write")
+    p.add_argument("--csv", default=None, help="also write the grid with F_mean, F_lower, F_upper per feature")
+    p.add_argument("--points", type=int, default=None, help="grid points of a continuous covariate (default 25; images 8)")
+    p.add_argument("--features", default=None, help="comma-separated features to draw (default: the 12 it moves most)")
+    p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive band (default 0.9)")
+    p.set_defaults(handler=_effects)
+
+
+def _run(args) -> str:
+    from lmmvae.errors import ConfigError
+
+    if args.run_dir and args.run and args.run_dir != args.run:
+        raise ConfigError(f"two run directories given ({args.run_dir} and --run {args.run}); give one")
+    run = args.run_dir or args.run
+    if not run:
+        raise ConfigError("predict needs a run directory: lmmvae predict RUN --covariates FILE --out FILE")
+    return run
+
+
+def _read_covariates(path: str):
+    import pandas as pd
+
+    from lmmvae.errors import ConfigError
+    from lmmvae.tables import read_csv
+
+    if Path(path).suffix.lower() == ".parquet":
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        try:
+            return pd.read_parquet(path)
+        except ImportError:
+            raise ConfigError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give a CSV") from None
+    return read_csv(path)
+
+
+def _predict(args) -> int:
+    from lmmvae.api import load
+    from lmmvae.intervals import N_SAMPLES, predict_frame, write_frame
+
+    run = _run(args)
+    fitted = load(run, device=args.device)
+    frame = _read_covariates(args.covariates)
+    arrays: dict = {}
+    table = predict_frame(fitted, frame, level=args.level, n_samples=args.samples or N_SAMPLES,
+                          where=args.covariates, row=lambda i: f"row {i + 1} (line {i + 2})", arrays=arrays)
+    write_frame(table, args.out, arrays=arrays, level=args.level)
+    print(f"lmmvae: {len(table)} predictions ({args.level:.0%} intervals) -> {args.out}")
+    return 0
+
+
+def _summary(args) -> int:
+    import json
+
+    from lmmvae.api import load
+    from lmmvae.atomic import write_text
+    from lmmvae.summary import summarise
+
+    summary = summarise(load(args.run_dir), run_dir=args.run_dir)
+    print(summary)
+    if args.out:
+        write_text(json.dumps(summary.to_dict(), indent=2, default=str), args.out)
+    return 0
+
+
+def _effects(args) -> int:
+    from lmmvae.api import load
+    from lmmvae.effects import plot_effect
+    from lmmvae.intervals import write_frame
+
+    fitted = load(args.run_dir)
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    table = plot_effect(fitted, args.covariate, args.png, n_points=args.points, level=args.level, features=features)
+    if args.csv:
+        write_frame(table, args.csv)
+    print(f"lmmvae: effect of {args.covariate} ({len(table)} grid points) -> {args.png}")
+    return 0

@@ -1,0 +1,277 @@
+"""Predictions as a table: one row per input row, each feature's predictive mean and interval.
+
+``predict_frame(fitted, frame, level=0.9)`` returns ``frame`` (its columns in its order, its index)
+followed by ``F_mean, F_lower, F_upper`` for every feature ``F``:
+
+* ``F_mean`` is the predictive mean ``(1/S) Σ_s E[y | g(z^(s))]`` (SPEC 2.4, 3.4), the estimator of
+  ``fitted.predict`` with the draws below (``prediction: plugin`` in the run's config: the plug-in
+  decoding, as there);
+* ``[F_lower, F_upper]`` is the central ``level`` interval of the **predictive distribution**
+  ``p(y* | x*) = ∫ p(y* | g(z)) p(z | x*, train) dz``: latent uncertainty *and* the likelihood's
+  noise. Monte Carlo: ``z^(s)`` from the prior's prediction at the covariates (SPEC 2.4: variance
+  ``σ_z² + (x*⊙x*)^T(S⊙S)``; SPEC 3.4: ``ω_p²``), decoded, then ``y^(s) ~ p(y | g(z^(s)))`` (Gaussian:
+  ``N(μ_d, σ_d²)``; Bernoulli: a 0/1 draw); the bounds are the empirical quantiles
+  ``(1 ∓ level)/2`` of the ``n_samples`` draws. The draws come from a generator seeded with the
+  run's seed, so a run gives the same table every time.
+* Classical rows (``mixedlm``, ``mean``) have a Gaussian predictive ``N(y_pred, y_var)``: exact
+  normal quantiles.
+
+Covariates are checked first, with one-line errors naming the column and row: a covariate the
+design uses is missing, a value is empty or not a number, a categorical level was never seen in
+training. An unseen *subject* is allowed: its random effects are zero (the population prediction).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lmmvae.errors import ConfigError, RunError
+from lmmvae.levels import is_blank, match_levels
+
+#: Monte Carlo draws per row for the interval bounds (the 5 % / 95 % quantiles need a few hundred)
+N_SAMPLES = 500
+#: most draws (samples × rows × features) held at once
+MAX_DRAWS = 4_000_000
+SUFFIXES = ("_mean", "_lower", "_upper")
+
+
+def feature_names(fitted) -> list[str]:
+    """The data's feature names (``attrs/feature_names`` of the training file), else ``y0, y1, …``."""
+    d = int(fitted.info["data_dim"])
+    names = fitted.info.get("feature_names")
+    if names is not None and len(names) == d:
+        return [str(n) for n in names]
+    return [f"y{j}" for j in range(d)]
+
+
+def needed_columns(fitted) -> list[str]:
+    """Covariate columns a prediction needs: the design's, plus the subject id if training had one."""
+    needed = set(fitted.design.covariate_names)
+    if fitted.config.subject in fitted.train_covariates:
+        needed.add(fitted.config.subject)
+    return sorted(needed)
+
+
+def _default_row(i: int) -> str:
+    return f"row {i + 1}"
+
+
+def check_covariates(fitted, frame, where: str = "covariates",
+                     row: Callable[[int], str] = _default_row):
+    """``frame``'s covariate columns checked and coded like the training covariates (a copy).
+
+    One-line errors name ``where``, the column and the row (``row(i)`` for the i-th row)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    needed = needed_columns(fitted)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{where}: lacks covariate column(s) {', '.join(missing)} "
+                          f"(the model uses: {', '.join(needed)})")
+    clean = {}
+    for name in needed:
+        column, ref = frame[name], fitted.train_covariates[name]
+        blank = np.array([is_blank(v) for v in column], dtype=bool)
+        if blank.any():
+            i = int(np.flatnonzero(blank)[0])
+            raise ConfigError(f"{where}: column {name!r} is empty at {row(i)}; predictions need every covariate")
+        if ref.levels is not None:  # categorical, id, or a binary column with text levels
+            values = [v.item() if hasattr(v, "item") else v for v in column]
+            codes = match_levels(values, list(ref.levels))
+            if ref.kind != "id" and (codes < 0).any():  # an unseen subject: population prediction
+                i = int(np.flatnonzero(codes < 0)[0])
+                shown = ", ".join(map(str, ref.levels[:10])) + (", …" if len(ref.levels) > 10 else "")
+                raise ConfigError(f"{where}: column {name!r} at {row(i)}: level {values[i]!r} was not seen in "
+                                  f"training (levels: {shown})")
+            clean[name] = np.asarray([str(v) for v in values], dtype=object)
+            continue
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {column.iloc[i]!r} is not a finite number "
+                              f"({name} is {ref.kind})")
+        if ref.kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
+            i = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
+            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {column.iloc[i]!r}; {name} is binary (0 or 1)")
+        clean[name] = numbers
+    return pd.DataFrame(clean, index=frame.index)
+
+
+def sample_observations(likelihood, params, noise):
+    """Draws ``y ~ p(y | params)`` for ``params [S, B, D]`` from standard noise ``noise [S, 1, D]``
+    (the same for every row: common random numbers, SPEC 2.1). Gaussian: ``μ + σ_d · ε`` with
+    ``ε ~ N(0, 1)``; Bernoulli: ``1[u < p]`` with ``u = Φ(ε)`` uniform."""
+    import torch
+
+    from lmmvae.likelihoods import BernoulliLikelihood, GaussianLikelihood
+
+    mean = likelihood.mean(params)
+    if isinstance(likelihood, GaussianLikelihood):
+        return mean + likelihood.variance.sqrt() * noise
+    if isinstance(likelihood, BernoulliLikelihood):
+        uniform = 0.5 * (1.0 + torch.erf(noise / math.sqrt(2.0)))
+        return (uniform < mean).to(mean.dtype)
+    raise RunError(f"predictive intervals: no sampler for the {type(likelihood).__name__}")
+
+
+def _quantiles(draws, probs: tuple[float, ...]):
+    """Empirical quantiles over dim 0 of ``draws [S, ...]``, linearly interpolated (numpy's default)."""
+    ordered = draws.sort(dim=0).values
+    n = ordered.shape[0]
+    out = []
+    for p in probs:
+        pos = p * (n - 1)
+        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+        out.append(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
+    return out
+
+
+def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[str, np.ndarray]:
+    """The predictive distribution at ``clean`` covariates by Monte Carlo (module docstring):
+    ``y_pred`` (its mean, SPEC 2.4; the plug-in decoding if the run's config says ``prediction:
+    plugin``), ``y_lower``, ``y_upper`` [N, D], and the latent predictive ``z_mean``, ``z_var`` [N, L].
+
+    The standard-normal draws behind ``z^(s)`` and ``y^(s)`` are drawn once, from a generator seeded
+    with the run's seed, and shared by all rows (common random numbers): the table does not depend
+    on how rows are chunked, and a grid of covariates gives smooth curves (each row's draws are
+    still exact draws of its own predictive)."""
+    import torch
+
+    probs = ((1.0 - level) / 2.0, (1.0 + level) / 2.0)
+    data = fitted.covariates_to_data(clean)
+    tensors = fitted.tensors(data)
+    model = fitted.model.eval()
+    rows = tensors.indices(None)
+    n, d, n_latent = data.n_obs, data.n_features, model.latent_dim
+    generator = torch.Generator(device="cpu").manual_seed(int(fitted.info.get("seed", 0)))
+    eps = torch.randn((n_samples, 1, n_latent), generator=generator).to(tensors.device)  # [S, 1, L]
+    noise = torch.randn((n_samples, 1, d), generator=generator).to(tensors.device)  # [S, 1, D]
+    plugin = fitted.config.prediction == "plugin"
+    chunk = max(1, MAX_DRAWS // (n_samples * max(d, 1)))
+    out: dict[str, list] = {"y_pred": [], "y_lower": [], "y_upper": [], "z_mean": [], "z_var": []}
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            batch = tensors.batch(rows[start:start + chunk])
+            dist = model.prior.predict(batch)  # latent predictive at the covariates (SPEC 2.4, 3.4)
+            z = dist.mean + dist.stddev * eps.to(dist.mean.dtype)  # [S, B, L]
+            params = model.decode(z, batch)  # [S, B, D]
+            y = sample_observations(model.likelihood, params, noise.to(params.dtype))  # [S, B, D]
+            lower, upper = _quantiles(y, probs)
+            mean = model.likelihood.mean(model.decode(dist.mean, batch)) if plugin else model.likelihood.mean(params).mean(0)
+            for key, value in (("y_pred", mean), ("y_lower", lower), ("y_upper", upper),
+                               ("z_mean", dist.mean), ("z_var", dist.variance)):
+                out[key].append(value.cpu().numpy())
+    widths = {"z_mean": n_latent, "z_var": n_latent}
+    return {k: np.concatenate(v) if v else np.zeros((0, widths.get(k, d)), np.float32) for k, v in out.items()}
+
+
+def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES, where: str = "covariates",
+                  row: Callable[[int], str] = _default_row, arrays: dict | None = None):
+    """``frame`` followed by ``F_mean, F_lower, F_upper`` per feature (module docstring), with
+    ``frame``'s index. ``arrays``, if given, receives ``y_pred``, ``y_lower``, ``y_upper`` [N, D] and the
+    prediction's other arrays (``z_mean``, ``z_var``; ``y_var`` for classical rows)."""
+    import pandas as pd
+
+    if not 0.0 < float(level) < 1.0:
+        raise ConfigError(f"level must lie strictly between 0 and 1 (got {level})")
+    if int(n_samples) < 2:
+        raise ConfigError(f"n_samples must be at least 2 (got {n_samples})")
+    frame = pd.DataFrame(frame)
+    if len(frame) == 0:
+        raise ConfigError(f"{where}: has no rows to predict")
+    names = feature_names(fitted)
+    clash = [c for c in frame.columns if any(str(c) == f + s for f in names for s in SUFFIXES)]
+    if clash:
+        raise ConfigError(f"{where}: column {clash[0]!r} would collide with an output column; rename it")
+    clean = check_covariates(fitted, frame, where, row).reset_index(drop=True)
+    if getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
+        from statistics import NormalDist
+
+        pred = {k: np.asarray(v) for k, v in fitted.predict(clean).items()}
+        half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(pred["y_var"])
+        pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)
+    else:
+        pred = predictive(fitted, clean, level, n_samples)
+    if arrays is not None:
+        arrays.update(pred)
+    mean, lower, upper = pred["y_pred"], pred["y_lower"], pred["y_upper"]
+    block = np.stack([mean, lower, upper], axis=2).reshape(len(frame), -1)  # [N, 3D]: F_mean, F_lower, F_upper, …
+    columns = [f + s for f in names for s in SUFFIXES]
+    out = pd.DataFrame(block, index=frame.index, columns=columns)
+    return pd.concat([frame, out], axis=1)
+
+
+def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, level: float | None = None) -> Path:
+    """Write a prediction table by extension: ``.csv``; ``.parquet`` (needs pyarrow or fastparquet);
+    ``.h5``: the arrays ``/y_pred``, ``/y_lower``, ``/y_upper`` [N, D] (and ``/z_mean``, ``/z_var`` or
+    ``/y_var``) with the input columns under ``/input/<column>`` (attribute ``columns``: their order)."""
+    import json
+
+    from lmmvae.atomic import atomic_output
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with atomic_output(path) as tmp:
+            table.to_csv(tmp, index=False)
+    elif suffix == ".parquet":
+        try:
+            with atomic_output(path) as tmp:
+                table.to_parquet(tmp, index=False)
+        except ImportError:
+            raise ConfigError(f"{path}: writing Parquet needs pyarrow (pip install pyarrow); or write .csv") from None
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        if arrays is None:
+            raise ConfigError(f"{path}: an HDF5 prediction file needs the prediction arrays")
+        inputs = [c for c in table.columns if not any(str(c).endswith(s) for s in SUFFIXES)]
+        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+            for key, value in arrays.items():
+                value = np.asarray(value)
+                f.create_dataset(key, data=value, compression="gzip" if value.ndim == 2 and value.size > 4096 else None)
+            group = f.create_group("input")
+            group.attrs["columns"] = json.dumps([str(c) for c in inputs])
+            for name in inputs:
+                column = table[name]
+                if column.dtype.kind in "biuf":
+                    group.create_dataset(str(name), data=column.to_numpy())
+                else:
+                    group.create_dataset(str(name), data=column.astype(str).to_numpy().astype(object),
+                                         dtype=h5py.string_dtype())
+            if level is not None:
+                f.attrs["level"] = float(level)
+    else:
+        raise ConfigError(f"{path}: the output's extension must be .csv, .parquet or .h5")
+    return path
+
+
+def latent_posterior(fitted, data) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior latent means and variances ``[N, L]`` of every row of ``data`` (``q(z_i)``, SPEC 2.2;
+    sLMM-VAE pools each subject's rows of ``data``, SPEC 3.2). Needs the encoder (not after GSNN)."""
+    import torch
+
+    from lmmvae.priors.base import Encoded
+
+    tensors = fitted.tensors(data)
+    model = fitted.model.eval()
+    rows = tensors.indices(None)
+    with torch.no_grad():
+        parts = [model.encode(tensors.batch(rows[s:s + 512])) for s in range(0, int(rows.shape[0]), 512)]
+        if not parts:
+            empty = np.zeros((0, model.latent_dim), np.float32)
+            return empty, empty.copy()
+        encoded = Encoded(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts]))
+        batch = tensors.batch(rows)
+        if hasattr(model.prior, "infer"):  # the one-call seam: q(z) without the KL
+            q_z = model.prior.infer(encoded, batch, kl=False).q_z
+        else:
+            q_z = model.prior.posterior(encoded, batch)
+    return q_z.mean.cpu().numpy(), q_z.variance.cpu().numpy()

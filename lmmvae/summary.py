@@ -1,0 +1,221 @@
+"""What a fitted model says, as tables: ``model.summary()`` and ``lmmvae summary RUN``.
+
+The table a ``statsmodels`` / lme4 user looks for, in the latent space of the model:
+
+* **fixed effects**: the shared rows of ``A`` (SPEC 2.1), one row per design column and latent
+  dimension, ``mean`` and ``sd`` under ``q(A)`` (SPEC 2.2; ``sd`` is NaN for a point estimate —
+  ``q_A: point`` and sLMM-VAE, whose ``A`` is a parameter, SPEC 3.1);
+* **random effects**: per random term, column and latent dimension, the prior std ``tau`` (learned
+  or fixed, SPEC 2.1) and ``sd_levels``, the spread of the levels' posterior means (the empirical
+  counterpart of ``tau``), with the number of levels;
+* **noise**: ``σ_z`` per latent dimension (oLMM-VAE, SPEC 2.1) or ``σ_ε`` (sLMM-VAE, SPEC 3.1) and
+  the likelihood's per-feature variance ``σ_d²`` (mean, min, max; Gaussian likelihoods);
+* **training**: from the run's ``history.csv``: best epoch (the weights kept), its validation loss,
+  epochs run of the budget, and whether early stopping ended it.
+
+Sections that do not apply to a variant (no ``A`` for the VAE, no history for a model fitted
+without a run directory) are empty. :class:`Summary` prints as text; its parts are DataFrames.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HISTORY = "history.csv"
+
+
+@dataclass
+class Summary:
+    """A fitted model's summary (module docstring); ``str(summary)`` is the readable table."""
+
+    model: dict[str, Any]
+    fixed_effects: pd.DataFrame  # columns: term, latent, mean, sd
+    random_effects: pd.DataFrame  # columns: term, group, column, latent, tau, sd_levels, n_levels
+    noise: pd.DataFrame  # columns: parameter, value
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (NaN as None)."""
+        def records(frame):
+            return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                    for row in frame.to_dict("records")]
+        return {"model": self.model, "fixed_effects": records(self.fixed_effects),
+                "random_effects": records(self.random_effects), "noise": records(self.noise),
+                "training": self.training}
+
+    def __str__(self) -> str:
+        m = self.model
+        data = f"{m['data_dim']} features" + (f" (images {'x'.join(map(str, m['image_shape']))})"
+                                              if m.get("image_shape") else "")
+        lines = [f"LMM-VAE model: {m['variant']} / {m['objective']}, design {m['design']!r}, "
+                 f"latent {m['latent_dim']}, data {data}, likelihood {m['likelihood']}, "
+                 f"{m['n_train']} training rows"]
+        lines.append(_training_line(self.training))
+        if len(self.fixed_effects):
+            sd_known = self.fixed_effects["sd"].notna().any()
+            lines.append("")
+            lines.append("Fixed effects in latent space (" + ("mean ± sd under q(A))" if sd_known
+                                                                else "point estimates of A)"))
+            cell = self.fixed_effects.assign(
+                text=[f"{a:.3f} ± {s:.3f}" if sd_known else f"{a:.3f}"
+                      for a, s in zip(self.fixed_effects["mean"], self.fixed_effects["sd"])])
+            wide = cell.pivot(index="term", columns="latent", values="text")
+            wide = wide.reindex(index=list(dict.fromkeys(cell["term"])), columns=list(dict.fromkeys(cell["latent"])))
+            wide.index.name, wide.columns.name = None, None
+            lines.append(wide.to_string(line_width=100))
+        if len(self.random_effects):
+            lines.append("")
+            lines.append("Random effects (tau: prior std; sd_levels: std of the levels' posterior means)")
+            lines.append(self.random_effects.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if len(self.noise):
+            lines.append("")
+            lines.append("Noise scales")
+            width = max(len(str(name)) for name in self.noise["parameter"])
+            lines += [f"{name:<{width}}  {value:.4g}" for name, value in zip(self.noise["parameter"], self.noise["value"])]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython
+        printer.text(str(self))
+
+
+def _training_line(training: dict) -> str:
+    if not training:
+        return "Training: no history (fitted without a run directory)"
+    how = "stopped early" if training.get("stopped_early") else "hit the epoch budget: not converged"
+    return (f"Training: best epoch {training['best_epoch']} of {training['epochs_run']} "
+            f"(budget {training['epoch_budget']}, {how}); validation loss {training['best_val_loss']:.5g}, "
+            f"last training loss {training['last_train_loss']:.5g}")
+
+
+def history_frame(run_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """The run's ``history.csv`` (one row per epoch: epoch, train_loss, val_loss, …) as a DataFrame."""
+    from lmmvae.errors import RunError
+    from lmmvae.reporting.curves import load_history
+
+    if run_dir is None:
+        raise RunError("this model has no run directory (fitted without out=): no training history")
+    return load_history(Path(run_dir) / HISTORY)
+
+
+def training_record(run_dir: str | os.PathLike | None, budget: int | None) -> dict[str, Any]:
+    """Best epoch, its validation loss, epochs run, budget, stopped early (empty without a history)."""
+    from lmmvae.reporting.curves import read_history
+
+    if run_dir is None or not (Path(run_dir) / HISTORY).exists():
+        return {}
+    out = read_history(Path(run_dir) / HISTORY, budget)
+    out["epoch_budget"] = budget
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+
+
+def _latent_names(n: int) -> list[str]:
+    return [f"z{l + 1}" for l in range(n)]
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _fixed_effects(fitted) -> pd.DataFrame:
+    effects = getattr(fitted.model.prior, "effects", None)
+    columns = ["term", "latent", "mean", "sd"]
+    if effects is None or not fitted.design.n_shared:
+        return pd.DataFrame(columns=columns)
+    mean = _numpy(effects.shared_mean)  # [Q_s, L]
+    sd = _numpy(effects.shared_log_std.exp()) if getattr(effects, "gaussian", False) else np.full_like(mean, np.nan)
+    latents = _latent_names(mean.shape[1])
+    rows = [(term, latents[l], mean[q, l], sd[q, l])
+            for q, term in enumerate(fitted.design.shared_columns) for l in range(mean.shape[1])]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _random_effects(fitted) -> pd.DataFrame:
+    prior = fitted.model.prior
+    effects = getattr(prior, "effects", None)
+    columns = ["term", "group", "column", "latent", "tau", "sd_levels", "n_levels"]
+    if effects is None or not fitted.design.random_terms:
+        return pd.DataFrame(columns=columns)
+    taus = getattr(prior, "log_tau_random", None)
+    rows = []
+    for t, info in enumerate(fitted.design.random_terms):
+        n_levels, n_cols = effects.term_shapes[t]
+        latent = effects.latent_dim
+        means = _numpy(effects.random_mean[t]).reshape(n_levels, n_cols, latent)  # [P, F, L]
+        if taus is not None:  # oLMM, learned: one τ per column and latent dimension
+            tau = _numpy(taus[t].exp()).reshape(n_cols, latent)
+        elif hasattr(prior, "log_tau"):  # oLMM, fixed: τ_r
+            tau = np.full((n_cols, latent), float(_numpy(prior.log_tau.exp())[1]))
+        elif hasattr(prior, "tau_random"):  # sLMM: the MAP penalty's τ_r (SPEC 4)
+            tau = np.full((n_cols, latent), float(_numpy(prior.tau_random)))
+        else:
+            tau = np.full((n_cols, latent), np.nan)
+        spread = means.std(axis=0, ddof=1) if n_levels > 1 else np.full((n_cols, latent), np.nan)
+        names = list(info.columns) if len(info.columns) == n_cols else [str(f) for f in range(n_cols)]
+        for f in range(n_cols):
+            for l, lname in enumerate(_latent_names(latent)):
+                rows.append((info.name, info.group, names[f], lname, tau[f, l], spread[f, l], n_levels))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _noise(fitted) -> pd.DataFrame:
+    prior, rows = fitted.model.prior, []
+    if hasattr(prior, "sigma_z2"):
+        for name, value in zip(_latent_names(prior.latent_dim), np.sqrt(_numpy(prior.sigma_z2).reshape(-1))
+                               * np.ones(prior.latent_dim)):
+            rows.append((f"sigma_z[{name}]", float(value)))
+    if hasattr(prior, "sigma_eps2"):
+        rows.append(("sigma_eps", float(np.sqrt(_numpy(prior.sigma_eps2)).reshape(-1)[0])))
+    variance = getattr(fitted.model.likelihood, "variance", None)
+    if variance is not None:
+        var = _numpy(variance)
+        rows += [("likelihood variance (mean over features)", float(var.mean())),
+                 ("likelihood variance (min)", float(var.min())), ("likelihood variance (max)", float(var.max()))]
+    return pd.DataFrame(rows, columns=["parameter", "value"])
+
+
+def _n_train(fitted) -> int:
+    covariates = getattr(fitted, "train_covariates", None) or {}
+    return len(next(iter(covariates.values())).values) if covariates else 0
+
+
+def summarise(fitted, run_dir: str | os.PathLike | None = None) -> Summary:
+    """The :class:`Summary` of a fitted neural model; ``run_dir`` (default: the model's own) for
+    the training history."""
+    from lmmvae.errors import RunError
+
+    if getattr(fitted, "classical", False):
+        raise RunError(f"summary: {fitted.config.variant} is a classical model without a latent space; "
+                       "see its per-feature fit in the run's model file")
+    cfg = fitted.config
+    run_dir = run_dir if run_dir is not None else getattr(fitted, "run_dir", None)
+    model = {"variant": cfg.variant, "objective": cfg.objective, "design": cfg.design, "latent_dim": cfg.latent_dim,
+             "data_dim": int(fitted.info["data_dim"]), "image_shape": fitted.info.get("image_shape"),
+             "likelihood": cfg.likelihood, "n_train": _n_train(fitted), "seed": fitted.info.get("seed")}
+    return Summary(model, _fixed_effects(fitted), _random_effects(fitted), _noise(fitted),
+                   training_record(run_dir, cfg.epochs))
+
+
+def describe(fitted) -> str:
+    """One line saying what the model is (``repr``): variant, objective, design, sizes, training."""
+    cfg = fitted.config
+    if getattr(fitted, "classical", False):
+        return f"<{cfg.variant} model, design {cfg.design!r}, {fitted.info['data_dim']} features>"
+    text = (f"<LMMVAE {cfg.variant}/{cfg.objective}, design {cfg.design!r}, latent {cfg.latent_dim}, "
+            f"{fitted.info['data_dim']} features")
+    if fitted.info.get("image_shape"):
+        text += f" (images {'x'.join(map(str, fitted.info['image_shape']))})"
+    try:
+        training = training_record(getattr(fitted, "run_dir", None), cfg.epochs)
+    except Exception:  # a repr never raises: a malformed history only drops the part it would say
+        training = {}
+    if training:
+        text += f", trained {training['epochs_run']} epochs (best {training['best_epoch']})"
+    run_dir = getattr(fitted, "run_dir", None)
+    return text + (f", run {str(run_dir)!r}>" if run_dir is not None else ">")
