@@ -7,7 +7,6 @@ Common keys are the fields of :class:`ModelConfig`; the variant's own options li
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ import yaml
 
 from lmmvae.errors import ConfigError
 
-OBJECTIVE_NAMES = ("elbo", "gsnn")
 PREDICTIONS = ("mean", "plugin")
 
 
@@ -81,9 +79,10 @@ class ModelConfig:
 
     def validate(self, where: str = "model config") -> None:
         from lmmvae import variants
+        from lmmvae.objectives import OBJECTIVES
 
-        if self.objective not in OBJECTIVE_NAMES:
-            raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVE_NAMES)}, got {self.objective!r}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {self.objective!r}")
         for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "nll_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
@@ -99,12 +98,16 @@ class ModelConfig:
         if self.objective == "gsnn" and not variant.gsnn:
             raise ConfigError(f"{where}: variant {self.variant!r} cannot be trained by GSNN: {variant.why_no_gsnn}")
         self.prior_options(where, variant)
+        self.typed_network_options(where)
+        self.typed_likelihood_options(where)
 
     @property
     def reads_encoder(self) -> bool:
         """Whether anything after training may read the encoder: not after GSNN, which trains none
         (SPEC 4): no posterior, no imputation, no MCC, no encoder-based conditioning."""
-        return self.objective != "gsnn"
+        from lmmvae.objectives import OBJECTIVES
+
+        return OBJECTIVES.get(self.objective).trains_encoder
 
     def prior_options(self, where: str = "model config", variant=None):
         """The variant's options dataclass filled from ``prior:``."""
@@ -115,11 +118,28 @@ class ModelConfig:
         resolve = getattr(options, "resolve", None)  # options whose default depends on the objective
         return resolve(self.objective) if resolve is not None else options
 
+    def typed_network_options(self, where: str = "model config"):
+        """The network's options dataclass filled from ``network_options:`` (:mod:`lmmvae.networks`)."""
+        from lmmvae.networks import network_options
+
+        return _at(where, network_options, self.network, self.network_options)
+
+    def typed_likelihood_options(self, where: str = "model config"):
+        """The likelihood's options dataclass filled from ``likelihood_options:`` (:mod:`lmmvae.likelihoods`)."""
+        from lmmvae.likelihoods import likelihood_options
+
+        return _at(where, likelihood_options, self.likelihood, self.likelihood_options)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+def _at(where: str, parse, name: str, values: dict[str, Any]):
+    """``parse(name, values)`` with ``where`` (the config file) in front of its one-line error."""
+    try:
+        return parse(name, values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def options_from_dict(cls: type, values: dict[str, Any], where: str):

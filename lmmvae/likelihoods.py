@@ -16,20 +16,23 @@ Conventions (**choice**):
   ``y`` may be any value in [0, 1] (grey-level images used as soft targets; not the normalised
   continuous Bernoulli).
 
-Build by name with :func:`build_likelihood`; the registry is :data:`LIKELIHOODS`.
+Build by name with :func:`build_likelihood`; the registry is :data:`LIKELIHOODS`
+(:mod:`lmmvae.registry`), each entry with its options dataclass (the config's ``likelihood_options:``).
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lmmvae.errors import ConfigError
+from lmmvae.registry import NoOptions, Registry, parse_options
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -154,8 +157,8 @@ def _observed_variance(y, mask):
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli per feature on logits; ``y`` in [0, 1] (SPEC 2.1)."""
 
-    def __init__(self, data_dim: int, learn_variance: bool = True):
-        super().__init__(data_dim)  # learn_variance: accepted for a uniform builder, unused
+    def __init__(self, data_dim: int):
+        super().__init__(data_dim)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
@@ -171,22 +174,49 @@ class BernoulliLikelihood(Likelihood):
         return _sum_observed(log_p, observed)  # [..., B]
 
 
-LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
-    "gaussian": GaussianLikelihood,
-    "bernoulli": BernoulliLikelihood,
-}
+@dataclass
+class GaussianOptions:
+    """``likelihood: gaussian`` (module docstring)."""
+
+    learn_variance: bool = True  # a learned per-feature variance (false: fixed at init_variance)
+    init_variance: float | None = None  # null: each feature's observed training variance
+    min_variance: float = 1e-4  # floor of every variance
+    bounded: bool = False  # μ = sigmoid(params) (images in [0, 1]); default true on image networks
+
+    def __post_init__(self) -> None:
+        for key in ("learn_variance", "bounded"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"likelihood 'gaussian': option {key} must be true or false, "
+                                  f"got {getattr(self, key)!r}")
+        for key in ("init_variance", "min_variance"):
+            value = getattr(self, key)
+            if value is None and key == "init_variance":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"likelihood 'gaussian': option {key} must be a number >= 0, got {value!r}")
 
 
-def build_likelihood(name: str, data_dim: int, learn_variance: bool = True, **kwargs) -> Likelihood:
-    """The likelihood ``name`` (``gaussian`` | ``bernoulli``) for ``data_dim`` features."""
-    if name not in LIKELIHOODS:
-        raise ConfigError(f"unknown likelihood {name!r}; valid: {', '.join(sorted(LIKELIHOODS))}")
-    cls = LIKELIHOODS[name]
-    valid = set(inspect.signature(cls).parameters) - {"data_dim", "learn_variance"}
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ConfigError(
-            f"likelihood {name!r}: unknown option(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(valid)) or 'none'}"
-        )
-    return cls(data_dim, learn_variance=learn_variance, **kwargs)
+@dataclass(frozen=True)
+class LikelihoodType:
+    """A registry entry: ``build(options, data_dim) -> Likelihood``."""
+
+    name: str
+    options: type  # a dataclass: the valid keys of `likelihood_options:` and their defaults
+    build: Callable[[Any, int], Likelihood]
+
+
+LIKELIHOODS: Registry[LikelihoodType] = Registry("likelihood")
+LIKELIHOODS.register(LikelihoodType("gaussian", GaussianOptions,
+                                    lambda options, d: GaussianLikelihood(d, **dataclasses.asdict(options))))
+LIKELIHOODS.register(LikelihoodType("bernoulli", NoOptions, lambda options, d: BernoulliLikelihood(d)))
+
+
+def likelihood_options(name: str, values: dict[str, Any]):
+    """The options dataclass of likelihood ``name`` from the config's ``likelihood_options:``."""
+    return parse_options(LIKELIHOODS.get(name).options, values, f"likelihood {name!r}")
+
+
+def build_likelihood(name: str, data_dim: int, **options) -> Likelihood:
+    """The likelihood ``name`` (``gaussian`` | ``bernoulli``) for ``data_dim`` features; ``options``
+    as in the config's ``likelihood_options:``."""
+    return LIKELIHOODS.get(name).build(likelihood_options(name, options), data_dim)

@@ -44,21 +44,21 @@ width is the table's. Architectures (SPEC 7 table):
 The tabular networks take whatever ``D`` the data have (the paper's PhysioNet has 37 features, its
 trial 30). Options (config ``network_options``): ``hidden`` (the encoder's listed FC widths, an int or
 a list; decoders mirror them, except ``health_mnist_mlp``'s ``decoder_hidden``), ``channels`` (image
-networks: one conv per entry), ``min_var=1e-6`` (floor of the encoder variance). Registry:
-:data:`NETWORKS`.
+networks: one conv per entry), ``min_var=1e-6`` (floor of the encoder variance): the fields of
+each architecture's options dataclass. Registry: :data:`NETWORKS` (:mod:`lmmvae.registry`).
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lmmvae.errors import ConfigError
+from lmmvae.registry import Registry, parse_options
 
 
 def _dense(sizes: Sequence[int], activation: type[nn.Module], last_activation: bool) -> nn.Sequential:
@@ -80,6 +80,72 @@ def _sizes(option: str, value) -> list[int]:
     if not ok:
         raise ConfigError(f"networks: option {option} must be a positive integer or a non-empty list of them, got {value!r}")
     return list(values)
+
+
+def _floor(option: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"networks: option {option} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+# -- options (config `network_options:`) --------------------------------------------------------
+@dataclass
+class DenseOptions:
+    """``mlp`` (ours, for users' tabular data): the encoder's FC widths (the decoder mirrors them)."""
+
+    hidden: Sequence[int] | int = (256, 128)
+    min_var: float = 1e-6  # floor of the encoder variance
+
+    def __post_init__(self) -> None:
+        self.hidden = _sizes("hidden", self.hidden)
+        self.min_var = _floor("min_var", self.min_var)
+
+
+@dataclass
+class PhysioNetOptions(DenseOptions):
+    """Table 11."""
+
+    hidden: Sequence[int] | int = (64, 32)
+
+
+@dataclass
+class TrialOptions(DenseOptions):
+    """Table 12."""
+
+    hidden: Sequence[int] | int = (25, 23)
+
+
+@dataclass
+class HealthMNISTOptions:
+    """Table 9: one conv per entry of ``channels``, then FC ``hidden``."""
+
+    channels: Sequence[int] = (16, 32)
+    hidden: Sequence[int] | int = (300, 30)
+    min_var: float = 1e-6
+
+    def __post_init__(self) -> None:
+        self.channels = _sizes("channels", self.channels)
+        self.hidden = _sizes("hidden", self.hidden)
+        self.min_var = _floor("min_var", self.min_var)
+
+
+@dataclass
+class HealthMNISTMLPOptions(HealthMNISTOptions):
+    """Table 13: Table 9's encoder and a dense decoder of widths ``decoder_hidden``."""
+
+    decoder_hidden: Sequence[int] | int = (30, 300, 1000, 1200)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.decoder_hidden = _sizes("decoder_hidden", self.decoder_hidden)
+
+
+@dataclass
+class RotatingMNISTOptions(HealthMNISTOptions):
+    """Table 10."""
+
+    channels: Sequence[int] = (8, 8, 8)
+    hidden: Sequence[int] | int = 128
 
 
 def _check_cond(cond: torch.Tensor | None, condition_dim: int) -> None:
@@ -174,11 +240,10 @@ def _image_shape(name: str, image_shape, smallest: int, multiple: int = 1) -> tu
     return height, width
 
 
-def _health_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
-                  channels: Sequence[int] = (16, 32), hidden: Sequence[int] | int = (300, 30),
-                  min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+def _health_mnist(options: HealthMNISTOptions, data_dim: int, latent_dim: int, image_shape: tuple[int, int],
+                  condition_dim: int) -> tuple[Encoder, Decoder]:
     """Table 9 (module docstring)."""
-    channels, hidden = _sizes("channels", channels), _sizes("hidden", hidden)
+    channels, hidden, min_var = options.channels, options.hidden, options.min_var
     n = len(channels)
     height, width = _image_shape("health_mnist", image_shape, smallest=2 ** (n + 1), multiple=2**n)
     encoder = _conv_encoder((height, width), channels, hidden, nn.ReLU, True, latent_dim, condition_dim, min_var)
@@ -199,15 +264,12 @@ def _health_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int], 
     return encoder, decoder
 
 
-def _health_mnist_mlp(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
-                      channels: Sequence[int] = (16, 32), hidden: Sequence[int] | int = (300, 30),
-                      decoder_hidden: Sequence[int] | int = (30, 300, 1000, 1200),
-                      min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+def _health_mnist_mlp(options: HealthMNISTMLPOptions, data_dim: int, latent_dim: int,
+                      image_shape: tuple[int, int], condition_dim: int) -> tuple[Encoder, Decoder]:
     """Table 13: the encoder of Table 9, a dense ELU decoder (module docstring)."""
-    encoder, _ = _health_mnist(data_dim, latent_dim, image_shape, condition_dim, channels, hidden, min_var)
-    decoder_hidden = _sizes("decoder_hidden", decoder_hidden)
+    encoder, _ = _health_mnist(options, data_dim, latent_dim, image_shape, condition_dim)
     decoder = Decoder(
-        trunk=_dense([latent_dim + condition_dim, *decoder_hidden, data_dim], nn.ELU, last_activation=False),
+        trunk=_dense([latent_dim + condition_dim, *options.decoder_hidden, data_dim], nn.ELU, last_activation=False),
         body=nn.Identity(),
         latent_dim=latent_dim,
         condition_dim=condition_dim,
@@ -215,11 +277,10 @@ def _health_mnist_mlp(data_dim: int, latent_dim: int, image_shape: tuple[int, in
     return encoder, decoder
 
 
-def _rotating_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int], condition_dim: int,
-                    channels: Sequence[int] = (8, 8, 8), hidden: Sequence[int] | int = 128,
-                    min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
+def _rotating_mnist(options: RotatingMNISTOptions, data_dim: int, latent_dim: int, image_shape: tuple[int, int],
+                    condition_dim: int) -> tuple[Encoder, Decoder]:
     """Table 10 (module docstring)."""
-    channels, hidden = _sizes("channels", channels), _sizes("hidden", hidden)
+    channels, hidden, min_var = options.channels, options.hidden, options.min_var
     n = len(channels)
     height, width = _image_shape("rotating_mnist", image_shape, smallest=2 * n + 1)
     encoder = _conv_encoder((height, width), channels, hidden, nn.ELU, False, latent_dim, condition_dim, min_var)
@@ -241,8 +302,11 @@ def _rotating_mnist(data_dim: int, latent_dim: int, image_shape: tuple[int, int]
 
 
 # -- tabular ---------------------------------------------------------------------------------------
-def _mlp(data_dim: int, latent_dim: int, condition_dim: int, hidden: list[int], min_var: float) -> tuple[Encoder, Decoder]:
-    """Dense ELU encoder ``D → hidden → 2L`` and its mirror ``L → hidden[::-1] → D``."""
+def _dense_networks(options: DenseOptions, data_dim: int, latent_dim: int, image_shape,
+                    condition_dim: int) -> tuple[Encoder, Decoder]:
+    """``mlp``, ``physionet`` (Table 11), ``trial`` (Table 12): a dense ELU encoder
+    ``D → hidden → 2L`` and its mirror ``L → hidden[::-1] → D``; only the default widths differ."""
+    hidden, min_var = options.hidden, options.min_var
     encoder = Encoder(
         features=nn.Identity(),
         trunk=_dense([data_dim + condition_dim, *hidden], nn.ELU, last_activation=True),
@@ -260,61 +324,39 @@ def _mlp(data_dim: int, latent_dim: int, condition_dim: int, hidden: list[int], 
     return encoder, decoder
 
 
-def _user_mlp(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
-              hidden: Sequence[int] | int = (256, 128), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
-    """``mlp``: ours, for users' tabular data."""
-    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
-
-
-def _physionet(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
-               hidden: Sequence[int] | int = (64, 32), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
-    """Table 11."""
-    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
-
-
-def _trial(data_dim: int, latent_dim: int, image_shape, condition_dim: int,
-           hidden: Sequence[int] | int = (25, 23), min_var: float = 1e-6) -> tuple[Encoder, Decoder]:
-    """Table 12."""
-    return _mlp(data_dim, latent_dim, condition_dim, _sizes("hidden", hidden), min_var)
-
-
 @dataclass(frozen=True)
 class Architecture:
-    """A registry entry: ``build(data_dim, latent_dim, image_shape, condition_dim, **options)``.
+    """A registry entry: ``build(options, data_dim, latent_dim, image_shape, condition_dim)``.
 
     ``bounded_output``: the data are images in [0, 1] and the table ends in a sigmoid, which the
     likelihood applies (a Gaussian likelihood on this network is bounded by default).
     """
 
+    name: str
+    options: type  # a dataclass: the valid keys of `network_options:` and their defaults
     build: Callable[..., tuple[Encoder, Decoder]]
     default_shape: tuple[int, int] | None = None  # images: (height, width)
     bounded_output: bool = False
 
-    @property
-    def options(self) -> set[str]:
-        fixed = {"data_dim", "latent_dim", "image_shape", "condition_dim"}
-        return set(inspect.signature(self.build).parameters) - fixed
+
+NETWORKS: Registry[Architecture] = Registry("network")
+NETWORKS.register(Architecture("health_mnist", HealthMNISTOptions, _health_mnist, (36, 36), bounded_output=True))
+NETWORKS.register(Architecture("rotating_mnist", RotatingMNISTOptions, _rotating_mnist, (28, 28), bounded_output=True))
+NETWORKS.register(Architecture("health_mnist_mlp", HealthMNISTMLPOptions, _health_mnist_mlp, (36, 36),
+                               bounded_output=True))
+NETWORKS.register(Architecture("physionet", PhysioNetOptions, _dense_networks))
+NETWORKS.register(Architecture("trial", TrialOptions, _dense_networks))
+NETWORKS.register(Architecture("mlp", DenseOptions, _dense_networks))
 
 
-NETWORKS: dict[str, Architecture] = {
-    "health_mnist": Architecture(_health_mnist, default_shape=(36, 36), bounded_output=True),
-    "rotating_mnist": Architecture(_rotating_mnist, default_shape=(28, 28), bounded_output=True),
-    "health_mnist_mlp": Architecture(_health_mnist_mlp, default_shape=(36, 36), bounded_output=True),
-    "physionet": Architecture(_physionet),
-    "trial": Architecture(_trial),
-    "mlp": Architecture(_user_mlp),
-}
-
-
-def _architecture(name: str) -> Architecture:
-    if name not in NETWORKS:
-        raise ConfigError(f"unknown network {name!r}; valid: {', '.join(sorted(NETWORKS))}")
-    return NETWORKS[name]
+def network_options(name: str, values: dict[str, Any]):
+    """The options dataclass of network ``name`` from the config's ``network_options:``."""
+    return parse_options(NETWORKS.get(name).options, values, f"networks {name!r}")
 
 
 def bounded_output(name: str) -> bool:
     """Whether network ``name`` models images in [0, 1] whose mean is a sigmoid of its output."""
-    return _architecture(name).bounded_output
+    return NETWORKS.get(name).bounded_output
 
 
 def build_networks(
@@ -325,8 +367,9 @@ def build_networks(
     condition_dim: int = 0,
     **kwargs,
 ) -> tuple[Encoder, Decoder]:
-    """``(encoder, decoder)`` of architecture ``name`` (module docstring)."""
-    arch = _architecture(name)
+    """``(encoder, decoder)`` of architecture ``name`` (module docstring); ``kwargs`` are its
+    options (the config's ``network_options:``, :func:`network_options`)."""
+    arch = NETWORKS.get(name)
     shape = image_shape if image_shape is not None else arch.default_shape
     if shape is not None:
         shape = tuple(int(s) for s in shape)
@@ -335,12 +378,7 @@ def build_networks(
                 f"networks {name!r}: image_shape {shape} does not match data_dim={data_dim} "
                 f"(need height*width == data_dim)"
             )
-    valid = arch.options
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ConfigError(
-            f"networks {name!r}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
+    options = network_options(name, kwargs)
     if latent_dim < 1 or condition_dim < 0:
         raise ConfigError(f"networks {name!r}: need latent_dim >= 1 and condition_dim >= 0")
-    return arch.build(data_dim, latent_dim, shape, condition_dim, **kwargs)
+    return arch.build(options, data_dim, latent_dim, shape, condition_dim)

@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 
 from lmmvae.batch import Batch
-from lmmvae.errors import ConfigError
 from lmmvae.metrics import log_mean_exp
 from lmmvae.model import LatentVariableModel
+from lmmvae.registry import Registry
 
 
 @dataclass
@@ -51,10 +51,22 @@ def gsnn(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int 
     return LossTerms(loss, reconstruction, kl.local, kl.global_)
 
 
-OBJECTIVES: dict[str, Callable[..., LossTerms]] = {"elbo": elbo, "gsnn": gsnn}
+@dataclass(frozen=True)
+class Objective:
+    """A registry entry (:mod:`lmmvae.registry`): ``loss(model, batch, n_total, n_samples) -> LossTerms``.
+
+    ``trains_encoder``: whether the objective fits the encoder, so that anything after training
+    may read its posterior (GSNN samples the prior and trains none, SPEC 4)."""
+
+    name: str
+    loss: Callable[..., LossTerms]
+    trains_encoder: bool
+
+
+OBJECTIVES: Registry[Objective] = Registry("objective")
+OBJECTIVES.register(Objective("elbo", elbo, trains_encoder=True))
+OBJECTIVES.register(Objective("gsnn", gsnn, trains_encoder=False))
 
 
 def get_objective(name: str) -> Callable[..., LossTerms]:
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
+    return OBJECTIVES.get(name).loss
