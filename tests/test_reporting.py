@@ -260,8 +260,8 @@ def test_trajectories_draw_the_test_subjects_in_time_order():
     data = longitudinal()
     fig = figures.trajectories_figure(data, data.y, subjects=2, steps=5, title="toy")
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["subject 12\ntruth", "subject 12\npredicted", "subject 13\ntruth",
-                      "subject 13\npredicted"]
+    # each row pair names the subject and its subject-level covariates (sex), not the time-varying t
+    assert labels == ["subject 12\nsex=0\n\ntruth", "predicted", "subject 13\nsex=1\n\ntruth", "predicted"]
     assert [ax.get_title() for ax in fig.axes[:5]] == [f"t={v:g}" for v in (0, 2, 4, 6, 8)]
     red = [ax for ax in fig.axes[:5] if ax.spines["top"].get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
     assert len(red) == 2  # times 6 and 8 (time index >= 3) are test observations
@@ -289,3 +289,66 @@ def test_report_cli_writes_tables_and_figures_and_fails_in_one_line(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("lmmvae: error: --spec: not valid JSON") and err.count("\n") == 1
     assert not (tmp_path / "x.md").exists()
+
+
+def with_disease(data: LongitudinalData, diseased_subjects) -> LongitudinalData:
+    subject = data.covariates["id"].values
+    flag = np.isin(subject, diseased_subjects).astype(np.int64)
+    data.covariates["diseasePresence"] = Covariate(flag, "binary")
+    return data
+
+
+def test_trajectories_draw_a_diseased_subject_when_the_test_split_has_one():
+    # test subjects 12 and 13 (codes 2, 3) and 11 (code 1); only code 3 is diseased: drawing the
+    # lowest codes would show healthy subjects only
+    data = with_disease(longitudinal(test_subjects=(1, 2, 3)), diseased_subjects=[3])
+    fig = figures.trajectories_figure(data, data.y, subjects=1, steps=5, title="toy")
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()][0] == "subject 13\nsex=1\ndiseasePresence=1\n\ntruth"
+    # two subjects: the diseased one, then the one adding most unseen covariate values (sex=0)
+    fig = figures.trajectories_figure(data, data.y, subjects=2, steps=5, title="toy")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("subject")]
+    assert labels == ["subject 13\nsex=1\ndiseasePresence=1\n\ntruth", "subject 12\nsex=0\ndiseasePresence=0\n\ntruth"]
+
+
+def test_data_show_labels_image_rows_and_picks_the_diseased_subject(tmp_path):
+    from lmmvae.datasets import show
+
+    data = with_disease(longitudinal(test_subjects=(2, 3)), diseased_subjects=[3])
+    assert show._example_subjects(data, 2) == [3, 0]  # one test subject (the diseased), one other
+    assert show.subject_label(data, 3) == "subject 13\nsex=1\ndiseasePresence=1"
+    path = show.plot_examples(data, tmp_path / "show.png", n_subjects=2, n_columns=3)
+    assert path.read_bytes()[:4] == b"\x89PNG" and [p.name for p in tmp_path.iterdir()] == ["show.png"]
+
+
+def _metric_figure(tmp_path, kind, results, sweep=None):
+    frame = aggregate(write_runs(tmp_path, results, sweep=sweep))
+    models = list(results)
+    return figures.metrics_figure(frame, {**spec(models, {"mse_test": "Test MSE"}, "latent_dim"), "kind": kind})
+
+
+@pytest.mark.parametrize("kind", ["by_model", "sweep"])
+def test_metric_figures_start_at_zero_show_every_run_and_say_n(tmp_path, kind):
+    # two close means (1.00 vs 1.02): an axis zoomed to the data would make the gap look large
+    results = {"a": {"mse_test": [1.00, 1.01, 0.99]}, "b": {"mse_test": [1.02, 1.03, 1.01]},
+               "c": {"mse_test": [1.05, 1.04, 1.06]}}
+    sweep = {"a": ("m", 2), "b": ("m", 4), "c": ("ref", None)} if kind == "sweep" else None
+    fig = _metric_figure(tmp_path, kind, results, sweep)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0
+    assert "n = 3 seeds each" in ax.get_title()
+    points = sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets")
+                 and len(c.get_offsets()) and c.get_offsets().shape[1] == 2
+                 and np.isin(np.round(c.get_offsets()[:, 1], 6), [1.0, 1.01, 0.99, 1.02, 1.03, 1.01]).all())
+    assert points == 6  # the swept / bar runs, each drawn (the reference model is a band)
+    if kind == "sweep":
+        fig.canvas.draw()
+        legend = ax.get_legend().get_window_extent()
+        assert legend.x0 >= ax.get_window_extent().x1  # beside the panel, never over the data
+        assert ax.get_ylim()[1] >= 1.05 + 0.01  # the reference band (1.05 ± 0.01) is not cut off
+
+
+def test_figures_are_saved_atomically(tmp_path):
+    data = longitudinal()
+    fig = figures.trajectories_figure(data, data.y, subjects=1, steps=3, title="toy")
+    figures.save(fig, tmp_path / "f.png", tmp_path / "f.pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]

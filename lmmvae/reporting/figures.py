@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import matplotlib
 
@@ -24,8 +23,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lmmvae.atomic import atomic_output  # noqa: E402
+from lmmvae.datasets.show import choose_subjects, subject_label  # noqa: E402
 from lmmvae.errors import ConfigError  # noqa: E402
 from lmmvae.h5 import SPLITS, LongitudinalData  # noqa: E402
+
+#: axis labels of the usual sweep parameters (others are shown by their config name)
+PARAMETER_LABELS = {"latent_dim": "latent dimensions (latent_dim)",
+                    "n_basis": "basis functions (n_basis)"}
 
 #: marks the shared-effect curve in a latent grid (its subject id is one no subject has)
 SHARED = "shared"
@@ -39,15 +44,12 @@ def _unseen_level(levels: list | None):
 
 
 def save(fig, png: str | os.PathLike, pdf: str | os.PathLike | None = None) -> None:
-    """Save ``fig`` as PNG (and PDF), each to a temporary name first, then renamed."""
+    """Save ``fig`` as PNG (and PDF), each written atomically (:mod:`lmmvae.atomic`)."""
     for path, fmt in ((png, "png"), (pdf, "pdf")):
         if path is None:
             continue
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -60,7 +62,8 @@ def metrics_figure(frame: pd.DataFrame, spec: dict):
         raise ConfigError(f"no results for {spec['dataset']!r}, {', '.join(metrics)} to plot")
     order = list(dict.fromkeys(rows.set_index("model").loc[
         [m for m in spec["models"] if m in set(rows["model"])], "label"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 2.2, 3.8), squeeze=False)
+    drawn = []
     for ax, metric in zip(axes[0], metrics):
         sub = rows[rows["metric"] == metric]
         if sub.empty:
@@ -70,11 +73,31 @@ def metrics_figure(frame: pd.DataFrame, spec: dict):
             _sweep_panel(ax, sub, spec.get("sweep_parameter"), order)
         else:
             _by_model_panel(ax, sub, order, spec.get("sweep_parameter"))
-        ax.set_title(spec["metrics"][metric])
+        if (sub["value"] >= 0).all():  # MSE, MCC: bars and gaps read against zero, not a zoomed axis
+            ax.set_ylim(bottom=0)
+        ax.set_title(f"{spec['metrics'][metric]}\n({_sample_size(sub)})", fontsize=10)
         ax.set_ylabel(spec["metrics"][metric])
+        drawn.append(ax)
+    for ax in drawn:  # one legend, beside the last panel: never over the data
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if drawn:
+        handles, labels = drawn[-1].get_legend_handles_labels()
+        if handles:
+            drawn[-1].legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1),
+                             borderaxespad=0, title=spec.get("sweep_parameter") if spec["kind"] != "sweep" else None)
     fig.suptitle(spec.get("title", ""), y=1.02)
     fig.tight_layout()
     return fig
+
+
+def _sample_size(sub: pd.DataFrame) -> str:
+    """``n = 3 seeds per bar``: how many runs each mean and error bar stands on (points: each run)."""
+    unit = "seed pair" if "seed_b" in sub and sub["seed_b"].notna().any() else "seed"
+    counts = sub.groupby(["label", sub["sweep_value"].fillna("-")]).size()
+    low, high = int(counts.min()), int(counts.max())
+    n = str(low) if low == high else f"{low}-{high}"
+    return f"n = {n} {unit}{'' if n == '1' else 's'} each; dots: single runs" + ("" if high > 1 else ", no error bar")
 
 
 def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | None) -> None:
@@ -85,8 +108,12 @@ def _by_model_panel(ax, sub: pd.DataFrame, order: list[str], parameter: str | No
     if swept:
         sub = sub.assign(**{parameter: sub["sweep_value"].fillna("–")})
         hue = parameter
-    sns.barplot(data=sub, x="label", y="value", hue=hue, order=[o for o in order if o in set(
-        sub["label"])], errorbar="sd", capsize=0.15, ax=ax, palette="crest" if hue else None)
+    present = [o for o in order if o in set(sub["label"])]
+    sns.barplot(data=sub, x="label", y="value", hue=hue, order=present, errorbar="sd", capsize=0.15, ax=ax,
+                palette="crest" if hue else None, alpha=0.8)
+    sns.stripplot(data=sub, x="label", y="value", hue=hue, order=present, dodge=bool(hue), ax=ax,
+                  palette=["black"] * sub[hue].nunique() if hue else None, color=None if hue else "black",
+                  size=3.5, jitter=0.08, legend=False)
     ax.set_xlabel("")
     ax.tick_params(axis="x", rotation=30)
     for label in ax.get_xticklabels():
@@ -104,17 +131,23 @@ def _sweep_panel(ax, sub: pd.DataFrame, parameter: str | None, order: list[str])
     sns.lineplot(data=swept, x=parameter, y="value", hue="label", style="label", markers=True,
                  dashes=False, errorbar="sd", err_style="bars", ax=ax, hue_order=labels,
                  style_order=labels)
+    colors = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    for label, runs in swept.groupby("label", sort=False):  # every run, not only the mean
+        ax.scatter(runs[parameter], runs["value"], s=10, color=colors[label], alpha=0.6, zorder=3,
+                   edgecolor="none")
     palette = sns.color_palette("Greys", 4)[2:]
+    top = ax.get_ylim()[1]
     for k, (label, ref) in enumerate(sub[sub["sweep_value"].isna()].groupby("label", sort=False)):
         mean = ref["value"].mean()
         std = ref["value"].std(ddof=1) if len(ref) > 1 else 0.0
         color = palette[k % len(palette)]
-        ax.axhline(mean, color=color, linestyle="--", label=label)
+        ax.axhline(mean, color=color, linestyle="--", label=f"{label} (not swept, ± sd)")
         ax.axhspan(mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel(parameter)
+        top = max(top, mean + std + 0.05 * abs(mean + std))
+    ax.set_ylim(top=top)  # reference bands are not data: they would otherwise be cut off
+    ax.set_xlabel(PARAMETER_LABELS.get(parameter, parameter))
     if pd.api.types.is_numeric_dtype(swept[parameter]):
         ax.set_xticks(sorted(swept[parameter].unique()))
-    ax.legend(fontsize="small")
 
 
 def _subject_covariate(data: LongitudinalData) -> str:
@@ -137,8 +170,10 @@ def _time_covariate(data: LongitudinalData, time: str | None) -> str:
 
 def trajectories_figure(data: LongitudinalData, y_pred: np.ndarray, subjects: int = 2,
                         steps: int = 10, title: str = "", time: str | None = None):
-    """Truth (``y_full`` where known, else ``y``) and prediction of the first ``subjects`` test
-    subjects (lowest codes), at up to ``steps`` time points spread over each trajectory."""
+    """Truth (``y_full`` where known, else ``y``) and prediction of ``subjects`` test subjects, at up
+    to ``steps`` time points spread over each trajectory. The subjects are chosen by
+    :func:`lmmvae.datasets.show.choose_subjects` (a diseased Health MNIST subject among them when
+    the test split has one); each row pair is labelled with the subject's id and covariates."""
     if data.image_shape is None:
         raise ConfigError(f"{data.name}: trajectories need image data (no image_shape attribute)")
     if y_pred.shape != data.y.shape:
@@ -147,19 +182,18 @@ def trajectories_figure(data: LongitudinalData, y_pred: np.ndarray, subjects: in
     time_name = _time_covariate(data, time)
     times = data.covariates[time_name].values
     test = data.split == SPLITS["test"]
-    chosen = np.unique(subject[test])[:subjects]
+    chosen = np.asarray(choose_subjects(data, np.unique(subject[test]), subjects), dtype=np.int64)
     if chosen.size == 0:
         raise ConfigError(f"{data.name}: no test observations, so no test subject to draw")
     truth = data.y_full if data.y_full is not None else np.where(data.mask == 1, data.y, np.nan)
-    levels = data.covariates[_subject_covariate(data)].levels
     n_cols = min(steps, max(int((subject == s).sum()) for s in chosen))
-    fig, axes = plt.subplots(2 * len(chosen), n_cols, figsize=(1.1 * n_cols + 1.2, 2.4 * len(chosen)),
+    fig, axes = plt.subplots(2 * len(chosen), n_cols, figsize=(1.1 * n_cols + 2.2, 2.4 * len(chosen)),
                              squeeze=False)
     for k, s in enumerate(chosen):
         rows = np.flatnonzero(subject == s)
         rows = rows[np.argsort(times[rows], kind="stable")]
         picked = rows[np.unique(np.linspace(0, len(rows) - 1, n_cols).round().astype(int))]
-        name = levels[s] if levels is not None else s
+        name = subject_label(data, int(s))
         for j in range(n_cols):
             for r, (source, what) in enumerate(((truth, "truth"), (y_pred, "predicted"))):
                 ax = axes[2 * k + r, j]
@@ -177,7 +211,8 @@ def trajectories_figure(data: LongitudinalData, y_pred: np.ndarray, subjects: in
                 if r == 0:
                     ax.set_title(f"{time_name}={times[i]:.3g}", fontsize=7)
                 if j == 0:
-                    ax.set_ylabel(f"subject {name}\n{what}", fontsize=7)
+                    ax.set_ylabel(f"{name}\n\n{what}" if r == 0 else what, fontsize=7, rotation=0,
+                                  ha="right", va="center")
     fig.suptitle(f"{title}: test subjects, truth vs prediction (red: held-out time points)",
                  fontsize=9)
     fig.tight_layout()
