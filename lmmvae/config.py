@@ -71,8 +71,10 @@ class ModelConfig:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model file")
+        from lmmvae.yamlio import safe_load  # YAML 1.2 floats: `lr: 1e-3` is a number
+
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         return cls.from_dict(values, where=str(path))
