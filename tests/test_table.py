@@ -291,3 +291,31 @@ def test_fit_from_a_data_frame_and_predict_text_levels(table, tmp_path):
     late = frame[frame["month"] > 4]
     out = model.predict(late[["patient", "month", "sex", "arm"]])  # "M"/"F" as written in the table
     assert out["y_pred"].shape == (len(late), 5) and np.isfinite(out["y_pred"]).all()
+
+
+# -- exponent-form floats in YAML (issue 12 item 3) ---------------------------------------------
+
+
+def test_exponent_floats_in_model_and_workflow_yaml(tmp_path):
+    import yaml
+
+    from lmmvae.config import ModelConfig
+    from lmmvae.reporting.experiments import load_plan
+
+    (tmp_path / "m.yaml").write_text("lr: 1e-3\nlr_decay: 9.9e-1\nprior: {tau_shared: 5E-1}\n")
+    config = ModelConfig.from_yaml(tmp_path / "m.yaml")
+    assert config.lr == 0.001 and config.lr_decay == 0.99 and config.prior["tau_shared"] == 0.5
+    (tmp_path / "q.yaml").write_text('lr: "1e-3"\n')  # quoted: a string, which the type check refuses
+    with pytest.raises(Exception, match="lr"):
+        ModelConfig.from_yaml(tmp_path / "q.yaml")
+    # the workflow: Snakemake's YAML 1.1 loader leaves 1e-3 a string; the plan reads it as a number
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / ".test" / "config.yaml").read_text().replace("lr: 0.003", "lr: 3e-3")
+    assert "lr: 3e-3" in text
+    raw = yaml.safe_load(text)
+    assert raw["training"]["lr"] == "3e-3"
+    plan = load_plan(raw, repo / "workflow" / "schemas" / "config.schema.yaml")
+    lrs = {spec.config["lr"] for spec in plan.models.values() if "lr" in spec.config}
+    assert lrs and all(isinstance(lr, float) for lr in lrs) and 0.003 in lrs
