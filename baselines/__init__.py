@@ -14,18 +14,21 @@ GP priors read the experiment's design formula as a kernel (SPEC 5, :mod:`baseli
 
 from lmmvae.variants import Variant, register
 
-from baselines.cvae import CVAEOptions, build_cvae
-from baselines.gppvae import GPPVAEOptions, build_gppvae
-from baselines.lvae import LVAEOptions, build_lvae
-from baselines.svgpvae import SVGPVAEOptions, build_svgpvae
+from baselines.cvae import CVAEOptions, build_cvae, summarise_cvae
+from baselines.gppvae import GPPVAEOptions, build_gppvae, summarise_gppvae
+from baselines.lvae import LVAEOptions, build_lvae, summarise_lvae
+from baselines.svgpvae import SVGPVAEOptions, build_svgpvae, summarise_svgpvae
 from baselines.vae import VAEOptions, build_vae
 
 register(Variant("vae", VAEOptions, build_vae, "VAE: standard normal prior"))
 register(Variant("cvae", CVAEOptions, build_cvae, "CVAE (Sohn et al. 2015): networks conditioned on the design row",
-                 gsnn=True))
+                 gsnn=True, conditional=True, summarise=summarise_cvae))
 register(Variant("gppvae", GPPVAEOptions, build_gppvae,
-                 "GPPVAE (Casale et al. 2018): object × view GP prior, full-GP pseudo-minibatch objective"))
+                 "GPPVAE (Casale et al. 2018): object × view GP prior, full-GP pseudo-minibatch objective",
+                 summarise=summarise_gppvae))
 register(Variant("svgpvae", SVGPVAEOptions, build_svgpvae,
-                 "SVGP-VAE (Jazbec et al. 2021): object × view GP prior through inducing points"))
+                 "SVGP-VAE (Jazbec et al. 2021): object × view GP prior through inducing points",
+                 summarise=summarise_svgpvae))
 register(Variant("lvae", LVAEOptions, build_lvae,
-                 "L-VAE (Ramchandran et al. 2021): additive GP prior from the formula, subject-decomposed bound"))
+                 "L-VAE (Ramchandran et al. 2021): additive GP prior from the formula, subject-decomposed bound",
+                 summarise=summarise_lvae))

@@ -1,8 +1,8 @@
 """The conditional VAE (Sohn et al. 2015, section 4.1 "CVAE"), BASELINES.md.
 
 Encoder ``q(z | y, x)`` and decoder ``p(y | z, x)`` both take the shared design row ``x_i^s`` of the
-experiment's formula (concatenated to their inputs by :class:`lmmvae.model.LatentVariableModel`
-when ``prior.conditional`` is true); the prior ``p(z | x) = N(0, I)``, the common choice (Sohn et
+experiment's formula (concatenated to their inputs by :class:`lmmvae.model.LatentVariableModel`:
+the variant declares ``conditional=True``); the prior ``p(z | x) = N(0, I)``, the common choice (Sohn et
 al. also learn a prior network; with it the CVAE is not comparable to the VAE on equal terms).
 Prediction at new covariates decodes ``z = 0``, the prior mean, together with ``x*``.
 
@@ -24,13 +24,11 @@ class CVAEOptions:
     """The CVAE has no prior options (the YAML's ``prior:`` must be empty)."""
 
 
-class ConditionalNormalPrior(StandardNormalPrior):
-    """``N(0, I)`` with networks conditioned on the design row (``conditional = True``)."""
-
-    conditional = True
-
-
-def build_cvae(options: CVAEOptions, design, train, latent_dim: int) -> ConditionalNormalPrior:
-    if getattr(design, "n_shared", 1) < 1:
+def summarise_cvae(options: CVAEOptions, design, covariates, subject: str) -> dict:
+    if design.n_shared < 1:
         raise ConfigError("cvae: the design has no shared columns to condition on; name covariates in `design`")
-    return ConditionalNormalPrior(latent_dim)
+    return {}
+
+
+def build_cvae(options: CVAEOptions, summary: dict, latent_dim: int) -> StandardNormalPrior:
+    return StandardNormalPrior(latent_dim)

@@ -21,8 +21,8 @@ Implemented, in the paper's numbering:
 
 Deviations, with reasons:
 
-* The cache is refreshed by encoding the whole training split at the start of every epoch (the
-  ``on_epoch_start`` hook), and batch entries are refreshed after every step; the paper's code
+* The cache is refreshed from the encodings of the whole training split at the start of every
+  epoch (``epoch_encodings``: the model encodes them and hands them to ``on_epoch_start``), and batch entries are refreshed after every step; the paper's code
   recomputes the GP gradient once per epoch. Per-step recomputation is the more exact Taylor point.
 * View features come from a Cholesky root on at most ``max_view_rank`` grid views (the distinct
   training views, or their quantiles when there are more): exact when views are discrete (Rotating
@@ -35,6 +35,7 @@ Deviations, with reasons:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,13 +47,12 @@ from torch.distributions import Normal
 
 from lmmvae.batch import Batch
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 
-from baselines.kernels import (KernelInputs, ObjectViewKernel, components_from_design, joint_prior_sample, positive,
-                               view_factor)
+from baselines.kernels import (KernelFactor, KernelInputs, ObjectViewKernel, components_from_design, fit_inputs,
+                               joint_prior_sample, positive, view_factor)
 
 LOG_2PI = math.log(2 * math.pi)
-CHUNK = 1024
 
 
 @dataclass
@@ -104,6 +104,8 @@ class LowRankGaussian:
 
 class GPPVAEPrior(Prior):
     """The GP prior of GPPVAE with the pseudo-minibatch surrogate KL (module docstring)."""
+
+    epoch_encodings = True  # the cache: every training row's encoding, refreshed each epoch
 
     def __init__(self, latent_dim: int, kernel: ObjectViewKernel, view_grid: torch.Tensor, n_train: int,
                  options: GPPVAEOptions):
@@ -157,14 +159,13 @@ class GPPVAEPrior(Prior):
         self._stale = True
 
     @torch.no_grad()
-    def on_epoch_start(self, model: nn.Module, data) -> None:
-        """Encode the whole training split into the cache (section 3.4)."""
-        rows = data.indices("train")
-        self._row_of = torch.full((data.n_obs,), -1, dtype=torch.long, device=rows.device)
+    def on_epoch_start(self, encoded: Encoded | None, batch: Batch | None) -> None:
+        """The cache from the encodings of the whole training split ``batch`` (section 3.4)."""
+        rows = batch.index  # data rows of the training split, in cache order
+        self._row_of = torch.full((int(rows.max()) + 1 if rows.numel() else 0,), -1, dtype=torch.long,
+                                  device=rows.device)
         self._row_of[rows] = torch.arange(rows.shape[0], device=rows.device)
-        parts = [model.encode(data.batch(rows[i:i + CHUNK])) for i in range(0, rows.shape[0], CHUNK)]
-        encoded = Encoded(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts]))
-        self._fill_cache(encoded, data.batch(rows))
+        self._fill_cache(encoded, batch)
 
     def condition(self, encoded: Encoded, batch: Batch) -> None:
         """Store the training latents and the GP posterior that predictions use."""
@@ -179,12 +180,19 @@ class GPPVAEPrior(Prior):
         self._stale = False
 
     def _cache_rows(self, index: torch.Tensor) -> torch.Tensor:
-        if self._row_of is None:
+        """Cache row of each data row (``-1``: not a training row of the current epoch)."""
+        if self._row_of is None or not self._row_of.numel():
             return torch.full_like(index, -1)
-        return self._row_of[index]
+        inside = index < self._row_of.shape[0]
+        return torch.where(inside, self._row_of[index.clamp(max=self._row_of.shape[0] - 1)], -1)
 
     # -- the seam -------------------------------------------------------------------------
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z_i)`` is the encoder's Gaussian; the KL is the surrogate below for rows with a cache
+        entry and a held-out KL for the others. In training mode the batch's cache entries are refreshed."""
+        q_z = encoded.as_normal()
+        if not kl:
+            return Inference(q_z, None)
         mu, s2 = q_z.mean, q_z.variance  # [B, L]
         rows = self._cache_rows(batch.index)
         cached = rows >= 0
@@ -196,7 +204,7 @@ class GPPVAEPrior(Prior):
         if (~cached).any():
             local = local + self._held_out_kl(mu[~cached], s2[~cached], batch.subject[~cached],
                                               {k: v[~cached] for k, v in batch.covariates.items()})
-        return KLTerms(local=local, global_=global_)
+        return Inference(q_z, KLTerms(local=local, global_=global_))
 
     def _pseudo_minibatch_kl(self, mu: torch.Tensor, s2: torch.Tensor, rows: torch.Tensor) -> KLTerms:
         """Surrogate with the gradient of section 3.4 and the value of ``KL(q(Z) ‖ p(Z))`` on the cache.
@@ -271,19 +279,28 @@ def view_grid(inputs: KernelInputs, values, max_rank: int) -> torch.Tensor:
     return grid.unsqueeze(-1)  # [G, 1]
 
 
-def subject_levels(train, subject: str, variant: str) -> int:
-    cov = train.covariates.get(subject)
+def subject_levels(covariates, subject: str, variant: str) -> int:
+    cov = covariates.get(subject)
     if cov is None or cov.levels is None:
         raise ConfigError(f"{variant} needs a subject covariate of kind id/categorical named {subject!r} "
-                          f"(config key `subject`); the data have: {', '.join(train.covariates)}")
+                          f"(config key `subject`); the data have: {', '.join(covariates)}")
     return len(cov.levels)
 
 
-def build_gppvae(options: GPPVAEOptions, design, train, latent_dim: int, subject: str = "id") -> GPPVAEPrior:
+def summarise_gppvae(options: GPPVAEOptions, design, covariates, subject: str) -> dict:
+    """Subjects, training rows, the view factor, its standardisation and the grid views (JSON)."""
     options.check()
-    components = components_from_design(design, train.covariates)
+    components = components_from_design(design, covariates)
     view = view_factor(components, "gppvae", options.view)
-    inputs = KernelInputs([view], train.covariates)
-    grid = view_grid(inputs, train.covariates[view.covariate].values, options.max_view_rank)
-    kernel = ObjectViewKernel(subject_levels(train, subject, "gppvae"), options.object_dim, view, inputs, latent_dim)
-    return GPPVAEPrior(latent_dim, kernel, grid, train.n_obs, options)
+    spec = fit_inputs([view], covariates)
+    grid = view_grid(KernelInputs(spec), covariates[view.covariate].values, options.max_view_rank)
+    return {"n_subjects": subject_levels(covariates, subject, "gppvae"), "n_train": len(covariates[view.covariate].values),
+            "view": dataclasses.asdict(view), "inputs": spec, "view_grid": grid[:, 0].tolist()}
+
+
+def build_gppvae(options: GPPVAEOptions, summary: dict, latent_dim: int) -> GPPVAEPrior:
+    view = KernelFactor(**summary["view"])
+    kernel = ObjectViewKernel(summary["n_subjects"], options.object_dim, view, KernelInputs(summary["inputs"]),
+                              latent_dim)
+    grid = torch.tensor(summary["view_grid"], dtype=torch.float32).unsqueeze(-1)  # [G, 1]
+    return GPPVAEPrior(latent_dim, kernel, grid, summary["n_train"], options)

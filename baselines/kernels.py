@@ -18,6 +18,7 @@ its own variances and lengthscales (BASELINES.md). Kernels select their input co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Iterable
@@ -66,6 +67,14 @@ class Component:
         return "×".join(self.covariates)
 
 
+def components_to_json(components: list[Component]) -> list[list[dict]]:
+    return [[dataclasses.asdict(f) for f in c.factors] for c in components]
+
+
+def components_from_json(record: list[list[dict]]) -> list[Component]:
+    return [Component(tuple(KernelFactor(**f) for f in factors)) for factors in record]
+
+
 class CategoricalKernel(Kernel):
     """``k(a, b) = 1[a = b]`` on integer codes (a fixed kernel: no hyper-parameters of its own)."""
 
@@ -78,37 +87,43 @@ class CategoricalKernel(Kernel):
         return (a.unsqueeze(-1) == b.unsqueeze(-2)).to(x1.dtype)  # [..., n, m]
 
 
+def fit_inputs(factors: Iterable[KernelFactor], covariates: dict[str, Covariate]) -> dict:
+    """What :class:`KernelInputs` needs from the training split, as JSON: the input columns, their
+    kinds, and the standardisation of RBF columns (training mean and standard deviation, SPEC 1)."""
+    kinds: dict[str, str] = {}
+    for factor in factors:
+        if factor.covariate not in covariates:
+            raise DesignError(f"kernel term names covariate {factor.covariate!r}, which the data lack; "
+                              f"available: {', '.join(sorted(covariates))}")
+        if kinds.setdefault(factor.covariate, factor.kind) != factor.kind:
+            raise DesignError(f"covariate {factor.covariate!r} is used both as {kinds[factor.covariate]} "
+                              f"and as {factor.kind} in the kernel")
+    shift, scale = [], []
+    for name in kinds:
+        values = covariates[name].values.astype("float64")
+        if kinds[name] == "rbf" and len(values):
+            shift.append(float(values.mean()))
+            scale.append(float(values.std()) or 1.0)
+        else:
+            shift.append(0.0)
+            scale.append(1.0)
+    return {"columns": list(kinds), "kinds": kinds, "shift": shift, "scale": scale}
+
+
 class KernelInputs(nn.Module):
-    """Raw covariates by name → the kernels' input matrix ``[B, C]``.
+    """Raw covariates by name → the kernels' input matrix ``[B, C]``, from :func:`fit_inputs`' record.
 
     RBF columns are standardised with the training mean and standard deviation (as the design
     does, SPEC 1); periodic columns stay in their own units (their period is declared in them);
     categorical columns hold the integer codes (``-1`` for a level unseen in training).
     """
 
-    def __init__(self, factors: Iterable[KernelFactor], covariates: dict[str, Covariate]):
+    def __init__(self, spec: dict):
         super().__init__()
-        kinds: dict[str, str] = {}
-        for factor in factors:
-            if factor.covariate not in covariates:
-                raise DesignError(f"kernel term names covariate {factor.covariate!r}, which the data lack; "
-                                  f"available: {', '.join(sorted(covariates))}")
-            if kinds.setdefault(factor.covariate, factor.kind) != factor.kind:
-                raise DesignError(f"covariate {factor.covariate!r} is used both as {kinds[factor.covariate]} "
-                                  f"and as {factor.kind} in the kernel")
-        self.columns = list(kinds)
-        self.kinds = kinds
-        shift, scale = [], []
-        for name in self.columns:
-            values = covariates[name].values.astype("float64")
-            if kinds[name] == "rbf" and len(values):
-                shift.append(float(values.mean()))
-                scale.append(float(values.std()) or 1.0)
-            else:
-                shift.append(0.0)
-                scale.append(1.0)
-        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))  # [C]
-        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))  # [C]
+        self.columns = list(spec["columns"])
+        self.kinds = dict(spec["kinds"])
+        self.register_buffer("shift", torch.tensor(spec["shift"], dtype=torch.float32))  # [C]
+        self.register_buffer("scale", torch.tensor(spec["scale"], dtype=torch.float32))  # [C]
 
     def index(self, covariate: str) -> int:
         return self.columns.index(covariate)

@@ -46,11 +46,12 @@ from torch.distributions import Normal
 
 from lmmvae.batch import Batch
 from lmmvae.errors import ConfigError
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 
 from baselines.gppvae import subject_levels
-from baselines.kernels import (Component, KernelInputs, component_kernel, components_from_design, joint_prior_sample,
-                               kernel_diag, positive)
+from baselines.kernels import (Component, KernelInputs, component_kernel, components_from_design,
+                               components_from_json, components_to_json, fit_inputs, joint_prior_sample, kernel_diag,
+                               positive)
 
 
 @dataclass
@@ -179,8 +180,12 @@ class LVAEPrior(Prior):
         return cov
 
     # -- the seam --------------------------------------------------------------------------
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
-        """Local: the subject terms of the bound (eq. 14); global: ``KL(q(u) ‖ p(u))``."""
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z_i)`` is the encoder's Gaussian; KL local: the subject terms of the bound (eq. 14);
+        global: ``KL(q(u) ‖ p(u))``."""
+        q_z = encoded.as_normal()
+        if not kl:
+            return Inference(q_z, None)
         mu, s2 = q_z.mean, q_z.variance  # [B, L]
         x = self.inputs(batch.covariates)  # [B, C]
         blocks, _, _ = subject_blocks(batch.subject)
@@ -194,7 +199,7 @@ class LVAEPrior(Prior):
         logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         width = blocks.mask.shape[1]
         local = 0.5 * (trace + solve(resid) - width + logdet - s2_b.log().sum(-1)).sum()
-        return KLTerms(local=local, global_=self.kl_u(chol_mm))
+        return Inference(q_z, KLTerms(local=local, global_=self.kl_u(chol_mm)))
 
     @torch.no_grad()
     def condition(self, encoded: Encoded, batch: Batch) -> None:
@@ -284,13 +289,25 @@ def initial_inducing(inputs: KernelInputs, x: torch.Tensor, n_inducing: int, sha
     return candidates[torch.as_tensor(chosen)].clone()
 
 
-def build_lvae(options: LVAEOptions, design, train, latent_dim: int, subject: str = "id") -> LVAEPrior:
+def summarise_lvae(options: LVAEOptions, design, covariates, subject: str) -> dict:
+    """Subjects, training rows, the kernel's components and inputs, and the initial inducing
+    points (farthest-point sampling, run once here and saved), as JSON."""
     options.check()
-    n_subjects = subject_levels(train, subject, "lvae")
-    components = components_from_design(design, train.covariates)
-    inputs = KernelInputs([f for c in components for f in c.factors], train.covariates)
+    n_subjects = subject_levels(covariates, subject, "lvae")
+    components = components_from_design(design, covariates)
+    spec = fit_inputs([f for c in components for f in c.factors], covariates)
+    inputs = KernelInputs(spec)
     shared = [c for c in components if not c.involves(subject)]
     per_subject = [c for c in components if c.involves(subject)]
-    x = inputs({name: torch.as_tensor(train.covariates[name].values) for name in inputs.columns})
+    x = inputs({name: torch.as_tensor(covariates[name].values) for name in inputs.columns})
     inducing = initial_inducing(inputs, x, options.n_inducing, shared)
-    return LVAEPrior(latent_dim, inputs, shared, per_subject, inducing, train.n_obs, n_subjects, options)
+    return {"n_subjects": n_subjects, "n_train": int(x.shape[0]), "inputs": spec,
+            "shared": components_to_json(shared), "per_subject": components_to_json(per_subject),
+            "inducing": inducing.tolist()}
+
+
+def build_lvae(options: LVAEOptions, summary: dict, latent_dim: int) -> LVAEPrior:
+    inducing = torch.tensor(summary["inducing"], dtype=torch.float32)
+    return LVAEPrior(latent_dim, KernelInputs(summary["inputs"]), components_from_json(summary["shared"]),
+                     components_from_json(summary["per_subject"]), inducing, summary["n_train"],
+                     summary["n_subjects"], options)

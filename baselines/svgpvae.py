@@ -18,8 +18,8 @@ Because ``q(z_i)`` *is* the SVGP predictive, ``E_q log N(ỹ_i | z_i, s_i²) = l
 s_i²) − (k̃_ii + tr(K_mm⁻¹ A K_mm⁻¹ k_i k_iᵀ)) / (2 s_i²)``, the data term of ``L_H``: the second
 term of the ELBO cancels against ``c Σ_i [·]`` inside ``Σ_l L_H^l`` exactly, in value and gradient,
 and what is left is ``c Σ_b E_q log p(y_i|z_i) − Σ_l KL(q(u_l) ‖ N(0, K_mm))`` (the familiar SVGP fact
-``KL(q(f) ‖ p(f)) = KL(q(u) ‖ p(u))``). :meth:`SVGPVAEPrior.kl` returns that KL as the global term
-and zero as the local term; ``tests/test_baselines_gp.py`` checks the identity numerically.
+``KL(q(f) ‖ p(f)) = KL(q(u) ‖ p(u))``). :meth:`SVGPVAEPrior.infer` returns that KL as the global term
+and zero as the local term, with ``q(z)`` from the same inducing posterior; ``tests/test_baselines_gp.py`` checks the identity numerically.
 
 Deviations: none in the objective. Object vectors are learned per subject as in GPPVAE (the paper
 also evaluates PCA-initialised ones); an unseen subject gets ``w = 0`` and hence the prior.
@@ -28,6 +28,7 @@ Predictions use ``m_l`` computed from the whole training split (``c = 1``) in ``
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,11 @@ from torch.distributions import Normal
 
 from lmmvae.batch import Batch
 from lmmvae.errors import ConfigError
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 
 from baselines.gppvae import subject_levels
-from baselines.kernels import KernelInputs, ObjectViewKernel, components_from_design, joint_prior_sample, view_factor
+from baselines.kernels import (KernelFactor, KernelInputs, ObjectViewKernel, components_from_design, fit_inputs,
+                               joint_prior_sample, view_factor)
 
 
 @dataclass
@@ -102,7 +104,6 @@ class SVGPVAEPrior(Prior):
         # q(u) from the whole training split (condition), for predictions
         self.register_buffer("pred_weights", torch.zeros(latent_dim, m))  # [L, M]
         self.register_buffer("pred_chol_b", torch.eye(m).expand(latent_dim, m, m).clone())  # [L, M, M]
-        self._memo: tuple[Encoded, InducingPosterior] | None = None
 
     def _inputs(self, batch: Batch) -> torch.Tensor:
         return self.kernel.inputs(batch.subject, self.kernel.view(batch.covariates))  # [B, H + 1]
@@ -119,26 +120,18 @@ class SVGPVAEPrior(Prior):
         weights = torch.linalg.solve_triangular(chol_mm.transpose(-1, -2), inner, upper=True).squeeze(-1)  # [L, M]
         return InducingPosterior(chol_mm, chol_b, weights)
 
-    def _batch_posterior(self, encoded: Encoded, batch: Batch) -> tuple[InducingPosterior, torch.Tensor]:
-        x = self._inputs(batch)
-        if self._memo is not None and self._memo[0] is encoded:
-            return self._memo[1], x
-        post = self.inducing_posterior(x, encoded.mean, encoded.var, batch.scale)
-        self._memo = (encoded, post)
-        return post, x
-
     # -- the seam -------------------------------------------------------------------------
-    def posterior(self, encoded: Encoded, batch: Batch) -> Normal:
-        """``q(z_i)``: the SVGP predictive at the batch inputs given the batch's pseudo-observations."""
-        post, x = self._batch_posterior(encoded, batch)
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z_i)``: the SVGP predictive at the batch inputs given the batch's pseudo-observations;
+        KL: ``local = 0`` (the pseudo-likelihood terms cancel, module docstring), ``global = KL(q(u) ‖ p(u))``.
+        Both from one inducing posterior."""
+        x = self._inputs(batch)
+        post = self.inducing_posterior(x, encoded.mean, encoded.var, batch.scale)
         mean, var = post.predictive(self.kernel(self.inducing, x), self.kernel(x, diag=True))
-        return Normal(mean.T, var.T.sqrt())
-
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
-        """``local = 0`` (the pseudo-likelihood terms cancel, module docstring), ``global = KL(q(u) ‖ p(u))``."""
-        post, _ = self._batch_posterior(encoded, batch)
-        self._memo = None
-        return KLTerms(local=q_z.mean.new_zeros(()), global_=post.kl())
+        q_z = Normal(mean.T, var.T.sqrt())
+        if not kl:
+            return Inference(q_z, None)
+        return Inference(q_z, KLTerms(local=mean.new_zeros(()), global_=post.kl()))
 
     @torch.no_grad()
     def condition(self, encoded: Encoded, batch: Batch) -> None:
@@ -160,22 +153,42 @@ class SVGPVAEPrior(Prior):
         return joint_prior_sample(self.kernel(self._inputs(batch)), n_samples)
 
 
-def initial_inducing(kernel: ObjectViewKernel, subject: np.ndarray, view: torch.Tensor, n_inducing: int) -> torch.Tensor:
-    """``M`` training inputs (object vector, view), chosen with a fixed generator: ``[M, H + 1]``."""
+def inducing_rows(n_rows: int, n_inducing: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``M`` training rows for the initial inducing points and a small jitter ``[M, width]`` that
+    keeps them distinct, from a fixed generator (the same for every run)."""
     gen = np.random.default_rng(0)
-    n = len(subject)
-    rows = gen.choice(n, size=n_inducing, replace=n < n_inducing)
+    rows = gen.choice(n_rows, size=n_inducing, replace=n_rows < n_inducing)
+    return rows, gen.standard_normal((n_inducing, width))
+
+
+def inducing_points(kernel: ObjectViewKernel, subject: torch.Tensor, view: torch.Tensor,
+                    jitter: torch.Tensor) -> torch.Tensor:
+    """Inducing inputs ``[M, H + 1]`` at (object vector of ``subject``, ``view [M, 1]``) plus ``1e-3 · jitter``."""
     with torch.no_grad():
-        x = kernel.inputs(torch.as_tensor(subject[rows]), view[torch.as_tensor(rows)])
-    return x + 1e-3 * torch.as_tensor(gen.standard_normal(x.shape), dtype=x.dtype)  # distinct points
+        x = kernel.inputs(subject, view)
+    return x + 1e-3 * jitter.to(x.dtype)  # distinct points
 
 
-def build_svgpvae(options: SVGPVAEOptions, design, train, latent_dim: int, subject: str = "id") -> SVGPVAEPrior:
+def summarise_svgpvae(options: SVGPVAEOptions, design, covariates, subject: str) -> dict:
+    """Subjects, the view factor and its standardisation, and the rows (subject code, view) and
+    jitter of the initial inducing points (JSON)."""
     options.check()
-    components = components_from_design(design, train.covariates)
+    components = components_from_design(design, covariates)
     view = view_factor(components, "svgpvae", options.view)
-    inputs = KernelInputs([view], train.covariates)
-    kernel = ObjectViewKernel(subject_levels(train, subject, "svgpvae"), options.object_dim, view, inputs, latent_dim)
-    view_values = inputs({view.covariate: torch.as_tensor(train.covariates[view.covariate].values)})
-    inducing = initial_inducing(kernel, train.covariates[subject].values, view_values, options.n_inducing)
+    spec = fit_inputs([view], covariates)
+    n_subjects = subject_levels(covariates, subject, "svgpvae")
+    view_values = KernelInputs(spec)({view.covariate: torch.as_tensor(covariates[view.covariate].values)})  # [N, 1]
+    rows, jitter = inducing_rows(len(view_values), options.n_inducing, options.object_dim + 1)
+    return {"n_subjects": n_subjects, "view": dataclasses.asdict(view), "inputs": spec,
+            "inducing_subject": covariates[subject].values[rows].tolist(),
+            "inducing_view": view_values[torch.as_tensor(rows), 0].tolist(),
+            "inducing_jitter": torch.as_tensor(jitter, dtype=torch.float32).tolist()}
+
+
+def build_svgpvae(options: SVGPVAEOptions, summary: dict, latent_dim: int) -> SVGPVAEPrior:
+    kernel = ObjectViewKernel(summary["n_subjects"], options.object_dim, KernelFactor(**summary["view"]),
+                              KernelInputs(summary["inputs"]), latent_dim)
+    inducing = inducing_points(kernel, torch.tensor(summary["inducing_subject"], dtype=torch.long),
+                               torch.tensor(summary["inducing_view"], dtype=torch.float32).unsqueeze(-1),
+                               torch.tensor(summary["inducing_jitter"], dtype=torch.float32))
     return SVGPVAEPrior(latent_dim, kernel, inducing, options)

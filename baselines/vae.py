@@ -16,5 +16,5 @@ class VAEOptions:
     """The VAE has no prior options (the YAML's ``prior:`` must be empty)."""
 
 
-def build_vae(options: VAEOptions, design, train, latent_dim: int) -> StandardNormalPrior:
+def build_vae(options: VAEOptions, summary: dict, latent_dim: int) -> StandardNormalPrior:
     return StandardNormalPrior(latent_dim)

@@ -1,7 +1,7 @@
 """What every benchmark shares: a model built exactly as ``lmmvae.fit`` builds it, epochs timed
 through the trainer's own training pass, peak memory, and tables (markdown + CSV).
 
-One epoch = the prior's ``on_epoch_start`` hook plus ``Trainer._pass("train", ...)`` (what
+One epoch = the model's ``start_epoch`` hook (the prior's per-epoch state) plus ``Trainer._pass("train", ...)`` (what
 ``Trainer.fit`` does per epoch, less the validation pass and the checkpoint). Where a whole epoch is
 too dear to repeat, the first ``steps`` batches of an epoch are timed and the per-step time is
 multiplied by the epoch's number of batches (the hook is timed whole and added once).
@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from lmmvae.api import LMMVAE, build_model
+from lmmvae.assemble import assemble
+from lmmvae.atomic import atomic_output
 from lmmvae.config import ModelConfig
-from lmmvae.design import Design
 from lmmvae.h5 import LongitudinalData
 from lmmvae.loader import TensorData
-from lmmvae.runtime import choose_device, seed_everything
+from lmmvae.runtime import choose_device
 from lmmvae.train import Trainer
 
 MB = 2**20
@@ -98,19 +98,14 @@ class Bench:
 
 def prepare(name: str, data: LongitudinalData, device: str | torch.device = "cpu", seed: int = 0,
             **settings) -> Bench:
-    """Build model, design and tensors the way :func:`lmmvae.api.fit` does, for ``settings``
-    (model-config keys)."""
+    """Build model, design and tensors with :func:`lmmvae.assemble.assemble`, as
+    :func:`lmmvae.api.fit` does, for ``settings`` (model-config keys)."""
     device = choose_device(str(device))
     config = ModelConfig.from_dict({**settings, "device": str(device)}, where=f"benchmark model {name}")
-    generator = seed_everything(seed)
-    train = data.subset(data.split_index("train"))
-    design = Design(config.design).fit(train.covariates)
-    model = build_model(config, design, train, data.n_features, data.image_shape).to(device)
-    fitted = LMMVAE(config, design, model, train.covariates, {"data_dim": data.n_features}, device)
-    tensors = fitted.tensors(data)
-    trainer = Trainer(model, tensors, config, generator, progress=False)
-    n_batches, loader_seconds = _draw_epoch(tensors, config, model, device)
-    return Bench(name, model, trainer, tensors, config, device, n_batches, loader_seconds)
+    built = assemble(config, data, seed=seed, device=device)
+    trainer = Trainer(built.model, built.tensors, config, built.generator, progress=False)
+    n_batches, loader_seconds = _draw_epoch(built.tensors, config, built.model, device)
+    return Bench(name, built.model, trainer, built.tensors, config, device, n_batches, loader_seconds)
 
 
 def _draw_epoch(tensors: TensorData, config: ModelConfig, model: nn.Module, device: torch.device):
@@ -147,10 +142,10 @@ class _FirstBatches:
 
 # -- timing ------------------------------------------------------------------------------------
 def time_hook(bench: Bench) -> float:
-    """Seconds of the prior's ``on_epoch_start`` (GPPVAE refreshes its cache there)."""
+    """Seconds of the model's ``start_epoch`` (GPPVAE refreshes its cache there)."""
     synchronize(bench.device)
     start = time.perf_counter()
-    bench.model.prior.on_epoch_start(bench.model, bench.tensors)
+    bench.model.start_epoch(bench.tensors)
     synchronize(bench.device)
     return time.perf_counter() - start
 
@@ -266,7 +261,7 @@ def measure_memory(bench: Bench) -> dict[str, float]:
         synchronize(bench.device)
         torch.cuda.reset_peak_memory_stats(bench.device)
         base = torch.cuda.memory_allocated(bench.device)
-        bench.model.prior.on_epoch_start(bench.model, bench.tensors)
+        bench.model.start_epoch(bench.tensors)
         time_steps(bench, 1)
         # other benches of the same run share the device: count this bench's own tensors only
         step = torch.cuda.max_memory_allocated(bench.device) - base
@@ -284,7 +279,7 @@ def _cpu_step_peak(bench: Bench) -> float:
             warnings.simplefilter("ignore")
             with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                          with_stack=True) as prof:
-                bench.model.prior.on_epoch_start(bench.model, bench.tensors)
+                bench.model.start_epoch(bench.tensors)
                 time_steps(bench, 1)
             timeline = prof._memory_profile().timeline  # (time, action, key, bytes)
     except Exception as err:  # a private profiler API: report no number rather than a wrong one
@@ -324,14 +319,11 @@ def markdown_table(rows: list[dict], columns: list[Column]) -> str:
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     """All keys of all rows, written to a temporary name and renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 

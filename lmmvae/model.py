@@ -13,12 +13,14 @@ from lmmvae.priors.base import Encoded, Prior
 class LatentVariableModel(nn.Module):
     """Encoder ``q(z|y)``, decoder ``p(y|z)``, and a swappable latent :class:`Prior`.
 
-    The encoder sees ``y ⊙ m`` (SPEC 2.2). For conditional priors (CVAE) both networks also receive
-    the shared design columns ``x^s`` of the batch.
+    The encoder sees ``y ⊙ m`` (SPEC 2.2). With ``conditional`` (declared by the variant: CVAE) both
+    networks also receive the shared design columns ``x^s`` of the batch.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, prior: Prior):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, prior: Prior,
+                 conditional: bool = False):
         super().__init__()
+        self.conditional = conditional
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -40,11 +42,31 @@ class LatentVariableModel(nn.Module):
         return self.prior.latent_dim
 
     def _condition(self, batch: Batch) -> torch.Tensor | None:
-        return batch.x.shared if self.prior.conditional else None
+        return batch.x.shared if self.conditional else None
 
     def encode(self, batch: Batch) -> Encoded:
         mean, var = self.encoder(batch.y_masked, self._condition(batch))  # [B, L] each
         return Encoded(mean, var)
+
+    def encode_rows(self, data, rows: torch.Tensor, chunk: int = 512, chunks=None) -> Encoded:
+        """Encoder outputs for ``rows`` of ``data`` (:class:`lmmvae.loader.TensorData`), in chunks
+        (``chunks``: an iterable of row chunks to use instead, e.g. with a progress line)."""
+        parts = [self.encode(data.batch(part)) for part in
+                 (chunks if chunks is not None else rows.split(chunk))]
+        if not parts:
+            empty = torch.zeros(0, self.latent_dim, device=rows.device)
+            return Encoded(empty, empty)
+        return Encoded(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts]))
+
+    @torch.no_grad()
+    def start_epoch(self, data) -> None:
+        """Before each training epoch: the prior's per-epoch state (``Prior.epoch_encodings``: the
+        encodings of every training row of ``data``, e.g. GPPVAE's cache)."""
+        if not self.prior.epoch_encodings:
+            self.prior.on_epoch_start(None, None)
+            return
+        rows = data.indices("train")
+        self.prior.on_epoch_start(self.encode_rows(data, rows, chunk=1024), data.batch(rows))
 
     def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Likelihood parameters for latents ``z [..., B, L]``: ``[..., B, D]``."""

@@ -31,11 +31,10 @@ class LossTerms:
 def elbo(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int = 1) -> LossTerms:
     """``ELBO = Σ_i E_q log p(y_i|z_i) − Σ_i E KL_i − KL_global`` (SPEC 2.3), one reparameterised
     draw per row by default."""
-    encoded = model.encode(batch)
-    q_z = model.prior.posterior(encoded, batch)
-    z = q_z.rsample((n_samples,))  # [S, B, L]
+    inferred = model.prior.infer(model.encode(batch), batch)  # q(z) and the KL terms, in one call
+    z = inferred.q_z.rsample((n_samples,))  # [S, B, L]
     reconstruction = model.log_likelihood(z, batch).mean(0).sum()
-    kl = model.prior.kl(q_z, encoded, batch)
+    kl = inferred.kl
     loss = -(batch.scale * (reconstruction - kl.local) - kl.global_) / n_total
     return LossTerms(loss, reconstruction, kl.local, kl.global_)
 

@@ -1,8 +1,12 @@
 """Run directories: the one validation layer for ``lmmvae fit --out`` and ``lmmvae.load``.
 
-A run directory holds ``config.json``, ``design.json``, ``train_covariates.h5``, ``history.csv``,
-``checkpoint.pt`` and, written last, ``model.pt`` (see :mod:`lmmvae.api`). This module decides
-what ``fit`` may do with an existing one, and reads one back with one-line :class:`RunError` s:
+A run directory holds ``config.json`` (model config, seed, data summary), ``design.json`` (the
+fitted design), ``prior.json`` (the variant's summary of the training split, :mod:`lmmvae.variants`),
+``covariates.json`` (kinds and levels of the training covariates), ``history.csv``,
+``checkpoint.pt`` (every epoch, for ``--resume``) and, written last, ``model.pt``. A model is
+rebuilt from the JSON files and ``model.pt`` alone (:mod:`lmmvae.assemble`); no data are read.
+This module writes them, decides what ``fit`` may do with an existing run directory, and reads one
+back with one-line :class:`RunError` s:
 
 - ``--out`` naming a file, or a directory holding anything but run files: refused.
 - a finished run (``model.pt``): refused unless ``overwrite``; then the new run trains in a hidden
@@ -30,7 +34,11 @@ from lmmvae.errors import RunError
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
-RUN_FILES = ("config.json", "design.json", "train_covariates.h5", "history.csv", CHECKPOINT_FILE, MODEL_FILE)
+PRIOR_FILE = "prior.json"
+COVARIATES_FILE = "covariates.json"
+#: ``train_covariates.h5``: written by runs of earlier versions and by the classical rows
+RUN_FILES = ("config.json", "design.json", PRIOR_FILE, COVARIATES_FILE, "train_covariates.h5", "history.csv",
+             CHECKPOINT_FILE, MODEL_FILE)
 
 
 # -- data identity --------------------------------------------------------------------------------
@@ -60,6 +68,44 @@ def data_fingerprint(data, path: str | os.PathLike | None) -> dict:
 
 
 # -- writing --------------------------------------------------------------------------------------
+
+
+def _json(value, run_dir: Path, what: str) -> str:
+    try:  # strict JSON: a non-finite value (an overflowed statistic) is an error, never "Infinity"
+        return json.dumps(value, indent=2, allow_nan=False)
+    except ValueError as err:
+        raise RunError(f"{run_dir}: the run's {what} holds a non-finite number ({err})") from None
+
+
+def write_run_files(run_dir: Path, config, design, covariates: dict, info: dict, prior: dict | None = None) -> None:
+    """``config.json``, ``design.json``, ``covariates.json`` and (neural runs) ``prior.json``."""
+    from lmmvae.atomic import write_text
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    texts = {"config.json": _json({"model": config.to_dict(), "info": info}, run_dir, "config"),
+             "design.json": _json(design.to_dict(), run_dir, "design"),
+             COVARIATES_FILE: _json({name: {"kind": c.kind, "levels": c.levels} for name, c in covariates.items()},
+                                    run_dir, "covariates")}
+    if prior is not None:
+        texts[PRIOR_FILE] = _json(prior, run_dir, "prior summary")
+    for name, text in texts.items():
+        write_text(text, run_dir / name)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: a killed job never leaves a partial file."""
+    import torch
+
+    from lmmvae.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_model(model, run_dir: Path) -> Path:
+    """``model.pt``: the weights (tensors only, read back with ``weights_only=True``), written last."""
+    atomic_save(model.state_dict(), run_dir / MODEL_FILE)
+    return run_dir / MODEL_FILE
 
 
 class RunPlan:
@@ -144,10 +190,10 @@ def _entries(directory: Path) -> list[str]:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def require_finished(run_dir: Path) -> None:
+def require_finished(run_dir: Path, files: tuple[str, ...] = ("config.json", "design.json", MODEL_FILE)) -> None:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run directory; train one with `lmmvae fit`")
-    for name in ("config.json", "design.json", "train_covariates.h5", MODEL_FILE):
+    for name in files:
         if not (run_dir / name).exists():
             raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
 
@@ -189,6 +235,33 @@ def read_design(run_dir: Path):
         raise RunError(f"{path}: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise RunError(f"{path}: not a saved design ({type(err).__name__}: {str(err)[:80]}); retrain the run") from None
+
+
+def read_prior(run_dir: Path) -> dict:
+    """``prior.json``: the variant's summary of the training split."""
+    path = run_dir / PRIOR_FILE
+    if not path.exists():
+        raise RunError(f"{path}: missing (a run written before prior summaries were saved); retrain the run "
+                       "with `lmmvae fit --overwrite`")
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise RunError(f"{path}: not a prior summary (a JSON mapping); retrain the run")
+    return summary
+
+
+def read_covariates(run_dir: Path) -> dict:
+    """``covariates.json`` as ``{name: Covariate}`` with no values (kinds and levels of training)."""
+    from lmmvae.h5 import Covariate, DataFormatError
+
+    path = run_dir / COVARIATES_FILE
+    if not path.exists():
+        raise RunError(f"{path}: missing (a run written before covariates.json); retrain the run "
+                       "with `lmmvae fit --overwrite`")
+    saved = read_json(path)
+    try:
+        return {name: Covariate(np.zeros(0), c["kind"], c["levels"]) for name, c in saved.items()}
+    except (AttributeError, KeyError, TypeError, DataFormatError) as err:
+        raise RunError(f"{path}: not a covariate record ({type(err).__name__}: {str(err)[:80]}); retrain the run") from None
 
 
 def read_weights(path: Path) -> dict:

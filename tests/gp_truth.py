@@ -7,10 +7,11 @@ import numpy as np
 import torch
 
 from baselines.gppvae import GPPVAEOptions, GPPVAEPrior, view_grid
-from baselines.kernels import Component, KernelFactor, KernelInputs, ObjectViewKernel
+from baselines.kernels import Component, KernelFactor, KernelInputs, ObjectViewKernel, fit_inputs
 from baselines.lvae import LVAEOptions, LVAEPrior
 from baselines.lvae import initial_inducing as lvae_initial_inducing
-from baselines.svgpvae import SVGPVAEOptions, SVGPVAEPrior, initial_inducing
+from baselines.svgpvae import SVGPVAEOptions, SVGPVAEPrior, inducing_points
+from baselines.svgpvae import inducing_rows as initial_rows
 from lmmvae.batch import Batch, DesignBatch
 from lmmvae.h5 import Covariate
 
@@ -45,7 +46,7 @@ def make_batch(index, subject, covariates, n_features=1, scale=1.0):
 def gppvae_prior(angle, subject, n_train, latent_dim=2, object_dim=2, noise=0.1):
     covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
     factor = KernelFactor("angle", "periodic", period=TWO_PI)
-    inputs = KernelInputs([factor], covs)
+    inputs = KernelInputs(fit_inputs([factor], covs))
     kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
     grid = view_grid(inputs, covs["angle"].values, max_rank=64)
     return GPPVAEPrior(latent_dim, kernel, grid, n_train, GPPVAEOptions(object_dim=object_dim, noise=noise))
@@ -59,11 +60,13 @@ def dense_kernel(prior: GPPVAEPrior, subject, angle):
 def svgp_prior(angle, subject, n_inducing, latent_dim=2, object_dim=2, inducing_rows=None):
     covs = {"angle": Covariate(angle.numpy().astype(np.float64), "continuous")}
     factor = KernelFactor("angle", "periodic", period=TWO_PI)
-    inputs = KernelInputs([factor], covs)
+    inputs = KernelInputs(fit_inputs([factor], covs))
     kernel = ObjectViewKernel(int(subject.max()) + 1, object_dim, factor, inputs, latent_dim)
     view = inputs({"angle": angle})
     if inducing_rows is None:
-        inducing = initial_inducing(kernel, subject.numpy(), view, n_inducing)
+        rows, jitter = initial_rows(len(subject), n_inducing, object_dim + 1)
+        inducing = inducing_points(kernel, subject[torch.as_tensor(rows)], view[torch.as_tensor(rows)],
+                                   torch.as_tensor(jitter, dtype=torch.float32))
     else:
         with torch.no_grad():
             inducing = kernel.inputs(subject[inducing_rows], view[inducing_rows])
@@ -93,7 +96,7 @@ def lvae_prior(age, subject, n_train, n_inducing=10, latent_dim=2, components=No
             "id": Covariate(subject.numpy(), "id", levels=list(range(int(subject.max()) + 1)))}
     age_f, id_f = KernelFactor("age", "rbf"), KernelFactor("id", "categorical")
     components = components or [Component((age_f,)), Component((id_f, age_f))]
-    inputs = KernelInputs([f for c in components for f in c.factors], covs)
+    inputs = KernelInputs(fit_inputs([f for c in components for f in c.factors], covs))
     x = inputs({"age": age, "id": subject})
     shared = [c for c in components if not c.involves("id")]
     per_subject = [c for c in components if c.involves("id")]

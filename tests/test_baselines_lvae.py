@@ -25,7 +25,7 @@ def test_lvae_subject_bound_equals_its_monte_carlo_expectation_over_u():
     mu = y[keep].double()
     s2 = torch.rand(len(keep), 2, generator=gen, dtype=torch.float64) * 0.3 + 0.05
     batch = make_batch(keep, subject[keep], {"age": age[keep].double(), "id": subject[keep]})
-    terms = prior.kl(torch.distributions.Normal(mu, s2.sqrt()), Encoded(mu, s2), batch)
+    terms = prior.infer(Encoded(mu, s2), batch).kl
     # reference: sample u ~ q(u), exact Gaussian KL(q(Z_p) ‖ p(Z_p | u)) per subject, averaged
     x = prior.inputs(batch.covariates)
     k_mm = prior.shared_kernel(prior.inducing).to_dense()
@@ -66,7 +66,7 @@ def test_lvae_recovers_kernel_and_predicts_future_time_points():
         rows = tr[pos]
         batch = make_batch(rows, subject[rows], {"age": age[rows], "id": subject[rows]}, scale=n_subjects / per_batch)
         enc = Encoded(enc_all.mean[pos], enc_all.var[pos])
-        terms = prior.kl(enc.as_normal(), enc, batch)
+        terms = prior.infer(enc, batch).kl
         loss = (batch.scale * terms.local + terms.global_) / len(tr)
         optim.zero_grad()
         loss.backward()

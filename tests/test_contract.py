@@ -1,7 +1,12 @@
 """The contract every model of the benchmark honours, whatever its prior (LMM-VAE variants and the
 five baselines), on one tiny data set: a finite loss whose gradients reach every trainable
-parameter, a save/load round trip that predicts the same, the same fit for the same seed, and
-predictions of the right shape at unseen covariates (new times, an unseen subject)."""
+parameter, the Prior seam of :mod:`lmmvae.priors.base` (``infer`` gives ``q(z)`` and the KL in one
+call, with no state carried between calls), a JSON summary from which the prior is rebuilt alone,
+a save/load round trip from the run's JSON files and weights alone (HDF5 files and checkpoint
+removed) that predicts exactly the same, the same fit for the same seed, and predictions of the
+right shape at unseen covariates (new times, an unseen subject)."""
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -9,12 +14,10 @@ import pytest
 import torch
 
 import lmmvae
-from lmmvae import variants
-from lmmvae.api import build_model
+from lmmvae import assemble, variants
 from lmmvae.config import ModelConfig
-from lmmvae.design import Design
-from lmmvae.loader import TensorData
 from lmmvae.objectives import elbo, gsnn
+from lmmvae.priors.base import Inference, Prior
 from simulate import simulate_lmm
 
 #: a design per variant; GP variants read it as a kernel (SPEC 5)
@@ -46,19 +49,15 @@ def test_every_registered_variant_is_covered():
 def _model(variant, data, objective="elbo"):
     config = ModelConfig.from_dict({k: v for k, v in dict(COMMON, variant=variant, design=DESIGNS[variant],
                                                            objective=objective).items() if k != "progress"})
-    train = data.subset(data.split_index("train"))
-    design = Design(config.design).fit(train.covariates)
-    torch.manual_seed(0)
-    model = build_model(config, design, train, data.n_features, None)
-    levels = {n: list(c.levels) for n, c in train.covariates.items() if c.levels is not None}
-    return model, TensorData(data, design, config.subject, levels)
+    built = assemble.assemble(config, data, seed=0)
+    return built.model, built.tensors
 
 
 @pytest.mark.parametrize("variant", sorted(DESIGNS))
 def test_finite_loss_and_gradients_reach_every_parameter(variant, data):
     model, tensors = _model(variant, data)
     model.train()
-    model.prior.on_epoch_start(model, tensors)
+    model.start_epoch(tensors)
     batch = next(tensors.batches("train", 16, by=model.prior.batching, generator=torch.Generator().manual_seed(0)))
     terms = elbo(model, batch, int(tensors.indices("train").shape[0]))
     assert torch.isfinite(terms.loss), terms
@@ -112,3 +111,86 @@ def test_save_load_determinism_and_prediction_shapes(variant, data, tmp_path):
     np.testing.assert_allclose(loaded.latent(data), first.latent(data), atol=1e-5)
     for key, value in first.model.state_dict().items():
         torch.testing.assert_close(second.model.state_dict()[key], value, msg=f"{variant}: {key} differs")
+
+
+# -- the Prior seam (lmmvae.priors.base) --------------------------------------------------------
+@pytest.mark.parametrize("variant", sorted(DESIGNS))
+def test_infer_gives_posterior_and_kl_in_one_call_without_memory(variant, data):
+    """``infer`` returns ``q(z)`` [B, L] and finite scalar KL terms; ``kl=False`` gives the same
+    ``q(z)`` and no KL; a second call (another batch in between) gives the same answer: nothing is
+    remembered between calls. The seam has no ``posterior``/``kl`` pair to call in the wrong order."""
+    model, tensors = _model(variant, data)
+    model.start_epoch(tensors)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    first, second = list(tensors.batches("train", 16, by=model.prior.batching, generator=gen))[:2]
+    with torch.no_grad():
+        enc = model.encode(first)
+        out = model.prior.infer(enc, first)
+        model.prior.infer(model.encode(second), second)
+        again = model.prior.infer(enc, first)
+        alone = model.prior.infer(enc, first, kl=False)
+    assert isinstance(out, Inference) and alone.kl is None
+    assert out.q_z.mean.shape == (first.size, COMMON["latent_dim"]) == out.q_z.variance.shape
+    for terms in (out.kl, again.kl):
+        assert terms.local.shape == () and terms.global_.shape == ()
+        assert torch.isfinite(terms.local) and torch.isfinite(terms.global_)
+    torch.testing.assert_close(again.kl.local, out.kl.local)
+    torch.testing.assert_close(again.kl.global_, out.kl.global_)
+    for q in (again.q_z, alone.q_z):
+        torch.testing.assert_close(q.mean, out.q_z.mean)
+        torch.testing.assert_close(q.variance, out.q_z.variance)
+    assert not hasattr(model.prior, "posterior") and not hasattr(model.prior, "kl")
+    assert not [name for name in vars(model.prior) if "memo" in name]
+
+
+@pytest.mark.parametrize("variant", sorted(DESIGNS))
+def test_prior_is_built_from_options_json_summary_and_latent_size_alone(variant, data):
+    """The variant's summary survives JSON exactly, and the prior built from it alone has the
+    parameters and buffers (names, shapes, values of the data-dependent buffers) of the one fit built."""
+    model, _ = _model(variant, data)
+    config = ModelConfig.from_dict({"variant": variant, "design": DESIGNS[variant], "latent_dim": 3})
+    entry = variants.get(variant)
+    train = data.subset(data.split_index("train"))
+    from lmmvae.design import Design
+
+    summary = assemble.summarise(config, Design(config.design).fit(train.covariates), train.covariates)
+    text = json.dumps(summary, allow_nan=False)
+    assert json.loads(text) == summary
+    torch.manual_seed(0)
+    rebuilt = entry.build_prior(config.prior_options(variant=entry), json.loads(text), 3)
+    assert isinstance(rebuilt, Prior)
+    fitted_state, rebuilt_state = model.prior.state_dict(), rebuilt.state_dict()
+    assert set(rebuilt_state) == set(fitted_state)
+    for key, value in fitted_state.items():
+        assert rebuilt_state[key].shape == value.shape, f"{variant}: {key}"
+    for key in ("effects.inv_count_0", "view_grid", "inputs.shift", "inputs.scale"):  # data-dependent buffers
+        if key in fitted_state:
+            torch.testing.assert_close(rebuilt_state[key], fitted_state[key])
+
+
+def test_networks_are_conditioned_by_the_variant_declaration():
+    assert {name for name in DESIGNS if variants.get(name).conditional} == {"cvae"}
+
+
+@pytest.mark.parametrize("variant", sorted(DESIGNS))
+def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path, monkeypatch):
+    """With the HDF5 files and the checkpoint removed, a run loads without reading data or summarising
+    anything again, and predicts (and for ELBO runs, embeds) exactly as the fitted model."""
+    first = lmmvae.fit(data, seed=7, out=tmp_path / "run", variant=variant, design=DESIGNS[variant], **COMMON)
+    for path in tmp_path.joinpath("run").iterdir():
+        if path.suffix == ".h5" or path.name == "checkpoint.pt":
+            path.unlink()
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "config.json", "design.json", "prior.json", "covariates.json", "history.csv", "model.pt"}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load summarised the training data again")
+
+    monkeypatch.setattr(assemble, "summarise", refuse)
+    loaded = lmmvae.load(tmp_path / "run")
+    new = _unseen_covariates(data)
+    for key in ("y_pred", "z_mean", "z_var"):
+        np.testing.assert_array_equal(loaded.predict(new)[key], first.predict(new)[key])
+    np.testing.assert_array_equal(loaded.latent(data), first.latent(data))
+    assert loaded.evaluate(data) == first.evaluate(data)

@@ -82,7 +82,7 @@ def test_expected_kl_matches_monte_carlo_over_q_A():
     x = random_design(gen)
     q_z = Normal(torch.randn(B, L, generator=gen), torch.rand(B, L, generator=gen) + 0.3)
     batch = batch_of(x, gen)
-    analytic = prior.kl(q_z, Encoded(q_z.mean, q_z.variance), batch).local - prior.prior_kl(batch).local
+    analytic = prior.infer(Encoded(q_z.mean, q_z.variance), batch).kl.local - prior.prior_kl(batch).local
 
     mean, std = dense_tables(prior.effects)
     n_draws = 200_000
@@ -121,7 +121,7 @@ def test_gradients_of_random_effects_are_sparse():
     prior = make_prior(gen)
     x = random_design(gen, levels=torch.tensor([0, 0, 1, 1, 0, 1, 0]))
     q_z = Normal(torch.randn(B, L), torch.ones(B, L))
-    kl = prior.kl(q_z, Encoded(q_z.mean, q_z.variance), batch_of(x, gen))
+    kl = prior.infer(Encoded(q_z.mean, q_z.variance), batch_of(x, gen)).kl
     (kl.local + kl.global_).backward()
     grad = prior.effects.random_mean[0].grad
     assert grad.is_sparse
@@ -152,7 +152,7 @@ def test_slmm_groups_by_subject_and_predicts_with_training_offsets():
     x = DesignBatch(shared=torch.randn(B, Q_S, generator=gen))
     batch = Batch(index=torch.arange(B), y=torch.zeros(B, 1), mask=torch.ones(B, 1), x=x, covariates={}, subject=subjects)
     enc = Encoded(torch.randn(B, L, generator=gen), torch.rand(B, L, generator=gen) + 0.1)
-    q = prior.posterior(enc, batch)
+    q = prior.infer(enc, batch, kl=False).q_z
     for p in range(3):
         rows = subjects == p
         alone = subject_posterior(enc.mean[rows] - prior.effects.mean(x)[rows], enc.var[rows],

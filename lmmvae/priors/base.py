@@ -1,19 +1,36 @@
 """The ``Prior`` seam: one interface for every latent prior of the project (STYLE.md).
 
 A model is *prior × objective × networks*. The networks map observations to per-observation
-Gaussian encodings ``(μ_i, s_i²)`` and latents to likelihood parameters; the objective (ELBO or
-GSNN, :mod:`lmmvae.objectives`) asks the prior for four things:
+Gaussian encodings ``(μ_i, s_i²)`` (:class:`Encoded`) and latents to likelihood parameters; the
+prior is built by its variant from options, a JSON summary of the training split and the latent
+size (:mod:`lmmvae.variants`), never from the data themselves.
 
-* ``posterior(encoded, batch)``: the variational posterior ``q(z)`` of the batch rows. Most priors
-  use the encoder output as it is; the structured prior of sLMM-VAE (SPEC 3.2) and the sparse-GP
-  posterior of SVGP-VAE combine encodings across rows.
-* ``kl(q_z, encoded, batch)``: the regulariser of the ELBO for the batch, split into a *local* part
-  (a sum over the batch's rows or subjects, which the objective multiplies by ``batch.scale``) and a
-  *global* part (a term of the whole data set, such as ``KL(q(A) || p(A))``, added once).
-* ``sample(batch, n_samples)``: draws ``z ~ p(z | covariates)`` for GSNN training (SPEC 4).
-* ``predict(batch)``: the latent distribution at (possibly new) covariates for prediction
-  (SPEC 2.4, 3.4), after ``condition`` has been given the encodings of the training split.
+The contract (``tests/test_contract.py`` checks it for every registered variant):
 
+* ``infer(encoded, batch, kl=True) -> Inference``: in **one call** the variational posterior
+  ``q(z)`` of the batch rows and the ELBO's regulariser, split into a *local* part (a sum over the
+  batch's rows or subjects, which the objective multiplies by ``batch.scale``) and a *global* part
+  (a term of the whole data set, such as ``KL(q(A) || p(A))``, added once). ``kl=False`` skips the
+  regulariser (``Inference.kl`` is then ``None``): evaluation reads ``q(z)`` alone. Whatever work
+  ``q(z)`` and the KL share (sLMM-VAE's subject posterior, SPEC 3.2; SVGP-VAE's inducing posterior)
+  is done once inside the call; nothing is remembered between calls except the per-epoch state below.
+* ``sample(batch, n_samples) -> [S, B, L]`` and ``prior_kl(batch) -> KLTerms``: GSNN training
+  (SPEC 4) draws ``z ~ p(z | covariates)`` and keeps only the regulariser of the prior's own
+  parameters (default: none). A prior that cannot be trained by GSNN raises in ``sample``; the
+  variant says so (``Variant.gsnn``) so that the config refuses it first.
+* ``condition(encoded, batch)`` then ``predict(batch) -> Normal``: after training, the encodings of
+  every training row (and of no other row, SPEC 6) are handed over once; ``predict`` gives the
+  latent distribution at (possibly new) covariates from them (SPEC 2.4, 3.4). State kept by
+  ``condition`` lives in buffers, so that it is saved with the weights.
+* per-epoch state, declared: a prior with ``epoch_encodings = True`` (GPPVAE's cache) receives
+  ``on_epoch_start(encoded, batch)`` with the encodings of every training row before each training
+  epoch (computed by the model, :meth:`lmmvae.model.LatentVariableModel.start_epoch`); others
+  receive ``on_epoch_start(None, None)``. Only in training mode may ``infer`` update that state.
+* ``batching``: how minibatches are drawn ("observations" or "subjects", SPEC 3.3);
+  ``sparse_parameters()``: the embedding tables that get sparse gradients (SparseAdam).
+
+Conditioning of the *networks* on the design row (CVAE) is not the prior's business: the variant
+declares it (``Variant.conditional``) and the model is built with it.
 Priors are ``torch.nn.Module`` so their parameters train with the networks.
 """
 
@@ -48,53 +65,49 @@ class Encoded:
         return Normal(self.mean, self.var.sqrt())
 
 
+@dataclass
+class Inference:
+    """What :meth:`Prior.infer` returns: ``q(z)`` of the batch rows and the KL terms (or ``None``)."""
+
+    q_z: Normal  # [B, L]
+    kl: KLTerms | None
+
+
 class Prior(nn.Module):
-    """Base class of latent priors; subclasses implement ``kl``, ``sample`` and ``predict``."""
+    """Base class of latent priors; subclasses implement ``infer`` and ``predict`` (module docstring)."""
 
     #: how minibatches must be drawn: "observations" (i.i.d. rows) or "subjects" (whole subjects)
     batching: ClassVar[str] = "observations"
-    #: whether the model's networks take the design row as an extra input (CVAE)
-    conditional: ClassVar[bool] = False
+    #: whether ``on_epoch_start`` needs the encodings of every training row (GPPVAE's cache)
+    epoch_encodings: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int):
         super().__init__()
         self.latent_dim = latent_dim
 
-    def posterior(self, encoded: Encoded, batch: Batch) -> Normal:
-        """``q(z_i)`` for the batch rows; by default the encoder's Gaussian (SPEC 2.2)."""
-        return encoded.as_normal()
-
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z)`` of the batch rows and, with ``kl``, the regulariser of the ELBO (SPEC 2.3)."""
         raise NotImplementedError
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
         """``[n_samples, B, L]`` draws from the prior at the batch covariates (GSNN, SPEC 4)."""
         raise NotImplementedError(f"{type(self).__name__} does not support GSNN training")
 
+    def prior_kl(self, batch: Batch) -> KLTerms:
+        """The regulariser that does not involve ``q(z)`` (e.g. ``KL(q(A) || p(A))``, SPEC 2.3):
+        what GSNN training (SPEC 4) keeps. Default: none."""
+        zero = batch.y.new_zeros(())
+        return KLTerms(local=zero, global_=zero)
+
+    def condition(self, encoded: Encoded, batch: Batch) -> None:
+        """Remember what ``predict`` needs from the training split (every training row). Default: nothing."""
+
     def predict(self, batch: Batch) -> Normal:
         """Latent distribution at the batch covariates, for prediction and generation."""
         raise NotImplementedError
 
-    def condition(self, encoded: Encoded, batch: Batch) -> None:
-        """Remember what ``predict`` needs from the training split (e.g. subject offsets).
-
-        ``batch`` holds every training observation; ``encoded`` their encodings. Default: nothing.
-        """
-
-    def prior_kl(self, batch: Batch) -> KLTerms:
-        """The part of ``kl`` that does not involve ``q(z)`` (e.g. ``KL(q(A) || p(A))``, SPEC 2.3).
-
-        GSNN training (SPEC 4) keeps this term and drops the rest. Default: none.
-        """
-        zero = batch.y.new_zeros(())
-        return KLTerms(local=zero, global_=zero)
-
-    def on_epoch_start(self, model: nn.Module, data) -> None:
-        """Hook before each training epoch (``data``: :class:`lmmvae.loader.TensorData`).
-
-        Priors with state over the whole training set (GPPVAE's cache of latent means) refresh it
-        here. Default: nothing.
-        """
+    def on_epoch_start(self, encoded: Encoded | None, batch: Batch | None) -> None:
+        """Before each training epoch: the training rows' encodings if ``epoch_encodings``. Default: nothing."""
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive sparse gradients (embedding tables of random effects).

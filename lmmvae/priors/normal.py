@@ -6,16 +6,19 @@ import torch
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 
 
 class StandardNormalPrior(Prior):
     """``KL(N(μ, s²) || N(0, I))`` in closed form; predictions are the prior itself."""
 
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        q_z = encoded.as_normal()
+        if not kl:
+            return Inference(q_z, None)
         mu, s2 = q_z.mean, q_z.variance
-        kl = 0.5 * (s2 + mu.square() - 1 - s2.log())
-        return KLTerms(local=kl.sum(), global_=kl.new_zeros(()))
+        terms = 0.5 * (s2 + mu.square() - 1 - s2.log())
+        return Inference(q_z, KLTerms(local=terms.sum(), global_=terms.new_zeros(())))
 
     def predict(self, batch: Batch) -> Normal:
         zeros = torch.zeros(batch.size, self.latent_dim, device=batch.y.device)

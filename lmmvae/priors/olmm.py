@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 from lmmvae.priors.linear import MixedEffects
 from lmmvae.priors.slmm import GSNN_SIGMA_INIT
 
@@ -61,7 +61,7 @@ def _positive(value: float, learn: bool, shape=()) -> nn.Parameter | torch.Tenso
 class OLMMPrior(Prior):
     """SPEC 2: LMM prior over latents with q(A) Gaussian (or point) and analytic expected KL.
 
-    ``kl`` returns, per batch row, the expected ``KL(q(z_i) || p(z_i | x_i, A))`` of SPEC 2.3 plus
+    ``infer``'s KL is, per batch row, the expected ``KL(q(z_i) || p(z_i | x_i, A))`` of SPEC 2.3 plus
     the row's share of the random-effect part of ``KL(q(A) || p(A))`` (see
     :meth:`MixedEffects.kl_random_rows`) as the local term, and the KL of the shared rows as the
     global term. With ``q_A: point`` the KL of ``A`` reduces to the Gaussian penalty ``M²/(2τ²)``
@@ -106,8 +106,12 @@ class OLMMPrior(Prior):
         local = self.effects.kl_random_rows(batch.x, tau_r, rows).sum()
         return KLTerms(local=local, global_=self.effects.kl_shared(tau_s))
 
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
-        """SPEC 2.3: ``E_q(A) KL_il = ½[log σ_z² − log s² − 1 + (s² + (μ − x^T M)² + (x⊙x)^T(S⊙S)) / σ_z²]``."""
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z_i)`` is the encoder's Gaussian (SPEC 2.2); the KL is SPEC 2.3:
+        ``E_q(A) KL_il = ½[log σ_z² − log s² − 1 + (s² + (μ − x^T M)² + (x⊙x)^T(S⊙S)) / σ_z²]``."""
+        q_z = encoded.as_normal()
+        if not kl:
+            return Inference(q_z, None)
         mu, s2 = q_z.mean, q_z.variance  # [B, L]
         rows = self.effects.gather(batch.x)  # random-effect rows, gathered once for all three terms
         prior_mean = self.effects.mean(batch.x, rows)  # [B, L]
@@ -115,7 +119,7 @@ class OLMMPrior(Prior):
         sigma2 = self.sigma_z2
         kl_z = 0.5 * (sigma2.log() - s2.log() - 1 + (s2 + (mu - prior_mean).square() + prior_var_a) / sigma2)
         a = self._prior_kl(batch, rows)
-        return KLTerms(local=kl_z.sum() + a.local, global_=a.global_)
+        return Inference(q_z, KLTerms(local=kl_z.sum() + a.local, global_=a.global_))
 
     def prior_kl(self, batch: Batch) -> KLTerms:
         return self._prior_kl(batch)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
-from lmmvae.priors.base import Encoded, KLTerms, Prior
+from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
 from lmmvae.priors.linear import MixedEffects
 
 
@@ -106,18 +106,19 @@ class SLMMPrior(Prior):
         post = subject_posterior(encoded.mean - fixed, encoded.var, batch.subject, self.sigma_eps2)
         return fixed, post
 
-    def posterior(self, encoded: Encoded, batch: Batch) -> Normal:
+    def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
+        """``q(z_i) = N(A^T x_i + ν_p, ω_p²)`` and ``Σ_p KL(q(ε_p) ‖ N(0, σ_ε² I))`` from one subject
+        posterior (SPEC 3.2-3.3)."""
         fixed, post = self._subject_posterior(encoded, batch)
-        mean = fixed + post.mean[post.row_subject]
-        return Normal(mean, post.var[post.row_subject].sqrt())
-
-    def kl(self, q_z: Normal, encoded: Encoded, batch: Batch) -> KLTerms:
-        _, post = self._subject_posterior(encoded, batch)
+        q_z = Normal(fixed + post.mean[post.row_subject], post.var[post.row_subject].sqrt())
+        if not kl:
+            return Inference(q_z, None)
         s2 = self.sigma_eps2
-        kl = 0.5 * (s2.log() - post.var.log() - 1 + (post.var + post.mean.square()) / s2)
+        terms = 0.5 * (s2.log() - post.var.log() - 1 + (post.var + post.mean.square()) / s2)
         # the random rows' penalty is a sum over rows (weights 1/n_p); the subject KL a sum over
         # subjects: both are scaled by P/|B_subjects| with subject batches
-        return KLTerms(local=kl.sum() + self.prior_kl(batch).local, global_=kl.new_zeros(()))
+        local = terms.sum() + self.prior_kl(batch).local
+        return Inference(q_z, KLTerms(local=local, global_=terms.new_zeros(())))
 
     def prior_kl(self, batch: Batch) -> KLTerms:
         """``Σ_t Σ_p ‖A_{t,p}‖² / (2 τ_r²)``, the MAP penalty of the random-effect rows (SPEC 4),
