@@ -24,6 +24,7 @@ from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.objectives import get_objective
 from lmmvae.progress import progress
+from lmmvae.rundir import atomic_save  # noqa: F401  (checkpoints; also imported from here by older callers)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = {"model", "optimizers", "schedulers", "state", "generator", "torch_rng"}
@@ -42,12 +43,6 @@ class TrainState:
     best_epoch: int = 0
     best_state: dict | None = None
     history: list[dict] = field(default_factory=list)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary name, then rename: a killed job never leaves a partial file."""
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
 
 
 class Trainer:
@@ -114,7 +109,7 @@ class Trainer:
                        desc=f"{cfg.variant}/{cfg.objective}", enabled=self.progress)
         for epoch in bar:
             start = time.perf_counter()
-            self.model.prior.on_epoch_start(self.model, self.data)
+            self.model.start_epoch(self.data)  # the prior's per-epoch state (GPPVAE's cache)
             train = self._pass("train", train=True)
             if self.n_val:
                 val = self._pass("validation", train=False)["loss"]
