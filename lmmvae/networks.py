@@ -232,6 +232,26 @@ def _conv_encoder(image_shape: tuple[int, int], channels: list[int], hidden: lis
     )
 
 
+def _conv_decoder(start: tuple[int, int], channels: list[int], hidden: list[int], activation: type[nn.Module],
+                  conv: dict, latent_dim: int, condition_dim: int) -> Decoder:
+    """[z; cond] → FC ``hidden`` reversed → FC to a ``channels[-1] × start`` map, then one transposed
+    conv (``conv``: kernel, stride, padding) per channel, mirrored, down to one channel."""
+    h0, w0 = start
+    rev = [*channels[::-1], 1]
+    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h0, w0))]
+    for i, (c_in, c_out) in enumerate(zip(rev[:-1], rev[1:])):
+        up.append(nn.ConvTranspose2d(c_in, c_out, **conv))
+        if i < len(channels) - 1:
+            up.append(activation())
+    up.append(nn.Flatten())  # [N, 1, H, W] -> [N, D]
+    return Decoder(
+        trunk=_dense([latent_dim + condition_dim, *hidden[::-1], channels[-1] * h0 * w0], activation, last_activation=True),
+        body=nn.Sequential(*up),
+        latent_dim=latent_dim,
+        condition_dim=condition_dim,
+    )
+
+
 def _image_shape(name: str, image_shape, smallest: int, multiple: int = 1) -> tuple[int, int]:
     height, width = image_shape
     if height % multiple or width % multiple or min(height, width) < smallest:
@@ -248,19 +268,9 @@ def _health_mnist(options: HealthMNISTOptions, data_dim: int, latent_dim: int, i
     height, width = _image_shape("health_mnist", image_shape, smallest=2 ** (n + 1), multiple=2**n)
     encoder = _conv_encoder((height, width), channels, hidden, nn.ReLU, True, latent_dim, condition_dim, min_var)
     h0, w0 = height // 2**n, width // 2**n  # the map before the encoder's max-pool
-    rev = [*channels[::-1], 1]
-    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h0, w0))]
-    for i, (c_in, c_out) in enumerate(zip(rev[:-1], rev[1:])):
-        up.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))  # size -> 2 · size
-        if i < n - 1:
-            up.append(nn.ReLU())
-    up.append(nn.Flatten())  # [N, 1, H, W] -> [N, D]
-    decoder = Decoder(
-        trunk=_dense([latent_dim + condition_dim, *hidden[::-1], channels[-1] * h0 * w0], nn.ReLU, last_activation=True),
-        body=nn.Sequential(*up),
-        latent_dim=latent_dim,
-        condition_dim=condition_dim,
-    )
+    # transposed conv 4 s2 pad 1: size -> 2 · size
+    decoder = _conv_decoder((h0, w0), channels, hidden, nn.ReLU, dict(kernel_size=4, stride=2, padding=1),
+                            latent_dim, condition_dim)
     return encoder, decoder
 
 
@@ -285,19 +295,8 @@ def _rotating_mnist(options: RotatingMNISTOptions, data_dim: int, latent_dim: in
     height, width = _image_shape("rotating_mnist", image_shape, smallest=2 * n + 1)
     encoder = _conv_encoder((height, width), channels, hidden, nn.ELU, False, latent_dim, condition_dim, min_var)
     h0, w0 = height - 2 * n, width - 2 * n  # each unpadded stride-1 transposed conv 3 adds 2
-    rev = [*channels[::-1], 1]
-    up: list[nn.Module] = [nn.Unflatten(1, (channels[-1], h0, w0))]
-    for i, (c_in, c_out) in enumerate(zip(rev[:-1], rev[1:])):
-        up.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=1, padding=0))  # size -> size + 2
-        if i < n - 1:
-            up.append(nn.ELU())
-    up.append(nn.Flatten())  # [N, 1, H, W] -> [N, D]
-    decoder = Decoder(
-        trunk=_dense([latent_dim + condition_dim, *hidden[::-1], channels[-1] * h0 * w0], nn.ELU, last_activation=True),
-        body=nn.Sequential(*up),
-        latent_dim=latent_dim,
-        condition_dim=condition_dim,
-    )
+    decoder = _conv_decoder((h0, w0), channels, hidden, nn.ELU, dict(kernel_size=3, stride=1, padding=0),
+                            latent_dim, condition_dim)
     return encoder, decoder
 
 
