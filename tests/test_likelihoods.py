@@ -124,3 +124,16 @@ def test_initial_params_invert_the_mean_at_the_observed_training_mean(name, opti
     if name == "gaussian":  # variances start at the observed per-feature variance
         var = [np.var(y[mask[:, d] == 1, d], ddof=1) for d in range(4)]
         np.testing.assert_allclose(lik.variance.detach().numpy(), np.maximum(var, 1e-3), rtol=1e-4)
+
+
+def test_config_checks_likelihood_options_at_load():
+    from lmmvae.config import ModelConfig
+
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict({"likelihood": "bernoulli", "likelihood_options": {"bounded": True}}, where="m.yaml")
+    assert str(err.value) == "m.yaml: likelihood 'bernoulli': unknown option(s) bounded; valid: none"
+    with pytest.raises(ConfigError, match="option bounded must be true or false, got 'yes'"):
+        ModelConfig.from_dict({"likelihood_options": {"bounded": "yes"}})
+    options = ModelConfig.from_dict({"likelihood_options": {"learn_variance": False}}).typed_likelihood_options()
+    assert options.learn_variance is False and options.init_variance is None and options.min_variance == 1e-4
+    assert not any(p.requires_grad for p in build_likelihood("gaussian", 3, learn_variance=False).parameters())

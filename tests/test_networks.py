@@ -262,3 +262,15 @@ def test_cond_contract_is_enforced():
     encoder, decoder = build_networks("mlp", 10, L, condition_dim=2)
     with pytest.raises(ValueError, match="expects a condition"):
         decoder(torch.rand(2, L))
+
+
+def test_config_checks_network_options_at_load_naming_the_key_and_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict({"network": "physionet", "network_options": {"hiden": 8}}, where="m.yaml")
+    assert str(err.value) == "m.yaml: networks 'physionet': unknown option(s) hiden; valid: hidden, min_var"
+    with pytest.raises(ConfigError, match=r"^m.yaml: unknown network 'resnet'; valid: health_mnist, .*, trial$"):
+        ModelConfig.from_dict({"network": "resnet"}, where="m.yaml")
+    # typed options: each architecture's defaults are its table's widths, an int is a one-layer list
+    assert ModelConfig.from_dict({"network": "trial"}).typed_network_options().hidden == [25, 23]
+    assert ModelConfig.from_dict({"network": "physionet", "network_options": {"hidden": 8}}
+                                 ).typed_network_options().hidden == [8]
