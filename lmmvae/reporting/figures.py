@@ -74,7 +74,7 @@ def metrics_figure(frame: pd.DataFrame, spec: dict):
         else:
             _by_model_panel(ax, sub, order, spec.get("sweep_parameter"))
         if (sub["value"] >= 0).all():  # MSE, MCC: bars and gaps read against zero, not a zoomed axis
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, max(ax.get_ylim()[1], 1.08 * sub["value"].max()))
         ax.set_title(f"{spec['metrics'][metric]}\n({_sample_size(sub)})", fontsize=10)
         ax.set_ylabel(spec["metrics"][metric])
         drawn.append(ax)
@@ -270,7 +270,7 @@ def latent_effects_figure(grid: pd.DataFrame, z: np.ndarray, covariate: str, tit
         ax.plot(grid[covariate][shared], z[shared, d], color="black", linewidth=2.5,
                 label="shared effect")
         ax.set_xlabel(covariate)
-        ax.set_ylabel(f"z[{d}]")
+        ax.set_ylabel(f"z[{d}] (latent units)")
         ax.set_title(f"latent dimension {d}")
     axes[0, -1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle(f"{title}: shared effect of {covariate} and subject offsets", y=1.02)
