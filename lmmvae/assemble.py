@@ -3,7 +3,7 @@ a run directory (``load``).
 
 A model is rebuilt from a :class:`Recipe`, which is all JSON: the model config, the fitted design
 (SPEC 1), the variant's summary of the training split (:mod:`lmmvae.variants`: level counts,
-subjects, initial inducing points, view grid…), the kinds and levels of the training covariates
+subjects, initial inducing points, view grid…), the training covariates (kinds, levels, values)
 and the data's shape. :func:`build` makes networks × likelihood × prior from a recipe and nothing
 else, so a run directory loads from its JSON files and weights alone (:func:`read_recipe`).
 :func:`assemble` is the sequence from data: seed → split → checks → ``Design.fit`` → summary →
@@ -42,7 +42,7 @@ class Recipe:
     config: ModelConfig
     design: FittedDesign
     prior: dict  # the variant's summary of the training split (prior.json)
-    covariates: dict[str, Covariate]  # the training covariates (kinds and levels are what is kept)
+    covariates: dict[str, Covariate]  # the training covariates (covariates.json)
     info: dict[str, Any]  # data_dim, image_shape, seed, feature names, data name / path / fingerprint
 
     @property

@@ -2,7 +2,7 @@
 
 A run directory holds ``config.json`` (model config, seed, data summary), ``design.json`` (the
 fitted design), ``prior.json`` (the variant's summary of the training split, :mod:`lmmvae.variants`),
-``covariates.json`` (kinds and levels of the training covariates), ``history.csv``,
+``covariates.json`` (kinds, levels and values of the training covariates), ``history.csv``,
 ``checkpoint.pt`` (every epoch, for ``--resume``) and, written last, ``model.pt``. A model is
 rebuilt from the JSON files and ``model.pt`` alone (:mod:`lmmvae.assemble`); no data are read.
 This module writes them, decides what ``fit`` may do with an existing run directory, and reads one
@@ -84,12 +84,22 @@ def write_run_files(run_dir: Path, config, design, covariates: dict, info: dict,
     run_dir.mkdir(parents=True, exist_ok=True)
     texts = {"config.json": _json({"model": config.to_dict(), "info": info}, run_dir, "config"),
              "design.json": _json(design.to_dict(), run_dir, "design"),
-             COVARIATES_FILE: _json({name: {"kind": c.kind, "levels": c.levels} for name, c in covariates.items()},
-                                    run_dir, "covariates")}
+             COVARIATES_FILE: _json({name: _covariate_record(c) for name, c in covariates.items()}, run_dir,
+                                    "covariates")}
     if prior is not None:
         texts[PRIOR_FILE] = _json(prior, run_dir, "prior summary")
     for name, text in texts.items():
         write_text(text, run_dir / name)
+
+
+def _covariate_record(cov) -> dict:
+    """A training covariate as JSON: kind, levels, and the values (codes, or floats with ``null`` for
+    a non-finite one), which prediction helpers read (reference values, grids, seen levels)."""
+    if cov.is_coded:
+        values = [int(v) for v in cov.values]
+    else:
+        values = [float(v) if np.isfinite(v) else None for v in cov.values]
+    return {"kind": cov.kind, "levels": cov.levels, "values": values}
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -250,7 +260,7 @@ def read_prior(run_dir: Path) -> dict:
 
 
 def read_covariates(run_dir: Path) -> dict:
-    """``covariates.json`` as ``{name: Covariate}`` with no values (kinds and levels of training)."""
+    """``covariates.json`` as ``{name: Covariate}``: the training covariates' kinds, levels and values."""
     from lmmvae.h5 import Covariate, DataFormatError
 
     path = run_dir / COVARIATES_FILE
@@ -259,7 +269,8 @@ def read_covariates(run_dir: Path) -> dict:
                        "with `lmmvae fit --overwrite`")
     saved = read_json(path)
     try:
-        return {name: Covariate(np.zeros(0), c["kind"], c["levels"]) for name, c in saved.items()}
+        return {name: Covariate(np.array(c["values"], dtype=float), c["kind"], c["levels"])
+                for name, c in saved.items()}
     except (AttributeError, KeyError, TypeError, DataFormatError) as err:
         raise RunError(f"{path}: not a covariate record ({type(err).__name__}: {str(err)[:80]}); retrain the run") from None
 

@@ -194,3 +194,8 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
         np.testing.assert_array_equal(loaded.predict(new)[key], first.predict(new)[key])
     np.testing.assert_array_equal(loaded.latent(data), first.latent(data))
     assert loaded.evaluate(data) == first.evaluate(data)
+    assert set(loaded.train_covariates) == set(first.train_covariates)
+    for name, cov in first.train_covariates.items():  # what prediction helpers read (grids, reference values)
+        same = loaded.train_covariates[name]
+        assert (same.kind, same.levels) == (cov.kind, cov.levels)
+        np.testing.assert_array_equal(same.values, cov.values)
