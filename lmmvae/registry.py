@@ -9,6 +9,7 @@ valid keys of ``prior:``, :mod:`lmmvae.variants`). Errors a user can cause are o
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Generic, Iterator, TypeVar
 
 from lmmvae.errors import ConfigError
@@ -17,11 +18,22 @@ Entry = TypeVar("Entry")
 
 
 class Registry(Generic[Entry]):
-    """``{name: entry}`` for one kind of choice; ``what`` names the kind in error messages."""
+    """``{name: entry}`` for one kind of choice; ``what`` names the kind in error messages.
 
-    def __init__(self, what: str):
+    ``providers``: modules that register entries when imported, imported on the first look-up of a
+    name not yet registered (so that a registry can list entries defined in packages it must not
+    import eagerly, as :mod:`lmmvae.variants` lists the baselines)."""
+
+    def __init__(self, what: str, providers: tuple[str, ...] = ()):
         self.what = what
+        self.providers = providers
         self._entries: dict[str, Entry] = {}
+
+    def _load(self, name: str | None = None) -> None:
+        for module in self.providers:
+            if name is not None and name in self._entries:
+                return
+            importlib.import_module(module)
 
     def register(self, entry: Entry) -> Entry:
         name = entry.name  # type: ignore[attr-defined]
@@ -30,20 +42,25 @@ class Registry(Generic[Entry]):
         return entry
 
     def get(self, name: str) -> Entry:
+        self._load(name)
         if name not in self._entries:
             raise ConfigError(f"unknown {self.what} {name!r}; valid: {', '.join(sorted(self._entries))}")
         return self._entries[name]
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load(name)  # type: ignore[arg-type]
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        self._load()
+        return iter(list(self._entries))
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
     def __getitem__(self, name: str) -> Entry:

@@ -1,6 +1,8 @@
 """Networks (SPEC 7, appendix J): the tables' layers and widths, shapes, conditioning, sample dims,
 gradients, bounded image means through the likelihood, configuration errors."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -274,3 +276,20 @@ def test_config_checks_network_options_at_load_naming_the_key_and_the_valid_ones
     assert ModelConfig.from_dict({"network": "trial"}).typed_network_options().hidden == [25, 23]
     assert ModelConfig.from_dict({"network": "physionet", "network_options": {"hidden": 8}}
                                  ).typed_network_options().hidden == [8]
+
+
+def test_registry_imports_its_providers_on_first_look_up(tmp_path, monkeypatch):
+    """A registry lists entries registered by modules it imports lazily (as variants lists baselines)."""
+    from lmmvae.registry import Registry
+
+    registry = Registry("widget", providers=("widget_provider_for_test",))
+    (tmp_path / "widget_provider_for_test.py").write_text(
+        "from types import SimpleNamespace\nimport test_networks_registry_hook as hook\n"
+        "hook.REGISTRY.register(SimpleNamespace(name='knob'))\n")
+    hook = type(sys)("test_networks_registry_hook")
+    hook.REGISTRY = registry
+    monkeypatch.setitem(sys.modules, "test_networks_registry_hook", hook)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registry.get("knob").name == "knob" and registry.names() == ["knob"]
+    with pytest.raises(ConfigError, match=r"^unknown widget 'dial'; valid: knob$"):
+        registry.get("dial")
