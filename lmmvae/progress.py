@@ -5,7 +5,8 @@ output) it becomes one unreadable line of frames. When the stream is not a termi
 :class:`Progress` prints instead one ordinary line per ``1/lines`` of the total (and the last
 item), e.g. ``vae/elbo: 20/200 epochs (10 %), 6.1 s, loss=-1482 val=-1492 best=3``.
 
-``delay`` keeps quick loops silent: nothing is shown before that many seconds have passed.
+In a Jupyter notebook the bar is tqdm's widget. ``delay`` keeps quick loops silent: nothing is
+shown before that many seconds have passed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Progress:
         self._shown = initial  # the count of the last line printed
         self._step = max(1, math.ceil(total / max(lines, 1))) if total else 100
         self._bar = None
-        if enabled and _is_terminal(self.stream):
+        if enabled and (_is_terminal(self.stream) or (stream is None and "ipykernel" in sys.modules)):
+            # a terminal, or a Jupyter notebook (tqdm.auto draws a widget there, not frames)
             from tqdm.auto import tqdm
 
             self._bar = tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, delay=delay,
