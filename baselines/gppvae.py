@@ -22,7 +22,8 @@ Implemented, in the paper's numbering:
 Deviations, with reasons:
 
 * The cache is refreshed from the encodings of the whole training split at the start of every
-  epoch (``epoch_encodings``: the model encodes them and hands them to ``on_epoch_start``), and batch entries are refreshed after every step; the paper's code
+  epoch (``epoch_encodings``: the model encodes them and hands them to ``on_epoch_start``), and
+  batch entries after every step (inside ``infer``, in training mode only); the paper's code
   recomputes the GP gradient once per epoch. Per-step recomputation is the more exact Taylor point.
 * View features come from a Cholesky root on at most ``max_view_rank`` grid views (the distinct
   training views, or their quantiles when there are more): exact when views are discrete (Rotating
