@@ -9,6 +9,7 @@ import numpy as np
 
 from lmmvae.atomic import atomic_output
 from lmmvae.h5 import SPLITS, LongitudinalData
+from lmmvae.reporting.subjects import choose_subjects, subject_codes, subject_label
 
 _SPLIT_LETTER = {SPLITS["train"]: "T", SPLITS["validation"]: "V", SPLITS["test"]: "X"}
 
@@ -23,13 +24,6 @@ def _time_covariate(data: LongitudinalData) -> str | None:
     return None
 
 
-def _subject_codes(data: LongitudinalData) -> np.ndarray:
-    for cov in data.covariates.values():
-        if cov.kind == "id":
-            return cov.values
-    return np.zeros(data.n_obs, dtype=np.int64)
-
-
 def summary(data: LongitudinalData, source: str = "") -> str:
     """Human-readable summary: sizes, subjects, split, missing rate, covariates with kinds."""
     n, d = data.y.shape
@@ -38,7 +32,7 @@ def summary(data: LongitudinalData, source: str = "") -> str:
              f"seed {data.attrs.get('seed', '-')})"]
     lines.append(f"  N = {n} observations, D = {d} features"
                  + (f" (images {'x'.join(map(str, image))})" if image else ""))
-    lines.append(f"  subjects: {len(np.unique(_subject_codes(data)))}")
+    lines.append(f"  subjects: {len(np.unique(subject_codes(data)))}")
     counts = {name: int((data.split == code).sum()) for name, code in SPLITS.items()}
     lines.append("  split: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     lines.append(f"  missing rate: {100 * (1 - data.mask.mean()):.1f} % of entries")
@@ -66,72 +60,10 @@ def summary(data: LongitudinalData, source: str = "") -> str:
     return "\n".join(lines)
 
 
-#: binary covariates of which a subject with value 1 is drawn first when there is one: Health
-#: MNIST's diseased subjects show the effect the models must learn, healthy ones barely change.
-PREFER = ("diseasePresence",)
-
-
-def _subject_level(data: LongitudinalData) -> list[str]:
-    """Covariates constant within every subject (sex, diseasePresence; not age or diseaseAge)."""
-    subject = _subject_codes(data)
-    names = []
-    for name, cov in data.covariates.items():
-        if cov.kind in ("id", "time"):
-            continue
-        order = np.lexsort((cov.values, subject))
-        same_subject = subject[order][1:] == subject[order][:-1]
-        if not np.any(same_subject & (cov.values[order][1:] != cov.values[order][:-1])):
-            names.append(name)
-    return names
-
-
-def subject_covariates(data: LongitudinalData, code: int, names: list[str] | None = None) -> dict[str, object]:
-    """The subject-level covariates of subject ``code`` (constant within every subject: sex,
-    diseasePresence, ...; ``names`` if given) by name, categorical ones as their level."""
-    rows = np.flatnonzero(_subject_codes(data) == code)
-    out = {}
-    for name in (_subject_level(data) if names is None else names) if rows.size else []:
-        cov = data.covariates[name]
-        value = cov.values[rows[0]]
-        out[name] = cov.levels[int(value)] if cov.levels is not None else (
-            int(value) if cov.kind == "binary" else float(value))
-    return out
-
-
-def subject_label(data: LongitudinalData, code: int, max_covariates: int = 4) -> str:
-    """``subject <id>`` and, one per line, up to ``max_covariates`` of its constant covariates."""
-    levels = next((c.levels for c in data.covariates.values() if c.kind == "id"), None)
-    name = levels[code] if levels is not None else code
-    static = list(subject_covariates(data, code).items())[:max_covariates]
-    return "\n".join([f"subject {name}"] + [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                             for k, v in static])
-
-
-def choose_subjects(data: LongitudinalData, candidates, n_subjects: int) -> list[int]:
-    """``n_subjects`` of ``candidates`` (subject codes, in order of preference) that show the
-    data's variety: first one with value 1 of a :data:`PREFER` covariate (a diseased subject) if
-    any, then, greedily, the one adding most unseen values of the constant binary and categorical
-    covariates (the lowest code on ties)."""
-    candidates = [int(c) for c in candidates]
-    names = _subject_level(data)
-    described = {c: {(k, str(v)) for k, v in subject_covariates(data, c, names).items()
-                     if data.covariates[k].kind in ("binary", "categorical")} for c in candidates}
-    chosen: list[int] = []
-    for name in PREFER:
-        hit = next((c for c in candidates if (name, "1") in described[c]), None)
-        if hit is not None and hit not in chosen and len(chosen) < n_subjects:
-            chosen.append(hit)
-    while len(chosen) < min(n_subjects, len(candidates)):
-        seen = set().union(*(described[c] for c in chosen)) if chosen else set()
-        rest = [c for c in candidates if c not in chosen]
-        chosen.append(max(rest, key=lambda c: (len(described[c] - seen), -rest.index(c))))
-    return chosen
-
-
 def _example_subjects(data: LongitudinalData, n_subjects: int) -> list[int]:
     """Subjects with test observations first (they show the split), then the others; within each,
     chosen by :func:`choose_subjects` (a diseased subject among them where there is one)."""
-    subject = _subject_codes(data)
+    subject = subject_codes(data)
     tested = np.unique(subject[data.split == SPLITS["test"]])
     others = np.setdiff1d(np.unique(subject), tested)
     half = n_subjects // 2 if len(others) else n_subjects
@@ -147,7 +79,7 @@ def plot_examples(data: LongitudinalData, path: str | os.PathLike, n_subjects: i
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    subject, time_name = _subject_codes(data), _time_covariate(data)
+    subject, time_name = subject_codes(data), _time_covariate(data)
     time = data.covariates[time_name].values if time_name else np.arange(data.n_obs, dtype=float)
     subjects = _example_subjects(data, n_subjects)
     if data.image_shape:

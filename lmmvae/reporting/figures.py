@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lmmvae.atomic import atomic_output  # noqa: E402
-from lmmvae.datasets.show import choose_subjects, subject_label  # noqa: E402
 from lmmvae.errors import ConfigError  # noqa: E402
 from lmmvae.h5 import SPLITS, LongitudinalData  # noqa: E402
+from lmmvae.reporting.subjects import choose_subjects, subject_label  # noqa: E402
 
 #: axis labels of the usual sweep parameters (others are shown by their config name)
 PARAMETER_LABELS = {"latent_dim": "latent dimensions (latent_dim)",
@@ -172,7 +172,7 @@ def trajectories_figure(data: LongitudinalData, y_pred: np.ndarray, subjects: in
                         steps: int = 10, title: str = "", time: str | None = None):
     """Truth (``y_full`` where known, else ``y``) and prediction of ``subjects`` test subjects, at up
     to ``steps`` time points spread over each trajectory. The subjects are chosen by
-    :func:`lmmvae.datasets.show.choose_subjects` (a diseased Health MNIST subject among them when
+    :func:`lmmvae.reporting.subjects.choose_subjects` (a diseased Health MNIST subject among them when
     the test split has one); each row pair is labelled with the subject's id and covariates."""
     if data.image_shape is None:
         raise ConfigError(f"{data.name}: trajectories need image data (no image_shape attribute)")
