@@ -199,3 +199,26 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
         same = loaded.train_covariates[name]
         assert (same.kind, same.levels) == (cov.kind, cov.levels)
         np.testing.assert_array_equal(same.values, cov.values)
+
+
+@pytest.mark.parametrize("variant", ["olmm", "lvae"])
+def test_run_written_before_prior_json_loads_from_its_train_covariates(variant, data, tmp_path):
+    """A run directory of an earlier version (train_covariates.h5, no prior.json / covariates.json)
+    is summarised once more from its HDF5 file at load, as it was then, and predicts the same."""
+    from lmmvae.api import _write_run_files
+
+    first = lmmvae.fit(data, seed=7, out=tmp_path / "run", variant=variant, design=DESIGNS[variant], **COMMON)
+    run = tmp_path / "run"
+    _write_run_files(run, first.config, first.design, first.train_covariates, first.info)  # + train_covariates.h5
+    (run / "prior.json").unlink()
+    (run / "covariates.json").unlink()
+    new = _unseen_covariates(data)
+    np.testing.assert_array_equal(lmmvae.load(run).predict(new)["y_pred"], first.predict(new)["y_pred"])
+
+
+def test_missing_prior_summary_is_a_one_line_error(data, tmp_path):
+    lmmvae.fit(data, seed=7, out=tmp_path / "run", variant="olmm", design=DESIGNS["olmm"], **COMMON)
+    (tmp_path / "run" / "prior.json").unlink()
+    with pytest.raises(lmmvae.errors.RunError, match=r"prior\.json: missing .*retrain") as err:
+        lmmvae.load(tmp_path / "run")
+    assert "\n" not in str(err.value)
