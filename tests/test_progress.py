@@ -44,3 +44,22 @@ def test_terminal_gets_a_tqdm_bar():
     tty = _Terminal()
     assert list(progress(range(3), desc="bar", stream=tty)) == [0, 1, 2]
     assert "\r" in tty.getvalue() and "bar" in tty.getvalue()
+
+
+def test_fit_writes_plain_epoch_lines_and_ends_with_best_epoch_and_val_loss(tmp_path, capsys):
+    """What a Snakemake `log:` file of `lmmvae fit` gets (stderr is not a terminal under pytest)."""
+    from lmmvae.cli import main
+    from lmmvae.h5 import write_h5
+    from simulate import simulate_lmm
+
+    data = write_h5(simulate_lmm(n_subjects=12, n_times=5, n_future=1), tmp_path / "sim.h5")
+    model = tmp_path / "model.yaml"
+    model.write_text('variant: olmm\ndesign: "~ time + (1 | id)"\nlatent_dim: 2\nnetwork: mlp\nepochs: 4\n'
+                     "batch_size: 32\n")
+    assert main(["fit", "--data", str(data), "--model", str(model), "--out", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in err
+    epochs = [line for line in err.splitlines() if line.startswith("olmm/elbo: ")]
+    assert [line.split(" ")[1] for line in epochs] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("val=" in line and "best=" in line for line in epochs)
+    assert "best epoch" in out and "validation loss" in out and "hit the epoch budget" in out
