@@ -104,8 +104,12 @@ class LMMVAE:
         y_hat = predict.posterior_rows(self, tensors, tensors.indices(None), what="impute")["y_impute"]
         return np.where(data.mask.astype(bool), data.y, y_hat)
 
-    def latent(self, data: LongitudinalData) -> np.ndarray:
-        """Posterior latent means ``E q(z_i)`` for every row: [N, L]."""
+    def latent(self, data: LongitudinalData, give_var: bool = False):
+        """Posterior latent means ``E q(z_i)`` for every row: [N, L]; with ``give_var``, the pair
+        ``(means, variances)`` of ``q(z_i)`` (:func:`lmmvae.intervals.latent_posterior`)."""
+        if give_var:
+            from lmmvae.intervals import latent_posterior
+            return latent_posterior(self, data)
         tensors = self.tensors(data)
         return predict.posterior_rows(self, tensors, tensors.indices(None), what="latent")["z_mean"]
 
@@ -119,6 +123,38 @@ class LMMVAE:
         self.recipe.write(run_dir)
         rundir.write_model(self.model, run_dir)
         return run_dir
+
+    # -- answers: tables, summary, effects (lmmvae.intervals, lmmvae.summary, lmmvae.effects) -----
+    #: the run directory the model was fitted into or loaded from (None: fitted without ``out``)
+    run_dir: Path | None = None
+
+    def predict_frame(self, covariates, level: float = 0.9, n_samples: int | None = None):
+        """``covariates`` (a DataFrame) then ``F_mean, F_lower, F_upper`` per feature, same index (:mod:`lmmvae.intervals`)."""
+        from lmmvae.intervals import N_SAMPLES, predict_frame
+        return predict_frame(self, covariates, level=level, n_samples=n_samples or N_SAMPLES)
+
+    def summary(self):
+        """Fixed effects, random-effect variances, noise scales and training (:func:`lmmvae.summary.summarise`)."""
+        from lmmvae.summary import summarise
+        return summarise(self)
+
+    def effect(self, covariate: str, png: str | os.PathLike | None = None, n_points: int | None = None,
+               level: float = 0.9):
+        """The decoded effect of ``covariate`` on a grid, others at reference values; drawn to ``png`` if given (:mod:`lmmvae.effects`)."""
+        from lmmvae.effects import covariate_effect, plot_effect
+        if png is not None:
+            return plot_effect(self, covariate, png, n_points=n_points, level=level)
+        return covariate_effect(self, covariate, n_points=n_points or 25, level=level)
+
+    @property
+    def history(self):
+        """The run's ``history.csv`` as a DataFrame (one row per epoch)."""
+        from lmmvae.summary import history_frame
+        return history_frame(self.run_dir)
+
+    def __repr__(self) -> str:
+        from lmmvae.summary import describe
+        return describe(self)
 
 
 def _write_run_files(run_dir: Path, config: ModelConfig, design: FittedDesign,
@@ -184,6 +220,7 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
         if plan is not None:
             rundir.write_model(model, run_dir)
             plan.commit()
+            fitted.run_dir = Path(out)
     except BaseException as err:
         if plan is not None:
             plan.abort(interrupted=not isinstance(err, Exception))
@@ -207,4 +244,6 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
     rundir.load_weights(model, run_dir / MODEL_FILE)
     dev = choose_device(recipe.config.device)
     model.to(dev).eval()
-    return _fitted(recipe, model, dev)
+    fitted = _fitted(recipe, model, dev)
+    fitted.run_dir = run_dir
+    return fitted

@@ -31,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.levels import is_blank, match_levels
+from lmmvae.levels import is_blank, match_levels, plain_value
+from lmmvae.progress import Progress
 
 #: Monte Carlo draws per row for the interval bounds (the 5 % / 95 % quantiles need a few hundred)
 N_SAMPLES = 500
@@ -72,7 +73,7 @@ def check_covariates(fitted, frame, where: str = "covariates",
     needed = needed_columns(fitted)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise ConfigError(f"{where}: lacks covariate column(s) {', '.join(missing)} "
+        raise ConfigError(f"{where}: lacks column(s) {', '.join(missing)} "
                           f"(the model uses: {', '.join(needed)})")
     clean = {}
     for name in needed:
@@ -80,9 +81,9 @@ def check_covariates(fitted, frame, where: str = "covariates",
         blank = np.array([is_blank(v) for v in column], dtype=bool)
         if blank.any():
             i = int(np.flatnonzero(blank)[0])
-            raise ConfigError(f"{where}: column {name!r} is empty at {row(i)}; predictions need every covariate")
+            raise ConfigError(f"{where}: column {name!r} is blank at {row(i)}; predictions need every covariate")
         if ref.levels is not None:  # categorical, id, or a binary column with text levels
-            values = [v.item() if hasattr(v, "item") else v for v in column]
+            values = [plain_value(v) for v in column]
             codes = match_levels(values, list(ref.levels))
             if ref.kind != "id" and (codes < 0).any():  # an unseen subject: population prediction
                 i = int(np.flatnonzero(codes < 0)[0])
@@ -95,11 +96,11 @@ def check_covariates(fitted, frame, where: str = "covariates",
         bad = ~np.isfinite(numbers)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {column.iloc[i]!r} is not a finite number "
+            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r} is not a finite number "
                               f"({name} is {ref.kind})")
         if ref.kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
             i = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
-            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {column.iloc[i]!r}; {name} is binary (0 or 1)")
+            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r}; {name} is binary (0 or 1)")
         clean[name] = numbers
     return pd.DataFrame(clean, index=frame.index)
 
@@ -157,7 +158,7 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
     chunk = max(1, MAX_DRAWS // (n_samples * max(d, 1)))
     out: dict[str, list] = {"y_pred": [], "y_lower": [], "y_upper": [], "z_mean": [], "z_var": []}
     with torch.no_grad():
-        for start in range(0, n, chunk):
+        for start in Progress(range(0, n, chunk), desc="lmmvae: predictive intervals", unit="batches", delay=2.0):
             batch = tensors.batch(rows[start:start + chunk])
             dist = model.prior.predict(batch)  # latent predictive at the covariates (SPEC 2.4, 3.4)
             z = dist.mean + dist.stddev * eps.to(dist.mean.dtype)  # [S, B, L]
@@ -255,23 +256,17 @@ def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, leve
 
 def latent_posterior(fitted, data) -> tuple[np.ndarray, np.ndarray]:
     """Posterior latent means and variances ``[N, L]`` of every row of ``data`` (``q(z_i)``, SPEC 2.2;
-    sLMM-VAE pools each subject's rows of ``data``, SPEC 3.2). Needs the encoder (not after GSNN)."""
+    sLMM-VAE pools each subject's rows of ``data``, SPEC 3.2). A RunError after GSNN (SPEC 4)."""
     import torch
 
-    from lmmvae.priors.base import Encoded
+    from lmmvae.predict import encode_rows, has_posterior
 
+    if not has_posterior(fitted):
+        raise RunError("latent variances need the encoder's posterior, which a model trained by GSNN does not "
+                       "have (SPEC 4); train with objective: elbo")
     tensors = fitted.tensors(data)
-    model = fitted.model.eval()
     rows = tensors.indices(None)
     with torch.no_grad():
-        parts = [model.encode(tensors.batch(rows[s:s + 512])) for s in range(0, int(rows.shape[0]), 512)]
-        if not parts:
-            empty = np.zeros((0, model.latent_dim), np.float32)
-            return empty, empty.copy()
-        encoded = Encoded(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts]))
-        batch = tensors.batch(rows)
-        if hasattr(model.prior, "infer"):  # the one-call seam: q(z) without the KL
-            q_z = model.prior.infer(encoded, batch, kl=False).q_z
-        else:
-            q_z = model.prior.posterior(encoded, batch)
+        encoded = encode_rows(fitted, tensors, rows)
+        q_z = fitted.model.eval().prior.infer(encoded, tensors.batch(rows), kl=False).q_z  # [N, L]
     return q_z.mean.cpu().numpy(), q_z.variance.cpu().numpy()

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: sub-modules of lmmvae.cli that register commands, in help order
-_COMMAND_MODULES = ("models", "data", "report")
+_COMMAND_MODULES = ("models", "answers", "data", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

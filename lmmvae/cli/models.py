@@ -1,4 +1,4 @@
-"""`lmmvae fit | evaluate | mcc | predict`: the commands the workflow calls."""
+"""`lmmvae fit | evaluate | mcc`: the commands the workflow calls (`predict`: lmmvae/cli/answers.py)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="JSON to write (default: print)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.set_defaults(handler=_mcc)
-
-    p = subparsers.add_parser("predict", help="generate at new covariates (CSV with one column per covariate)")
-    p.add_argument("--run", required=True, help="run directory written by lmmvae fit")
-    p.add_argument("--covariates", required=True, help="CSV; columns named as the data's covariates")
-    p.add_argument("--out", required=True, help="HDF5 with /y_pred, /z_mean, /z_var (mixedlm, mean: /y_pred, /y_var)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.set_defaults(handler=_predict)
 
 
 def _fit(args) -> int:
@@ -198,17 +191,3 @@ def _mcc(args) -> int:
     print(f"mcc={value:.4f}")
     return 0
 
-
-def _predict(args) -> int:
-    from lmmvae.api import load
-    from lmmvae.tables import read_csv
-
-    fitted = load(args.run, device=args.device)
-    train = fitted.train_covariates
-    needed = set(fitted.design.covariate_names) | ({fitted.config.subject} & set(train))
-    frame = read_csv(args.covariates, kinds={n: train[n].kind for n in needed if n in train},
-                     required=tuple(sorted(needed)))
-    out = fitted.predict(frame)
-    _write_arrays(out, args.out)
-    print(f"lmmvae: {len(out['y_pred'])} predictions -> {args.out}")
-    return 0

@@ -1,0 +1,202 @@
+"""Answers out (issue 12 item 2): predictive intervals as a table, the summary, the decoded effect of
+a covariate, history / repr / latent variances — on simulated data with known effects."""
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lmmvae
+from lmmvae.cli import main
+from lmmvae.effects import covariate_effect, plot_effect
+from lmmvae.errors import ConfigError
+from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.intervals import predict_frame
+
+DESIGN = "~ time + sex + site + (1 | id)"
+N_SUBJECTS, N_TIMES, D = 40, 8, 6
+BETA, GAMMA = np.array([2.0, -1.5]), np.array([1.0, 1.0])  # effects of time and sex on z (2-D)
+
+
+def simulate(seed=1, noise=0.5):
+    """``z = β t + γ sex + b_p``, ``y = tanh(W z) + noise`` with ``W`` returned; a categorical ``site``
+    without effect; every other subject's last 3 visits are test, the rest train/validation."""
+    rng = np.random.default_rng(seed)
+    subject = np.repeat(np.arange(N_SUBJECTS), N_TIMES)
+    time = np.tile(np.linspace(0.0, 1.0, N_TIMES), N_SUBJECTS)
+    sex = np.repeat(rng.integers(0, 2, N_SUBJECTS), N_TIMES)
+    site = np.repeat(rng.integers(0, 3, N_SUBJECTS), N_TIMES)
+    b = rng.normal(0.0, 0.8, size=(N_SUBJECTS, 2))
+    w = rng.normal(size=(2, D)) / np.sqrt(2)
+    z = time[:, None] * BETA + sex[:, None] * GAMMA + b[subject]
+    y = np.tanh(z @ w) + noise * rng.normal(size=(len(z), D))
+    split = np.where(rng.random(len(z)) < 0.15, 1, 0)
+    split[(subject % 2 == 0) & (np.tile(np.arange(N_TIMES), N_SUBJECTS) >= N_TIMES - 3)] = 2
+    data = LongitudinalData(
+        y=y.astype(np.float32), mask=np.ones_like(y, dtype=np.uint8), split=split,
+        covariates={"time": Covariate(time, "time"), "sex": Covariate(sex, "binary"),
+                    "site": Covariate(site, "categorical", levels=["north", "south", "west"]),
+                    "id": Covariate(subject, "id", levels=[f"s{p}" for p in range(N_SUBJECTS)])},
+        attrs={"name": "simulated", "feature_names": [f"f{d}" for d in range(D)]})
+    return data, w
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    data, w = simulate()
+    run = tmp_path_factory.mktemp("answers") / "run"
+    lmmvae.fit(data, out=run, progress=False, variant="olmm", design=DESIGN, latent_dim=2, network="mlp",
+               epochs=100, batch_size=64, lr=0.01)
+    return lmmvae.load(run), run, data, w
+
+
+def bounds(table, suffix):
+    return table[[c for c in table.columns if c.endswith(suffix)]].to_numpy(dtype=float)
+
+
+def test_intervals_cover_held_out_visits_near_nominal(fitted):
+    model, _, data, _ = fitted
+    table = predict_frame(model, data.covariate_frame(), level=0.9)
+    inside = (data.y >= bounds(table, "_lower")) & (data.y <= bounds(table, "_upper"))
+    test = data.split == 2  # later visits of seen subjects, never trained on
+    assert 0.85 <= inside[test].mean() <= 0.96, inside[test].mean()
+    narrow = predict_frame(model, data.covariate_frame(), level=0.5)
+    assert 0.4 <= ((data.y >= bounds(narrow, "_lower")) & (data.y <= bounds(narrow, "_upper")))[test].mean() <= 0.62
+
+
+def test_intervals_are_quantiles_of_the_models_own_predictive(fitted):
+    """Fresh ancestral draws from the model (z from the prior's prediction, decoded, plus Gaussian
+    noise) fall inside the 90 % interval 90 % of the time; an interval without the likelihood's
+    noise or without the latent spread would cover far less. The mean is the predictive mean."""
+    model, _, data, _ = fitted
+    frame = data.covariate_frame().iloc[::16].reset_index(drop=True)  # 20 rows
+    table = predict_frame(model, frame, level=0.9)
+    tensors = model.tensors(model.covariates_to_data(frame))
+    batch = tensors.batch(tensors.indices(None))
+    gen = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        dist = model.model.prior.predict(batch)
+        z = dist.mean + dist.stddev * torch.randn((4000, *dist.mean.shape), generator=gen)
+        mean = model.model.likelihood.mean(model.model.decode(z, batch))
+        y = mean + model.model.likelihood.variance.sqrt() * torch.randn(mean.shape, generator=gen)
+    y = y.numpy()
+    lower, upper = bounds(table, "_lower"), bounds(table, "_upper")
+    coverage = ((y >= lower) & (y <= upper)).mean()
+    assert abs(coverage - 0.9) < 0.025, coverage
+    standard_error = mean.std(0).numpy() / np.sqrt(500)  # of the table's mean over its 500 draws
+    assert (np.abs(bounds(table, "_mean") - mean.mean(0).numpy()) <= 4.5 * standard_error + 1e-3).all()
+    latent_only = np.quantile(mean.numpy(), [0.05, 0.95], axis=0)
+    assert ((y >= latent_only[0]) & (y <= latent_only[1])).mean() < 0.8  # the noise matters here
+    within = 4.5 * mean.std(0).numpy() / np.sqrt(model.config.nll_samples) + 4.5 * standard_error + 1e-3
+    assert (np.abs(bounds(table, "_mean") - model.predict(frame)["y_pred"]) <= within).all()  # the same estimator
+
+
+def test_rows_keep_identity_order_and_index(fitted):
+    model, _, data, _ = fitted
+    frame = data.covariate_frame().iloc[[5, 77, 3, 200, 31]].copy()
+    frame.index = ["a", "b", "c", "d", "e"]
+    frame.insert(1, "note", ["x", "y", "z", "u", "v"])  # a column the model does not use, kept in place
+    table = predict_frame(model, frame)
+    features = [f"f{d}" for d in range(D)]
+    assert list(table.columns) == list(frame.columns) + [f + s for f in features for s in ("_mean", "_lower", "_upper")]
+    assert list(table.index) == list(frame.index)
+    pd.testing.assert_frame_equal(table[frame.columns], frame)
+    shuffled = predict_frame(model, frame.iloc[::-1])
+    pd.testing.assert_frame_equal(shuffled.loc[frame.index], table)  # a row's answer is its own, and reproducible
+    assert (bounds(table, "_lower") < bounds(table, "_mean")).all() and (bounds(table, "_mean") < bounds(table, "_upper")).all()
+
+
+def test_bad_covariates_are_one_line_errors(fitted, tmp_path, capsys):
+    model, run, data, _ = fitted
+    frame = data.covariate_frame().head(4)
+    with pytest.raises(ConfigError, match="lacks column.*site"):
+        predict_frame(model, frame.drop(columns="site"))
+    with pytest.raises(ConfigError, match=r"column 'time' is blank at row 3"):
+        predict_frame(model, frame.assign(time=[0.1, 0.2, np.nan, 0.4]))
+    with pytest.raises(ConfigError, match=r"column 'site' at row 2: level 'east' was not seen in training"):
+        predict_frame(model, frame.assign(site=["north", "east", "west", "west"]))
+    unseen = predict_frame(model, frame.assign(id=["new1", "new2", "new3", "new4"]))  # population prediction
+    assert np.isfinite(bounds(unseen, "_mean")).all()
+    frame.assign(sex=[0, 1, "female", 0]).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["predict", str(run), "--covariates", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.csv" in err and "'sex'" in err and "row 3 (line 4)" in err
+
+
+def test_cli_predict_writes_csv_and_h5(fitted, tmp_path):
+    model, run, data, _ = fitted
+    frame = data.covariate_frame().iloc[:7]
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.csv"),
+                 "--level", "0.8"]) == 0
+    table = pd.read_csv(tmp_path / "P.csv")
+    expected = predict_frame(model, frame, level=0.8)
+    assert list(table.columns) == list(expected.columns) and len(table) == 7
+    np.testing.assert_allclose(bounds(table, "_upper"), bounds(expected, "_upper"), rtol=1e-5, atol=1e-6)
+    assert main(["predict", "--run", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.h5")]) == 0
+    with h5py.File(tmp_path / "P.h5") as f:
+        assert f["y_pred"].shape == f["y_lower"].shape == f["y_upper"].shape == (7, D)
+        assert f["z_mean"].shape == (7, 2) and np.all(f["z_var"][()] > 0)
+        assert json.loads(f["input"].attrs["columns"]) == list(frame.columns)
+        assert [v.decode() for v in f["input/id"][()]] == list(frame["id"])
+    assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.txt")]) == 2
+
+
+def test_effect_of_time_has_the_simulated_sign(fitted, tmp_path):
+    """Population effect of time (sex 0, reference site, unseen subject): the true predictive mean
+    ``E_b tanh(W(β t + b))`` rises for features with ``(W^T β)_d > 0`` and falls otherwise."""
+    model, run, _, w = fitted
+    table = covariate_effect(model, "time", n_points=5)
+    assert table["sex"].eq(0).all() and table["site"].eq("north").all()
+    np.testing.assert_allclose(table["time"], np.linspace(0, 1, 5))
+    b = np.random.default_rng(0).normal(0.0, 0.8, size=(4000, 2))
+    truth = np.tanh((BETA + b) @ w).mean(0) - np.tanh(b @ w).mean(0)  # change from t = 0 to 1
+    learned = bounds(table, "_mean")[-1] - bounds(table, "_mean")[0]
+    strong = np.abs(truth) > 0.3
+    assert strong.sum() >= 2
+    assert (np.sign(learned[strong]) == np.sign(truth[strong])).all(), (learned, truth)
+    assert main(["effects", str(run), "--covariate", "time", "--png", str(tmp_path / "t.png"),
+                 "--csv", str(tmp_path / "t.csv"), "--points", "5"]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 10_000 and len(pd.read_csv(tmp_path / "t.csv")) == 5
+    plot_effect(model, "site", tmp_path / "site.png")  # categorical: one point per level
+    with pytest.raises(ConfigError, match="not in the model's design"):
+        covariate_effect(model, "age")
+
+
+def test_summary_history_repr_and_latent_variance(fitted, tmp_path, capsys):
+    model, run, data, _ = fitted
+    summary = model.summary()
+    columns = ["(Intercept)", "time", "sex", "site[south]", "site[west]"]
+    assert list(summary.fixed_effects["term"].unique()) == columns
+    assert len(summary.fixed_effects) == len(columns) * 2 and (summary.fixed_effects["sd"] > 0).all()
+    assert (summary.random_effects["n_levels"] == N_SUBJECTS).all() and (summary.random_effects["tau"] > 0).all()
+    assert {"sigma_z[z1]", "sigma_z[z2]"} <= set(summary.noise["parameter"])
+    history = model.history
+    assert isinstance(history, pd.DataFrame) and {"epoch", "train_loss", "val_loss"} <= set(history.columns)
+    best = int(history["epoch"][history["val_loss"].idxmin()])
+    assert summary.training["best_epoch"] == best
+    assert summary.training["epochs_run"] == int(history["epoch"].iloc[-1])
+    assert summary.training["stopped_early"] == (summary.training["epochs_run"] < 100)
+    text = str(summary)
+    assert "Fixed effects in latent space" in text and f"best epoch {best}" in text and "Random effects" in text
+    shown = repr(model)
+    assert all(part in shown for part in ("olmm/elbo", DESIGN, "latent 2", f"{D} features", f"best {best}"))
+    assert main(["summary", str(run), "--out", str(tmp_path / "s.json")]) == 0
+    assert "Fixed effects in latent space" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s.json").read_text())["training"]["best_epoch"] == best
+    mean, var = model.latent(data, give_var=True)
+    np.testing.assert_allclose(mean, model.latent(data), atol=1e-6)
+    assert var.shape == mean.shape and (var > 0).all()
+
+
+def test_classical_rows_get_exact_normal_intervals(tmp_path):
+    data, _ = simulate(seed=2)
+    model = lmmvae.fit(data, variant="mean", design=DESIGN)
+    frame = data.covariate_frame().head(3)
+    table = predict_frame(model, frame, level=0.9)
+    pred = model.predict(frame)
+    np.testing.assert_allclose(bounds(table, "_upper") - bounds(table, "_mean"), 1.6448536 * np.sqrt(pred["y_var"]),
+                               rtol=1e-5)
