@@ -32,6 +32,7 @@ from lmmvae.design import FittedDesign
 from lmmvae.errors import ConfigError, TrainingError
 from lmmvae.evaluate import evaluate as _evaluate
 from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
+from lmmvae.intervals import scale_info
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.predict import condition  # noqa: F401  (fit conditions the prior on the training split)
@@ -199,7 +200,8 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
         from lmmvae import classical
         return classical.fit(data, config, out=out, seed=seed, plan=plan)
     data, path = _as_data(data)
-    info = {"feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path}
+    info = {"feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
+            **scale_info(data.attrs)}  # feature_mean/std: predict_frame answers in the table's units
     if plan is not None:
         info.update(rundir.data_fingerprint(data, path))
     built = assemble.assemble(config, data, seed=seed, device=choose_device(config.device), info=info, path=path)

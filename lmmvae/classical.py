@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from lmmvae.errors import ConfigError, RunError
+from lmmvae.intervals import scale_info
 from lmmvae.mixedlm import (MIN_VARIANCE, blups, fit_feature, gaussian_nll,  # noqa: F401 (blups: tests, callers)
                             independent_columns, least_squares, random_block)
 from lmmvae.variants import Variant, register
@@ -293,7 +294,7 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
             counts["rank_deficient"] += dropped > 0
     info = {"seed": seed, "data_dim": d_count, "image_shape": data.image_shape,
             "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
-            "warnings": counts, "status": status}
+            "warnings": counts, "status": status, **scale_info(data.attrs)}
     if plan is not None:
         info.update(rundir.data_fingerprint(data, path))
     model = ClassicalModel(config, design, params, train.covariates, info)

@@ -162,7 +162,11 @@ def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | 
             ax.tick_params(labelsize=7)
         for ax in list(axes.flat)[len(chosen):]:
             ax.set_visible(False)
-        axes[0, 0].set_ylabel("value (data scale)", fontsize=7)
+        from lmmvae.intervals import table_scale
+
+        units = "table units" if table_scale(fitted) is not None else "stored scale"
+        for ax in axes[:, 0]:
+            ax.set_ylabel(f"value ({units})", fontsize=7)
         from matplotlib.patches import Patch
         from matplotlib.lines import Line2D
 

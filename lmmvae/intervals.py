@@ -50,6 +50,27 @@ def feature_names(fitted) -> list[str]:
     return [f"y{j}" for j in range(d)]
 
 
+def scale_info(attrs) -> dict:
+    """The data's feature scale (``attrs/feature_mean``, ``attrs/feature_std``: ``y_table = y * std +
+    mean``, written by ``from-table`` and the PhysioNet/trial generators) as plain lists for a run's
+    ``info``; empty when the data carry none or it does not fit."""
+    mean, std = attrs.get("feature_mean"), attrs.get("feature_std")
+    if mean is None or std is None:
+        return {}
+    mean, std = np.asarray(mean, dtype=np.float64).ravel(), np.asarray(std, dtype=np.float64).ravel()
+    if mean.shape != std.shape or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        return {}
+    return {"feature_mean": mean.tolist(), "feature_std": std.tolist()}
+
+
+def table_scale(fitted) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` [D] that take the stored scale to the table's units, or None (stored = table)."""
+    mean, std = fitted.info.get("feature_mean"), fitted.info.get("feature_std")
+    if mean is None or std is None or len(mean) != int(fitted.info["data_dim"]):
+        return None
+    return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+
 def needed_columns(fitted) -> list[str]:
     """Covariate columns a prediction needs: the design's, plus the subject id if training had one."""
     needed = set(fitted.design.covariate_names)
@@ -174,10 +195,14 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
 
 
 def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES, where: str = "covariates",
-                  row: Callable[[int], str] = _default_row, arrays: dict | None = None):
+                  row: Callable[[int], str] = _default_row, arrays: dict | None = None, table_units: bool = True):
     """``frame`` followed by ``F_mean, F_lower, F_upper`` per feature (module docstring), with
     ``frame``'s index. ``arrays``, if given, receives ``y_pred``, ``y_lower``, ``y_upper`` [N, D] and the
-    prediction's other arrays (``z_mean``, ``z_var``; ``y_var`` for classical rows)."""
+    prediction's other arrays (``z_mean``, ``z_var``; ``y_var`` for classical rows).
+
+    With ``table_units`` and a run that recorded its data's feature scale (:func:`scale_info`: data
+    from ``from-table`` are standardised on the training rows), ``y_*`` are in the table's units
+    (``y * std + mean``; ``y_var`` times ``std²``); otherwise on the scale the data were stored in."""
     import pandas as pd
 
     if not 0.0 < float(level) < 1.0:
@@ -200,6 +225,13 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
         pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)
     else:
         pred = predictive(fitted, clean, level, n_samples)
+    scale = table_scale(fitted) if table_units else None
+    if scale is not None:  # a positive affine map: means and quantiles map alike
+        mean_d, std_d = scale
+        for key in ("y_pred", "y_lower", "y_upper"):
+            pred[key] = pred[key] * std_d + mean_d
+        if "y_var" in pred:
+            pred["y_var"] = pred["y_var"] * std_d ** 2
     if arrays is not None:
         arrays.update(pred)
     mean, lower, upper = pred["y_pred"], pred["y_lower"], pred["y_upper"]
@@ -209,10 +241,11 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     return pd.concat([frame, out], axis=1)
 
 
-def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, level: float | None = None) -> Path:
+def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attrs: dict | None = None) -> Path:
     """Write a prediction table by extension: ``.csv``; ``.parquet`` (needs pyarrow or fastparquet);
     ``.h5``: the arrays ``/y_pred``, ``/y_lower``, ``/y_upper`` [N, D] (and ``/z_mean``, ``/z_var`` or
-    ``/y_var``) with the input columns under ``/input/<column>`` (attribute ``columns``: their order)."""
+    ``/y_var``) with the input columns under ``/input/<column>`` (attribute ``columns``: their order)
+    and ``attrs`` (e.g. ``level``, ``units``) as file attributes."""
     import json
 
     from lmmvae.atomic import atomic_output
@@ -247,8 +280,8 @@ def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, leve
                 else:
                     group.create_dataset(str(name), data=column.astype(str).to_numpy().astype(object),
                                          dtype=h5py.string_dtype())
-            if level is not None:
-                f.attrs["level"] = float(level)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
     else:
         raise ConfigError(f"{path}: the output's extension must be .csv, .parquet or .h5")
     return path

@@ -40,7 +40,8 @@ def simulate(seed=1, noise=0.5):
         covariates={"time": Covariate(time, "time"), "sex": Covariate(sex, "binary"),
                     "site": Covariate(site, "categorical", levels=["north", "south", "west"]),
                     "id": Covariate(subject, "id", levels=[f"s{p}" for p in range(N_SUBJECTS)])},
-        attrs={"name": "simulated", "feature_names": [f"f{d}" for d in range(D)]})
+        attrs={"name": "simulated", "feature_names": [f"f{d}" for d in range(D)],
+               "feature_mean": [0.0] * D, "feature_std": [1.0] * D})  # the identity scale: values unchanged
     return data, w
 
 
@@ -142,6 +143,7 @@ def test_cli_predict_writes_csv_and_h5(fitted, tmp_path):
         assert f["z_mean"].shape == (7, 2) and np.all(f["z_var"][()] > 0)
         assert json.loads(f["input"].attrs["columns"]) == list(frame.columns)
         assert [v.decode() for v in f["input/id"][()]] == list(frame["id"])
+        assert f.attrs["level"] == 0.9 and f.attrs["units"] == "table"
     assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.txt")]) == 2
 
 
@@ -192,11 +194,29 @@ def test_summary_history_repr_and_latent_variance(fitted, tmp_path, capsys):
     assert var.shape == mean.shape and (var > 0).all()
 
 
-def test_classical_rows_get_exact_normal_intervals(tmp_path):
+def test_classical_rows_get_exact_normal_intervals_in_table_units(tmp_path):
     data, _ = simulate(seed=2)
+    mean, std = np.linspace(-5.0, 5.0, D), np.linspace(0.5, 3.0, D)  # y_table = y * std + mean
+    data.attrs.update(feature_mean=mean.tolist(), feature_std=std.tolist())
     model = lmmvae.fit(data, variant="mean", design=DESIGN)
     frame = data.covariate_frame().head(3)
     table = predict_frame(model, frame, level=0.9)
-    pred = model.predict(frame)
-    np.testing.assert_allclose(bounds(table, "_upper") - bounds(table, "_mean"), 1.6448536 * np.sqrt(pred["y_var"]),
-                               rtol=1e-5)
+    pred = model.predict(frame)  # the stored scale
+    np.testing.assert_allclose(bounds(table, "_mean"), pred["y_pred"] * std + mean, rtol=1e-5)
+    np.testing.assert_allclose(bounds(table, "_upper") - bounds(table, "_mean"),
+                               1.6448536 * np.sqrt(pred["y_var"]) * std, rtol=1e-5)
+    stored = predict_frame(model, frame, level=0.9, table_units=False)
+    np.testing.assert_allclose(bounds(stored, "_mean"), pred["y_pred"], rtol=1e-6)
+
+
+def test_neural_predictions_in_table_units(fitted, monkeypatch):
+    model, _, data, _ = fitted
+    assert model.info["feature_mean"] == [0.0] * D and model.info["feature_std"] == [1.0] * D  # recorded by fit
+    frame = data.covariate_frame().head(5)
+    stored = predict_frame(model, frame)
+    mean, std = np.arange(D, dtype=float), np.full(D, 2.0)
+    monkeypatch.setitem(model.info, "feature_mean", mean.tolist())
+    monkeypatch.setitem(model.info, "feature_std", std.tolist())
+    table = predict_frame(model, frame)
+    for suffix in ("_mean", "_lower", "_upper"):
+        np.testing.assert_allclose(bounds(table, suffix), bounds(stored, suffix) * std + mean, rtol=1e-5, atol=1e-5)

@@ -17,7 +17,10 @@ def register(subparsers) -> None:
     p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive interval (default 0.9)")
     p.add_argument("--samples", type=int, default=None,
                    help="Monte Carlo draws per row for the interval (default 500)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--stored-scale", action="store_true",
+                   help="values on the scale the data were stored in (default: the table's units when the run "
+                        "recorded them, as for data from `lmmvae data from-table`)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("summary", help="fixed effects, random-effect variances, noise and training of a run")
@@ -65,16 +68,18 @@ def _read_covariates(path: str):
 
 def _predict(args) -> int:
     from lmmvae.api import load
-    from lmmvae.intervals import N_SAMPLES, predict_frame, write_frame
+    from lmmvae.intervals import N_SAMPLES, predict_frame, table_scale, write_frame
 
     run = _run(args)
     fitted = load(run, device=args.device)
     frame = _read_covariates(args.covariates)
     arrays: dict = {}
     table = predict_frame(fitted, frame, level=args.level, n_samples=args.samples or N_SAMPLES,
-                          where=args.covariates, row=lambda i: f"row {i + 1} (line {i + 2})", arrays=arrays)
-    write_frame(table, args.out, arrays=arrays, level=args.level)
-    print(f"lmmvae: {len(table)} predictions ({args.level:.0%} intervals) -> {args.out}")
+                          where=args.covariates, row=lambda i: f"row {i + 1} (line {i + 2})", arrays=arrays,
+                          table_units=not args.stored_scale)
+    units = "table" if table_scale(fitted) is not None and not args.stored_scale else "stored"
+    write_frame(table, args.out, arrays=arrays, attrs={"level": float(args.level), "units": units})
+    print(f"lmmvae: {len(table)} predictions ({args.level:.0%} intervals, {units} units) -> {args.out}")
     return 0
 
 
