@@ -181,7 +181,7 @@ def _mcc(args) -> int:
         fitted = load(run, device=args.device)
         if getattr(fitted, "classical", False):
             raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
-        if fitted.config.objective == "gsnn":
+        if not fitted.config.reads_encoder:  # GSNN (SPEC 4): decided by ModelConfig.reads_encoder
             raise RunError(f"{run}: trained with GSNN, which has no latent posterior (docs/model.md, GSNN): no MCC")
         latents.append(latent_means(fitted, data))
     value = mcc(*latents)
