@@ -140,12 +140,12 @@ class LMMVAE:
         return summarise(self)
 
     def effect(self, covariate: str, png: str | os.PathLike | None = None, n_points: int | None = None,
-               level: float = 0.9):
-        """The decoded effect of ``covariate`` on a grid, others at reference values; drawn to ``png`` if given (:mod:`lmmvae.effects`)."""
+               level: float = 0.9, at: dict | None = None):
+        """The decoded effect of ``covariate`` on a grid, others at reference values or ``at``; drawn to ``png`` if given (:mod:`lmmvae.effects`)."""
         from lmmvae.effects import covariate_effect, plot_effect
         if png is not None:
-            return plot_effect(self, covariate, png, n_points=n_points, level=level)
-        return covariate_effect(self, covariate, n_points=n_points or 25, level=level)
+            return plot_effect(self, covariate, png, n_points=n_points, level=level, at=at)
+        return covariate_effect(self, covariate, n_points=n_points or 25, level=level, at=at)
 
     @property
     def history(self):

@@ -10,7 +10,10 @@ interval (latent uncertainty and the likelihood's noise).
 Reference values (**choice**, as an LMM's "typical subject"): a continuous or time covariate at
 its training mean, a binary one at 0 (its first level), a categorical one at its reference level
 (the first training level, the one the design drops), and the subject at a level never seen in
-training, so that random effects are zero: the population-level effect.
+training, so that random effects are zero: the population-level effect. Two exceptions: a binary
+covariate that only *multiplies* the chosen one (``diseasePresence`` in
+``diseasePresence:diseaseAge``) is held at 1, where the effect exists; and ``at={name: value}``
+(``--at name=value``) holds any other covariate where the user says.
 
 Grid: a continuous covariate spans its training range in ``n_points`` equal steps; a binary or
 categorical one takes each training level.
@@ -55,8 +58,39 @@ def reference_values(fitted) -> dict:
     return out
 
 
-def effect_grid(fitted, covariate: str, n_points: int = 25) -> pd.DataFrame:
-    """Covariate rows: ``covariate`` along its grid, every other covariate at its reference value."""
+def interaction_partners(fitted, covariate: str) -> list[str]:
+    """Binary covariates that multiply ``covariate`` in the shared terms holding it, when it has no
+    main effect (``diseasePresence:diseaseAge``): at their reference 0 its effect would vanish, so the
+    grid holds them at 1 (their second level) instead."""
+    from lmmvae.design.terms import Term
+
+    terms = [t for t in fitted.design.terms
+             if isinstance(t, Term) and any(f.covariate == covariate for f in t.factors)]
+    if not terms or any(len(t.factors) == 1 for t in terms):
+        return []
+    partners = {f.covariate for t in terms for f in t.factors if f.covariate != covariate}
+    return sorted(p for p in partners if p in fitted.train_covariates and fitted.train_covariates[p].kind == "binary")
+
+
+def _held_value(fitted, name: str, text):
+    """A value given as ``--at name=text``, checked against the covariate's kind and levels."""
+    from lmmvae.levels import match_levels
+
+    cov = fitted.train_covariates[name]
+    if cov.levels is not None:
+        if cov.kind != "id" and match_levels([text], list(cov.levels))[0] < 0:
+            raise ConfigError(f"at {name}={text}: not a training level of {name} "
+                              f"(levels: {', '.join(map(str, _train_levels(cov)))})")
+        return text
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"at {name}={text}: {name} is {cov.kind}, give a number") from None
+
+
+def effect_grid(fitted, covariate: str, n_points: int = 25, at: dict | None = None) -> pd.DataFrame:
+    """Covariate rows: ``covariate`` along its grid, every other covariate at its reference value
+    (binary interaction partners at 1: :func:`interaction_partners`), or at the value ``at`` gives."""
     from lmmvae.intervals import needed_columns
 
     used = needed_columns(fitted)
@@ -73,17 +107,26 @@ def effect_grid(fitted, covariate: str, n_points: int = 25) -> pd.DataFrame:
             raise ConfigError(f"the grid needs at least 2 points (got {n_points})")
         values = np.linspace(float(np.min(cov.values)), float(np.max(cov.values)), n_points)
     reference = reference_values(fitted)
+    for partner in interaction_partners(fitted, covariate):
+        levels = _train_levels(fitted.train_covariates[partner])
+        reference[partner] = levels[-1]
+    for name, value in (at or {}).items():
+        if name == covariate or name not in reference:
+            raise ConfigError(f"at {name}=…: not another covariate of the design "
+                              f"(covariates: {', '.join(c for c in reference if c != covariate)})")
+        reference[name] = _held_value(fitted, name, value)
     grid = pd.DataFrame({name: [value] * len(values) for name, value in reference.items()})
     grid[covariate] = list(values)
     return grid[[covariate] + [c for c in grid.columns if c != covariate]]
 
 
-def covariate_effect(fitted, covariate: str, n_points: int = 25, level: float = 0.9) -> pd.DataFrame:
+def covariate_effect(fitted, covariate: str, n_points: int = 25, level: float = 0.9,
+                     at: dict | None = None) -> pd.DataFrame:
     """The grid of :func:`effect_grid` with each feature's predictive mean and interval
     (``F_mean``, ``F_lower``, ``F_upper``: :func:`lmmvae.intervals.predict_frame`)."""
     from lmmvae.intervals import predict_frame
 
-    grid = effect_grid(fitted, covariate, n_points)
+    grid = effect_grid(fitted, covariate, n_points, at)
     with warnings.catch_warnings():  # the population subject is unseen on purpose
         warnings.filterwarnings("ignore", message=r".*not seen in training.*")
         return predict_frame(fitted, grid, level=level, where=f"effect of {covariate}")
@@ -102,7 +145,7 @@ def _label(value) -> str:
 
 
 def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | None = None,
-                level: float = 0.9, features: list[str] | None = None) -> pd.DataFrame:
+                level: float = 0.9, features: list[str] | None = None, at: dict | None = None) -> pd.DataFrame:
     """Draw the decoded effect of ``covariate`` to ``png``; returns the table drawn.
 
     Tabular data: one panel per feature (``features``, else the ``MAX_PANELS`` the covariate moves
@@ -118,21 +161,22 @@ def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | 
 
     image_shape = fitted.info.get("image_shape")
     n_points = n_points or (8 if image_shape else 25)
-    table = covariate_effect(fitted, covariate, n_points, level)
+    table = covariate_effect(fitted, covariate, n_points, level, at)
     names = feature_names(fitted)
-    reference = {k: v for k, v in reference_values(fitted).items() if k != covariate}
+    reference = {k: table[k].iloc[0] for k in reference_values(fitted) if k != covariate}  # as held in the grid
     held = ", ".join(f"{k} = {_label(v)}" for k, v in reference.items()) or "none"
     x = table[covariate].tolist()
     categorical = not all(isinstance(v, (int, float, np.integer, np.floating)) for v in x) or len(x) <= 3
     if image_shape:
         means = table[[f"{f}_mean" for f in names]].to_numpy()
-        fig, axes = plt.subplots(1, len(x), figsize=(1.3 * len(x), 1.9), squeeze=False)
+        fig, axes = plt.subplots(1, len(x), figsize=(1.3 * len(x), 2.1), squeeze=False)
         for ax, value, row in zip(axes[0], x, means):
             ax.imshow(_image(row, image_shape), cmap="gray", vmin=0.0, vmax=1.0)
-            ax.set_title(f"{covariate} = {_label(value)}", fontsize=7)
+            ax.set_title(_label(value), fontsize=8)
             ax.set_xticks([]), ax.set_yticks([])
-        fig.suptitle(f"Decoded effect of {covariate}: predictive mean image (SPEC 2.4); others held at {held}",
-                     fontsize=8, y=1.02)
+        axes[0, 0].set_ylabel(covariate, fontsize=8)
+        fig.suptitle(f"Decoded effect of {covariate} (value above each image): the predicted mean image\n"
+                     f"others held at {held}", fontsize=8, y=1.08)
     else:
         if features:
             unknown = [f for f in features if f not in names]

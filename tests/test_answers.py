@@ -11,7 +11,7 @@ import torch
 
 import lmmvae
 from lmmvae.cli import main
-from lmmvae.effects import covariate_effect, plot_effect
+from lmmvae.effects import POPULATION, covariate_effect, effect_grid, plot_effect
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.intervals import predict_frame
@@ -166,6 +166,20 @@ def test_effect_of_time_has_the_simulated_sign(fitted, tmp_path):
     plot_effect(model, "site", tmp_path / "site.png")  # categorical: one point per level
     with pytest.raises(ConfigError, match="not in the model's design"):
         covariate_effect(model, "age")
+
+
+def test_effect_grid_holds_interaction_partners_and_at_values(fitted):
+    model, _, data, _ = fitted
+    grid = effect_grid(model, "time", 3, at={"sex": "1", "site": "west"})
+    assert grid["sex"].eq(1.0).all() and grid["site"].eq("west").all() and grid["id"].eq(POPULATION).all()
+    with pytest.raises(ConfigError, match="not a training level of site"):
+        effect_grid(model, "time", 3, at={"site": "east"})
+    with pytest.raises(ConfigError, match="not another covariate"):
+        effect_grid(model, "time", 3, at={"age": "3"})
+    only_with_sex = lmmvae.fit(data, variant="olmm", design="~ sex + sex:time + (1 | id)", latent_dim=2,
+                               epochs=1, progress=False)
+    assert effect_grid(only_with_sex, "time", 3)["sex"].eq(1.0).all()  # at sex 0 time would have no effect
+    assert effect_grid(model, "time", 3)["sex"].eq(0.0).all()  # a main effect: the reference level
 
 
 def test_summary_history_repr_and_latent_variance(fitted, tmp_path, capsys):

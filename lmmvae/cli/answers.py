@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--points", type=int, default=None, help="grid points of a continuous covariate (default 25; images 8)")
     p.add_argument("--features", default=None, help="comma-separated features to draw (default: the 12 it moves most)")
     p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive band (default 0.9)")
+    p.add_argument("--at", action="append", default=[], metavar="COL=VALUE",
+                   help="hold another covariate at VALUE instead of its reference (repeatable)")
     p.set_defaults(handler=_effects)
 
 
@@ -100,11 +102,19 @@ def _summary(args) -> int:
 def _effects(args) -> int:
     from lmmvae.api import load
     from lmmvae.effects import plot_effect
+    from lmmvae.errors import ConfigError
     from lmmvae.intervals import write_frame
 
     fitted = load(args.run_dir)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    table = plot_effect(fitted, args.covariate, args.png, n_points=args.points, level=args.level, features=features)
+    at = {}
+    for item in args.at:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
+        at[name.strip()] = value.strip()
+    table = plot_effect(fitted, args.covariate, args.png, n_points=args.points, level=args.level, features=features,
+                        at=at)
     if args.csv:
         write_frame(table, args.csv)
     print(f"lmmvae: effect of {args.covariate} ({len(table)} grid points) -> {args.png}")
