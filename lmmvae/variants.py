@@ -42,7 +42,7 @@ class Variant:
     name: str
     options: type  # a dataclass; its fields are the valid keys of the YAML's `prior:` mapping
     build_prior: Callable[[Any, dict, int], Any]  # (options, summary, latent_dim) -> Prior
-    summary: str = ""
+    description: str = ""  # one line for humans (the data summary is `summarise`)
     classical: bool = False  # fitted by lmmvae.classical (no networks, no latent): mixedlm, mean
     #: whether GSNN (SPEC 4) can train it: the prior's per-observation marginal must carry the
     #: covariates (a zero-mean prior gives every observation the same marginal: nothing to learn)
