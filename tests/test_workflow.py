@@ -66,7 +66,8 @@ def edited_config(tmp_path: Path, edit) -> Path:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny")
-    rc, out = snakemake("--cores", "2", workdir=workdir, configfile=TINY)
+    # the profiles no longer print each job's shell command (readable logs); ask for it here
+    rc, out = snakemake("--cores", "2", "--printshellcmds", workdir=workdir, configfile=TINY)
     assert rc == 0, out[-4000:]
     (workdir / "run.log").write_text(out)
     return workdir
