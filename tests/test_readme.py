@@ -74,6 +74,8 @@ def test_quick_starts_run_as_printed(tmp_path):
         if title.startswith("Quick start: your own table"):
             assert "mse_test=" in result.stdout
     for path in ["data/visits.h5", "runs/visits/model.pt", "runs/visits/metrics.json", "runs/visits-mixedlm",
-                 "predictions.h5", "runs/visits-py/model.pt", "data/hm.h5", "runs/hm-olmm/metrics.json",
+                 "predictions.csv", "runs/visits-py/model.pt", "data/hm.h5", "runs/hm-olmm/metrics.json",
                  "runs/hm-olmm-seed1/model.pt"]:
         assert (clone / path).exists(), path
+    lines = (clone / "predictions.csv").read_text().splitlines()
+    assert len(lines) == 1 + 8 and lines[0].startswith("patient,month,sex,arm,age,crp_mean,crp_lower,crp_upper,hb_mean")
