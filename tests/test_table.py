@@ -219,6 +219,7 @@ def test_parquet(table, tmp_path):
     (lambda f: f, ["--features", "f0,weight"], r"v\.csv: no column 'weight'; columns: patient, month"),
     (lambda f: f, ["--kind", "age=ordinal"], r"kind 'ordinal' of column 'age' is not one of"),
     (lambda f: f, ["--kind", "age"], r"--kind 'age': expected COLUMN=KIND"),
+    (lambda f: f, ["--kind", "patient=categorical"], r"column 'patient' is the subject, so its kind is id, not categorical"),
     (lambda f: f, ["--validation-fraction", "1.5"], r"--validation-fraction must be in \[0, 1\)"),
 ])
 def test_errors_are_one_line_name_file_column_row_and_leave_no_output(table, tmp_path, capsys, edit, argv, message):

@@ -356,6 +356,10 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
             raise DataFormatError(f"{source}: kind {kind!r} of column {col!r} is not one of {', '.join(COVARIATE_KINDS)}")
         if col not in covariates and col not in roles:
             raise DataFormatError(f"{source}: a kind is given for {col!r}, which is not the subject, the time or a covariate")
+        role_kind = "id" if col == subject else "time" if col == time else None
+        if role_kind and kind != role_kind:
+            raise DataFormatError(f"{source}: column {col!r} is the {'subject' if role_kind == 'id' else 'time'}, "
+                                  f"so its kind is {role_kind}, not {kind}")
 
     # features -> y, mask
     y = np.empty((len(frame), len(features)), dtype=np.float64)  # [N, D]
