@@ -215,7 +215,7 @@ def test_parquet(table, tmp_path):
     (lambda f: f.assign(arm=f["arm"].where(f.index != 7)), [],
      r"v\.csv: column 'arm' at row 8 \(line 9\): is empty"),
     (lambda f: f.assign(month=f["month"].astype(object).where(f.index != 0, "baseline")), [],
-     r"v\.csv: column 'month' at row 1 \(line 2\): 'baseline' is not a finite number \(a time is a number\)"),
+     r"v\.csv: column 'month' at row 1 \(line 2\): 'baseline' is not a finite number \(a time \(e.g. days since baseline\) is a number\)"),
     (lambda f: f, ["--features", "f0,weight"], r"v\.csv: no column 'weight'; columns: patient, month"),
     (lambda f: f, ["--kind", "age=ordinal"], r"kind 'ordinal' of column 'age' is not one of"),
     (lambda f: f, ["--kind", "age"], r"--kind 'age': expected COLUMN=KIND"),

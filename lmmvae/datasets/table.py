@@ -288,7 +288,7 @@ def _levels_and_codes(column, name: str, where: _Where) -> tuple[list, np.ndarra
 
 def _covariate(column, name: str, kind: str, where: _Where) -> Covariate:
     if kind in ("continuous", "time"):
-        what = "time" if kind == "time" else "continuous covariate"
+        what = "time (e.g. days since baseline)" if kind == "time" else "continuous covariate"
         return Covariate(_numbers(column, name, where, allow_blank=False, what=what), kind)
     blank = _blank_mask(column)
     if blank.any():
