@@ -195,14 +195,18 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
 
 
 def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES, where: str = "covariates",
-                  row: Callable[[int], str] = _default_row, arrays: dict | None = None, table_units: bool = True):
+                  row: Callable[[int], str] = _default_row, arrays: dict | None = None, table_units: bool = True,
+                  intervals: bool = True):
     """``frame`` followed by ``F_mean, F_lower, F_upper`` per feature (module docstring), with
     ``frame``'s index. ``arrays``, if given, receives ``y_pred``, ``y_lower``, ``y_upper`` [N, D] and the
     prediction's other arrays (``z_mean``, ``z_var``; ``y_var`` for classical rows).
 
     With ``table_units`` and a run that recorded its data's feature scale (:func:`scale_info`: data
     from ``from-table`` are standardised on the training rows), ``y_*`` are in the table's units
-    (``y * std + mean``; ``y_var`` times ``std²``); otherwise on the scale the data were stored in."""
+    (``y * std + mean``; ``y_var`` times ``std²``); otherwise on the scale the data were stored in.
+
+    ``intervals=False``: ``F_mean`` only, from ``fitted.predict`` (its ``nll_samples`` draws), for callers
+    that want means and latents fast (the workflow's latent figures)."""
     import pandas as pd
 
     if not 0.0 < float(level) < 1.0:
@@ -217,7 +221,9 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     if clash:
         raise ConfigError(f"{where}: column {clash[0]!r} would collide with an output column; rename it")
     clean = check_covariates(fitted, frame, where, row).reset_index(drop=True)
-    if getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
+    if not intervals:
+        pred = {k: np.asarray(v) for k, v in fitted.predict(clean).items()}
+    elif getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
         from statistics import NormalDist
 
         pred = {k: np.asarray(v) for k, v in fitted.predict(clean).items()}
@@ -229,14 +235,16 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     if scale is not None:  # a positive affine map: means and quantiles map alike
         mean_d, std_d = scale
         for key in ("y_pred", "y_lower", "y_upper"):
-            pred[key] = pred[key] * std_d + mean_d
+            if key in pred:
+                pred[key] = pred[key] * std_d + mean_d
         if "y_var" in pred:
             pred["y_var"] = pred["y_var"] * std_d ** 2
     if arrays is not None:
         arrays.update(pred)
-    mean, lower, upper = pred["y_pred"], pred["y_lower"], pred["y_upper"]
-    block = np.stack([mean, lower, upper], axis=2).reshape(len(frame), -1)  # [N, 3D]: F_mean, F_lower, F_upper, …
-    columns = [f + s for f in names for s in SUFFIXES]
+    suffixes = SUFFIXES if intervals else SUFFIXES[:1]
+    parts = [pred["y_pred"], pred["y_lower"], pred["y_upper"]] if intervals else [pred["y_pred"]]
+    block = np.stack(parts, axis=2).reshape(len(frame), -1)  # [N, 3D]: F_mean, F_lower, F_upper, …
+    columns = [f + s for f in names for s in suffixes]
     out = pd.DataFrame(block, index=frame.index, columns=columns)
     return pd.concat([frame, out], axis=1)
 

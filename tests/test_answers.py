@@ -144,6 +144,11 @@ def test_cli_predict_writes_csv_and_h5(fitted, tmp_path):
         assert json.loads(f["input"].attrs["columns"]) == list(frame.columns)
         assert [v.decode() for v in f["input/id"][()]] == list(frame["id"])
         assert f.attrs["level"] == 0.9 and f.attrs["units"] == "table"
+    assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "fast.h5"),
+                 "--no-intervals"]) == 0  # the workflow's latent figures: model.predict's means and latents
+    with h5py.File(tmp_path / "fast.h5") as f:
+        np.testing.assert_allclose(f["y_pred"][()], model.predict(frame)["y_pred"], rtol=1e-5, atol=1e-6)
+        assert "y_lower" not in f and f["z_mean"].shape == (7, 2)
     assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.txt")]) == 2
 
 
