@@ -11,8 +11,8 @@ followed by ``F_mean, F_lower, F_upper`` for every feature ``F``:
   noise. Monte Carlo: ``z^(s)`` from the prior's prediction at the covariates (SPEC 2.4: variance
   ``σ_z² + (x*⊙x*)^T(S⊙S)``; SPEC 3.4: ``ω_p²``), decoded, then ``y^(s) ~ p(y | g(z^(s)))`` (Gaussian:
   ``N(μ_d, σ_d²)``; Bernoulli: a 0/1 draw); the bounds are the empirical quantiles
-  ``(1 ∓ level)/2`` of the ``n_samples`` draws. The draws come from a generator seeded with the
-  run's seed, so a run gives the same table every time.
+  ``(1 ∓ level)/2`` of the ``n_samples`` draws, rounded outwards to a draw. The draws come from a
+  generator seeded with the run's seed, so a run gives the same table every time.
 * Classical rows (``mixedlm``, ``mean``) have a Gaussian predictive ``N(y_pred, y_var)``: exact
   normal quantiles.
 
@@ -143,16 +143,13 @@ def sample_observations(likelihood, params, noise):
     raise RunError(f"predictive intervals: no sampler for the {type(likelihood).__name__}")
 
 
-def _quantiles(draws, probs: tuple[float, ...]):
-    """Empirical quantiles over dim 0 of ``draws [S, ...]``, linearly interpolated (numpy's default)."""
+def _quantiles(draws, probs: tuple[float, float]):
+    """The ``probs = (lower, upper)`` empirical quantiles over dim 0 of ``draws [S, ...]``, each rounded
+    outwards to a draw (``floor`` / ``ceil`` of ``p (S − 1)``): conservative, and a value the
+    likelihood can take (0 or 1 for a Bernoulli)."""
     ordered = draws.sort(dim=0).values
     n = ordered.shape[0]
-    out = []
-    for p in probs:
-        pos = p * (n - 1)
-        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
-        out.append(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
-    return out
+    return ordered[int(math.floor(probs[0] * (n - 1)))], ordered[int(math.ceil(probs[1] * (n - 1)))]
 
 
 def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[str, np.ndarray]:

@@ -239,3 +239,37 @@ def test_neural_predictions_in_table_units(fitted, monkeypatch):
     table = predict_frame(model, frame)
     for suffix in ("_mean", "_lower", "_upper"):
         np.testing.assert_allclose(bounds(table, suffix), bounds(stored, suffix) * std + mean, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant,objective", [("slmm", "elbo"), ("olmm", "gsnn"), ("vae", "elbo"), ("cvae", "elbo")])
+def test_summary_and_intervals_for_other_variants(variant, objective):
+    """Smoke test over variants (one epoch): every section that applies is filled, the rest empty."""
+    data, _ = simulate(seed=3)
+    design = "~ time + sex" if variant in ("vae", "cvae") else DESIGN
+    model = lmmvae.fit(data, variant=variant, objective=objective, design=design, latent_dim=2, epochs=1,
+                       progress=False)
+    summary = model.summary()
+    noise = set(summary.noise["parameter"])
+    if variant == "slmm":
+        assert "sigma_eps" in noise and summary.fixed_effects["sd"].isna().all()  # A is a parameter (point)
+        assert "point estimates of A" in str(summary)
+    elif variant == "olmm":
+        assert {"sigma_z[z1]", "sigma_z[z2]"} <= noise and (summary.fixed_effects["sd"] > 0).all()
+    else:
+        assert summary.fixed_effects.empty and summary.random_effects.empty
+    assert summary.training == {} and "no history" in str(summary)
+    table = predict_frame(model, data.covariate_frame().head(4), n_samples=50)
+    assert (bounds(table, "_lower") <= bounds(table, "_upper")).all()
+
+
+def test_bernoulli_intervals_are_draws_of_zero_or_one():
+    data, _ = simulate(seed=4)
+    data.y = (data.y > 0).astype(np.float32)
+    model = lmmvae.fit(data, variant="olmm", design=DESIGN, likelihood="bernoulli", latent_dim=2, epochs=1,
+                       progress=False)
+    table = predict_frame(model, data.covariate_frame().head(6), level=0.9, n_samples=200)
+    mean, lower, upper = bounds(table, "_mean"), bounds(table, "_lower"), bounds(table, "_upper")
+    assert ((mean > 0) & (mean < 1)).all() and np.isin(lower, (0.0, 1.0)).all() and np.isin(upper, (0.0, 1.0)).all()
+    assert (lower[mean > 0.99] == 1).all() and (upper[mean < 0.01] == 0).all()
+    uncertain = (mean > 0.1) & (mean < 0.9)  # both outcomes likely: the interval is the whole range
+    assert uncertain.any() and ((lower == 0) & (upper == 1))[uncertain].all()
