@@ -1,12 +1,14 @@
 """The Snakemake workflow (issue 5): the tiny .test config run for real (every rule type), the HTML
 report, lint, a dry run of the paper config listing every job, which jobs rerun after editing one
-model, a killed training job resuming from its checkpoint, readable config errors, the profiles.
+model, identical models trained once, a killed training job resuming from its checkpoint, readable
+config errors, the profiles.
 
 The real run takes about a minute on 2 cores; the other tests reuse its results directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lmmvae.reporting.experiments import load_plan
+from lmmvae.reporting.experiments import load_plan, training_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -61,6 +63,16 @@ def edited_config(tmp_path: Path, edit) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def plan_of(configfile: Path):
+    return load_plan(yaml.safe_load(configfile.read_text()), SCHEMA)
+
+
+def training_dir(configfile: Path, dataset: str, model: str, seed: int) -> str:
+    """``results/train/<dataset>/<training>/seed<seed>``: where ``model``'s run of ``seed`` lives."""
+    name = plan_of(configfile).training_names[(dataset, model)]
+    return f"results/train/{dataset}/{name}/seed{seed}"
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +122,13 @@ def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
 def test_training_job_writes_the_metrics_of_a_separate_evaluation(tiny, tmp_path):
     """`fit --evaluate-out` evaluates in the training process: the same JSON, to the byte, as
     `lmmvae evaluate` of the saved run (a reloaded model, a fresh process)."""
-    run = "results/train/clinical_trial/olmm_latent_dim2/seed1"
+    run = training_dir(TINY, "clinical_trial", "olmm_latent_dim2", 1)
     out = tmp_path / "metrics.json"
     done = subprocess.run([sys.executable, "-m", "lmmvae", "evaluate", "--run", run, "--data",
                            "results/data/clinical_trial.h5", "--out", str(out)],
                           cwd=tiny, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    written = tiny / "results/eval/clinical_trial/olmm_latent_dim2/seed1/metrics.json"
+    written = tiny / run.replace("results/train", "results/eval") / "metrics.json"
     assert out.read_text() == written.read_text()
     result = json.loads(out.read_text())
     assert set(result["metrics"]) == {"mse_test", "nll_test"}
@@ -159,14 +171,112 @@ def test_editing_one_model_reruns_only_its_training_evaluation_and_the_reports(t
     )
     rc, out = snakemake("--dry-run", workdir=tiny, configfile=config)
     assert rc == 0, out[-3000:]
-    # the model's YAML, its two seeds' training (+ evaluation, same job), their MCC, then
-    # metrics.csv and everything drawn from it; no data, no other model, no figure drawn from
-    # predictions
-    assert job_counts(out) == {"model_yaml": 1, "fit": 2, "mcc_seeds": 1,
+    # the model's YAML, its two seeds' training (+ evaluation, same job), their MCC, then the
+    # manifest (the model's files moved to its new training), metrics.csv and everything drawn from
+    # it; no data, no other model, no figure drawn from predictions
+    assert job_counts(out) == {"model_yaml": 1, "fit": 2, "mcc_seeds": 1, "manifest": 1,
                                "aggregate": 1, "table": 4, "figure_metrics": 3, "all": 1}
+    old = plan_of(TINY).training_names[("clinical_trial", "olmm_latent_dim2")]
+    new = plan_of(config).training_names[("clinical_trial", "olmm_latent_dim2")]
+    assert new != old and new.startswith("olmm-")  # a new training, named by its new YAML
     fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", out)
-    assert fits and all("model=olmm_latent_dim2" in w for w in fits)
-    assert "Params have changed since last execution" in out
+    assert len(fits) == 2 and all(f"training={new}" in w for w in fits)
+    assert "lr: 0.01" in plan_of(config).training_yaml("clinical_trial", new)
+
+
+def test_identical_models_train_once_and_both_report_its_results(tiny):
+    """olmm_gsnn and olmm_gsnn_same of the tiny config have the same settings, written otherwise
+    (key order, a key at its default): one model YAML, one training job, one run directory, and
+    metrics.csv and the table have a row for each model, with that training's values."""
+    plan = plan_of(TINY)
+    names = plan.training_names
+    shared = names[("physionet", "olmm_gsnn")]
+    assert names[("physionet", "olmm_gsnn_same")] == shared
+    assert plan.sharing("physionet", shared) == ["olmm_gsnn", "olmm_gsnn_same"]
+    assert len(set(names.values())) == len(names) - 1  # no other two models are merged
+    assert "prediction" not in plan.training_yaml("physionet", shared)  # the default is left out
+    # the real run: one fit job on PhysioNet (its only training), one YAML, one run directory
+    log = (tiny / "run.log").read_text()
+    fits = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+wildcards: (.*)", log)
+    assert len(fits) == len(plan.trainings) == len(plan.runs) - 1
+    assert [w for w in fits if "dataset=physionet" in w] == [f"dataset=physionet, training={shared}, seed=0"]
+    assert [p.name for p in (tiny / "results/train/physionet").iterdir()] == [shared]
+    assert [p.name for p in (tiny / "results/models/physionet").iterdir()] == [f"{shared}.yaml"]
+    metrics = pd.read_csv(tiny / "results" / "metrics.csv")
+    rows = {m: metrics[metrics["model"] == m].set_index("metric")["value"]
+            for m in ("olmm_gsnn", "olmm_gsnn_same")}
+    assert sorted(rows["olmm_gsnn"].index) == ["mse_test", "nll_test"]
+    pd.testing.assert_series_equal(rows["olmm_gsnn"], rows["olmm_gsnn_same"])
+    table = (tiny / "results" / "tables" / "physionet.md").read_text()
+    assert "| oLMM-VAE (GSNN) |" in table and "| oLMM-VAE (GSNN), same |" in table
+
+
+def test_editing_one_of_two_identical_models_gives_it_its_own_training(tiny, tmp_path):
+    """The edited model trains anew under its new name; the other keeps the shared training (no
+    fit job for it), whichever of the two is edited."""
+    shared = plan_of(TINY).training_names[("physionet", "olmm_gsnn")]
+    for edited, kept in [("olmm_gsnn", "olmm_gsnn_same"), ("olmm_gsnn_same", "olmm_gsnn")]:
+        config = edited_config(
+            tmp_path, lambda c: c["experiments"]["physionet"]["models"][edited].update(lr=0.01)
+        )
+        plan = plan_of(config)
+        assert plan.training_names[("physionet", kept)] == shared
+        own = plan.training_names[("physionet", edited)]
+        assert own != shared
+        rc, out = snakemake("--dry-run", workdir=tiny, configfile=config)
+        assert rc == 0, out[-3000:]
+        assert job_counts(out) == {"model_yaml": 1, "fit": 1, "manifest": 1, "aggregate": 1,
+                                   "table": 4, "figure_metrics": 3, "all": 1}
+        fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", out)
+        assert fits == [f"dataset=physionet, training={own}, seed=0"]
+
+
+def test_plan_shares_trainings_by_resolved_content_only():
+    """Same dataset and resolved settings -> one training (a sweep value equal to a plain model,
+    `objective: elbo` written or left to its default, 1e-3 written as 0.001, the label); another
+    dataset, another setting or another seed -> its own."""
+    config = yaml.safe_load(TINY.read_text())
+    exps = config["experiments"]
+    design = "fourier(angle, {n_basis}, period=2*pi)"
+    exps["rotating_mnist_basis"]["models"]["slmm"]["lr"] = 0.001
+    exps["rotating_plain"] = {
+        "dataset": "rotating_mnist", "seeds": 2, "metrics": ["mse_test"],
+        "models": {
+            "slmm_two": {"variant": "slmm", "latent_dim": 3, "design": design.format(n_basis=2),
+                         "objective": "elbo", "lr": 1e-3, "label": "another label"},
+            "slmm_other": {"variant": "slmm", "latent_dim": 3, "design": design.format(n_basis=2),
+                           "lr": 0.002},
+        },
+    }
+    exps["health_mnist"]["models"]["lmm_sex"]["latent_dim"] = 3
+    plan = load_plan(config, SCHEMA)
+    names = plan.training_names
+    assert names[("rotating_mnist", "slmm_two")] == names[("rotating_mnist", "slmm_n_basis2")]
+    distinct = [("rotating_mnist", "slmm_n_basis1"), ("rotating_mnist", "slmm_n_basis2"),
+                ("rotating_mnist", "slmm_other")]
+    assert len({names[k] for k in distinct}) == 3
+    shared = names[("rotating_mnist", "slmm_two")]
+    # seeds: the sweep trains seed 0, the plain experiment seeds 0 and 1: seed 0 once, seed 1 once
+    trainings = [t for t in plan.trainings if t.name == shared]
+    assert [t.seed for t in trainings] == [0, 1]
+    # the manifest points both models' rows of seed 0 at the one metrics file
+    manifest = plan.manifest(lambda t: f"{t.dataset}/{t.name}/{t.seed}", lambda p: "")
+    paths = {(r["model"], r["seed"]): r["path"] for r in manifest["runs"]}
+    assert paths[("slmm_two", 0)] == paths[("slmm_n_basis2", 0)] == f"rotating_mnist/{shared}/0"
+    assert paths[("slmm_two", 1)] == f"rotating_mnist/{shared}/1"
+    # the YAML a training job reads: the settings that differ from the defaults, label-free
+    # (likelihood: gaussian, objective: elbo and lr: 0.001, which overrides training's 0.003, are
+    # ModelConfig's defaults)
+    text = plan.training_yaml("rotating_mnist", shared)
+    assert yaml.safe_load(text) == {"variant": "slmm", "design": design.format(n_basis=2),
+                                    "latent_dim": 3, "network": "rotating_mnist", "epochs": 2,
+                                    "batch_size": 32, "nll_samples": 4}
+    assert yaml.safe_load(plan.training_yaml("rotating_mnist", names[("rotating_mnist", "slmm_other")]))["lr"] == 0.002
+    assert shared == "slmm-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    # nested mappings in any key order, an integer for a float setting: the same YAML
+    same = training_yaml({"variant": "olmm", "lr": 1, "prior": {"b": 1, "a": {"y": 2, "x": 3}}})
+    assert same == training_yaml({"prior": {"a": {"x": 3, "y": 2}, "b": 1}, "lr": 1.0, "variant": "olmm"})
+    assert same != training_yaml({"variant": "olmm", "lr": 2, "prior": {"b": 1, "a": {"y": 2, "x": 3}}})
 
 
 def test_lint_is_clean():
@@ -175,20 +285,28 @@ def test_lint_is_clean():
 
 
 def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
-    rc, out = snakemake("--dry-run", workdir=tmp_path, configfile=REPO / "config" / "paper.yaml")
+    # the profiles no longer print shell commands; ask for them to see each job's --device
+    rc, out = snakemake("--dry-run", "--printshellcmds", workdir=tmp_path,
+                        configfile=REPO / "config" / "paper.yaml")
     assert rc == 0, out[-3000:]
     plan = load_plan(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), SCHEMA)
     counts = job_counts(out)
-    # each run evaluates itself; 275 neural trainings (5 seeds, 4 on Rotating MNIST) and 4 classical
+    # each run evaluates itself; 275 neural runs (5 seeds, 4 on Rotating MNIST) and 4 classical
     # rows, fitted once each (deterministic: one seed gives them all)
-    assert counts["fit"] + counts["fit_predictions"] == len(plan.runs) == 275 + 4
+    assert len(plan.runs) == 275 + 4
+    # identical trainings run once: the basis sweeps' n_basis=4 models are the main experiments'
+    # olmm_elbo and slmm_elbo (Rotating MNIST 2 models x 4 seeds, PhysioNet 2 x 5): 18 fewer jobs
+    shared = {(d, m) for (d, m), name in plan.training_names.items() if len(plan.sharing(d, name)) > 1}
+    assert shared == {(d, m) for d in ("rotating_mnist", "physionet")
+                      for m in ("olmm_elbo", "slmm_elbo", "olmm_basis_n_basis4", "slmm_basis_n_basis4")}
+    assert counts["fit"] + counts["fit_predictions"] == len(plan.trainings) == 279 - 18 == 261
     classical = [r for r in plan.runs if plan.model(r.dataset, r.model).config["variant"] in ("mixedlm", "mean")]
     assert len(classical) == 4 and {r.seed for r in classical} == {0}
     drawn = {(e.dataset, f["model"], f["seed"]) for e in plan.experiments.values()
              for f in e.figures.values() if f["kind"] == "trajectories"}  # runs whose predictions are drawn
     assert "evaluate" not in counts and counts["fit_predictions"] == len(drawn) >= 1
-    assert counts["mcc_seeds"] == len(plan.seed_pairs) == 120
-    assert counts["model_yaml"] == len(plan.models)
+    assert counts["mcc_seeds"] == len(plan.training_pairs) == len(plan.seed_pairs) == 120  # none shared
+    assert counts["model_yaml"] == len(set(plan.training_names.values())) == len(plan.models) - 4
     assert counts["data"] == 4 and counts["synthetic_raw"] == 2
     assert counts["table"] == len(plan.experiments) == 7
     # the experiments of the issue, by base model and sweep
@@ -211,9 +329,9 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     # device: cuda -> every neural training job requests the GPU and runs with --device cuda; the
     # classical rows (statsmodels, numpy) ask for none
     fit_jobs = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)", out)
-    assert len(fit_jobs) == 279 and sum("gpu=1" in r for r in fit_jobs) == 275
+    assert len(fit_jobs) == 261 and sum("gpu=1" in r for r in fit_jobs) == 257
     assert sum("gpu=0" in r for r in fit_jobs) == 4
-    assert out.count("--device cuda") == 279
+    assert out.count("--device cuda") == 261
 
 
 def test_invalid_config_fails_in_one_readable_line(tmp_path):
@@ -252,8 +370,9 @@ def test_killed_training_job_resumes_from_its_checkpoint(tiny, tmp_path):
     config = edited_config(
         tmp_path, lambda c: c["experiments"]["physionet"]["models"]["olmm_gsnn"].update(epochs=30)
     )
-    run = tiny / "results" / "train" / "physionet" / "olmm_gsnn" / "seed0"
-    target = "results/train/physionet/olmm_gsnn/seed0/model.pt"
+    target_dir = training_dir(config, "physionet", "olmm_gsnn", 0)  # a new training (new epochs)
+    run = tiny / target_dir
+    target = f"{target_dir}/model.pt"
     cmd = [SNAKEMAKE, target, "--cores", "1", "--directory", str(tiny), "--configfile", str(config)]
     launched = time.time()
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -274,4 +393,5 @@ def test_killed_training_job_resumes_from_its_checkpoint(tiny, tmp_path):
     after = history.read_text().splitlines()
     assert len(after) == 31 and after[: len(before)] == before  # same wall-clock seconds: resumed
     assert (run / "model.pt").exists()
-    assert "stale checkpoint" not in (tiny / "results/logs/fit/physionet/olmm_gsnn/seed0.log").read_text()
+    log = tiny / target_dir.replace("results/train", "results/logs/fit").replace("/seed0", "/seed0.log")
+    assert "stale checkpoint" not in log.read_text()

@@ -5,7 +5,8 @@ MCC between the latents of two seeds of one model comes from ``lmmvae mcc`` and 
 metric ``mcc_seeds`` with both seeds (``seed``, ``seed_b``). The manifest, written by the workflow
 from the config (:meth:`lmmvae.reporting.experiments.Plan.manifest`), says which file belongs to
 which model and carries the labels that tables and figures need (base model, display label,
-sweep parameter and value).
+sweep parameter and value). Models with identical settings share one training (``training`` in the
+manifest), so several entries may name the same file: each gives its own rows, same values.
 
 A neural run's metrics file also says how its training ended (``best_epoch``, ``epochs_run``,
 ``epoch_budget``, ``stopped_early``: patience ended it before the budget); every row of the run

@@ -34,7 +34,8 @@ DEVICE = PLAN.device
 # profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
 # Classical rows (mixedlm, mean: statsmodels / numpy) ask for no GPU.
 def _gpu_of(wildcards):
-    return 0 if PLAN.model(wildcards.dataset, wildcards.model).config["variant"] in CLASSICAL_VARIANTS else 1
+    variant = wildcards.training.split("-", 1)[0]  # a training is named <variant>-<hash>
+    return 0 if variant in CLASSICAL_VARIANTS else 1
 
 
 TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE == "cuda" else {}
@@ -42,7 +43,7 @@ TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE == "cuda" else {}
 
 wildcard_constraints:
     dataset=r"[A-Za-z][A-Za-z0-9_]*",
-    model=r"[A-Za-z][A-Za-z0-9_.\-]*",
+    training=r"[A-Za-z0-9_]+-[0-9a-f]{10}",
     seed=r"\d+",
     seed_b=r"\d+",
     experiment=r"[A-Za-z][A-Za-z0-9_]*",
@@ -68,28 +69,30 @@ def cli_options(options):
     return args
 
 
-# ---- paths: results/<stage>/<dataset>/<model>/seed<seed>/... (STYLE.md) ----
+# ---- paths: results/<stage>/<dataset>/<training>/seed<seed>/... (STYLE.md) ----
+# A training is named by its model YAML's content, <variant>-<hash> (lmmvae.reporting.experiments):
+# models whose settings are identical train once, and results/runs.json says which model is which.
 def data_h5(dataset):
     return f"results/data/{dataset}.h5"
 
 
-def run_dir(run):
-    return f"results/train/{run.dataset}/{run.model}/seed{run.seed}"
+def run_dir(training):
+    return f"results/train/{training.dataset}/{training.name}/seed{training.seed}"
 
 
-def metrics_json(run):
-    return f"results/eval/{run.dataset}/{run.model}/seed{run.seed}/metrics.json"
+def metrics_json(training):
+    return f"results/eval/{training.dataset}/{training.name}/seed{training.seed}/metrics.json"
 
 
 def mcc_json(pair):
     return (
-        f"results/eval/{pair.dataset}/{pair.model}/mcc/"
+        f"results/eval/{pair.dataset}/{pair.name}/mcc/"
         f"seed{pair.seed_a}_seed{pair.seed_b}.json"
     )
 
 
-def predictions_h5(run):
-    return f"results/predictions/{run.dataset}/{run.model}/seed{run.seed}/predictions.h5"
+def predictions_h5(training):
+    return f"results/predictions/{training.dataset}/{training.name}/seed{training.seed}/predictions.h5"
 
 
 def figures_of(*kinds):
@@ -133,6 +136,7 @@ def data_command(wildcards, input):
 
 
 def latent_run(wildcards):
+    """The (model, seed) a trajectories or latent figure draws; its results: PLAN.training(run)."""
     exp, fig = figure_spec(wildcards.fig)
     return Run(exp.dataset, fig["model"], fig["seed"])
 

@@ -6,14 +6,14 @@
 rule mcc_seeds:
     input:
         data=lambda wc: data_h5(wc.dataset),
-        model_a="results/train/{dataset}/{model}/seed{seed}/model.pt",
-        model_b="results/train/{dataset}/{model}/seed{seed_b}/model.pt",
+        model_a="results/train/{dataset}/{training}/seed{seed}/model.pt",
+        model_b="results/train/{dataset}/{training}/seed{seed_b}/model.pt",
     output:
-        "results/eval/{dataset}/{model}/mcc/seed{seed}_seed{seed_b}.json",
+        "results/eval/{dataset}/{training}/mcc/seed{seed}_seed{seed_b}.json",
     log:
-        "results/logs/mcc_seeds/{dataset}/{model}/seed{seed}_seed{seed_b}.log",
+        "results/logs/mcc_seeds/{dataset}/{training}/seed{seed}_seed{seed_b}.log",
     benchmark:
-        "results/benchmarks/mcc_seeds/{dataset}/{model}/seed{seed}_seed{seed_b}.tsv"
+        "results/benchmarks/mcc_seeds/{dataset}/{training}/seed{seed}_seed{seed_b}.tsv"
     params:
         run_a=lambda wc, input: os.path.dirname(input.model_a),
         run_b=lambda wc, input: os.path.dirname(input.model_b),
@@ -50,7 +50,7 @@ rule latent_grid:
 rule latent_predict:
     input:
         grid="results/latent/{fig}.grid.csv",
-        model=lambda wc: f"{run_dir(latent_run(wc))}/model.pt",
+        model=lambda wc: f"{run_dir(PLAN.training(latent_run(wc)))}/model.pt",
     output:
         "results/latent/{fig}.h5",
     log:

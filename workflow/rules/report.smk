@@ -24,8 +24,8 @@ rule manifest:
 rule aggregate:
     input:
         manifest="results/runs.json",
-        metrics=[metrics_json(run) for run in PLAN.runs],
-        mcc=[mcc_json(pair) for pair in PLAN.seed_pairs],
+        metrics=[metrics_json(training) for training in PLAN.trainings],
+        mcc=[mcc_json(pair) for pair in PLAN.training_pairs],
     output:
         "results/metrics.csv",
     log:
@@ -94,7 +94,7 @@ rule figure_metrics:
 rule figure_trajectories:
     input:
         data=lambda wc: data_h5(figure_spec(wc.fig)[0].dataset),
-        predictions=lambda wc: predictions_h5(latent_run(wc)),
+        predictions=lambda wc: predictions_h5(PLAN.training(latent_run(wc))),
     output:
         png=report(
             "results/figures/{fig}.png",

@@ -1,17 +1,19 @@
-# Training: one job per dataset x model x seed. Each model's settings go to their own YAML through
-# `params`, so that editing one model in the config reruns that model's jobs only (Snakemake's
-# params rerun trigger), and never the data or the other models.
+# Training: one job per dataset x training x seed, where a training is a model YAML named by its
+# content (<variant>-<hash>, lmmvae.reporting.experiments): models with identical settings (a basis
+# sweep's n_basis=4 and the main experiment's 4-frequency model) train once and share the results.
+# Editing one model gives it a new name, so only its YAML, training and what reads them rerun; the
+# models that shared its old training keep it, and never the data or the other models rerun.
 
 
 rule model_yaml:
     output:
-        "results/models/{dataset}/{model}.yaml",
+        "results/models/{dataset}/{training}.yaml",
     log:
-        "results/logs/model_yaml/{dataset}/{model}.log",
+        "results/logs/model_yaml/{dataset}/{training}.log",
     benchmark:
-        "results/benchmarks/model_yaml/{dataset}/{model}.tsv"
+        "results/benchmarks/model_yaml/{dataset}/{training}.tsv"
     params:
-        yaml=lambda wc: PLAN.model(wc.dataset, wc.model).yaml(),
+        yaml=lambda wc: PLAN.training_yaml(wc.dataset, wc.training),
     conda:
         ENV
     localrule: True
@@ -28,14 +30,14 @@ rule model_yaml:
 rule fit:
     input:
         data=lambda wc: data_h5(wc.dataset),
-        model="results/models/{dataset}/{model}.yaml",
+        model="results/models/{dataset}/{training}.yaml",
     output:
-        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
-        metrics="results/eval/{dataset}/{model}/seed{seed}/metrics.json",
+        model="results/train/{dataset}/{training}/seed{seed}/model.pt",
+        metrics="results/eval/{dataset}/{training}/seed{seed}/metrics.json",
     log:
-        "results/logs/fit/{dataset}/{model}/seed{seed}.log",
+        "results/logs/fit/{dataset}/{training}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/fit/{dataset}/{model}/seed{seed}.tsv"
+        "results/benchmarks/fit/{dataset}/{training}/seed{seed}.tsv"
     params:
         run_dir=lambda wc, output: os.path.dirname(output.model),
         device=DEVICE,
@@ -51,24 +53,24 @@ rule fit:
         " --evaluate-out {output.metrics:q} {params.predictions:q} > {log:q} 2>&1"
 
 
-# the runs whose predictions a trajectories figure draws: trained by `fit_predictions`, the same
-# job also writing the predictions of every row (constrained to these runs: no other run writes them)
-PREDICTION_RUNS = [Run(exp.dataset, fig["model"], fig["seed"])
+# the trainings whose predictions a trajectories figure draws: trained by `fit_predictions`, the same
+# job also writing the predictions of every row (constrained to these trainings: no other writes them)
+PREDICTION_RUNS = [PLAN.training(Run(exp.dataset, fig["model"], fig["seed"]))
                    for exp, fig in map(figure_spec, figures_of("trajectories"))]
 
 
 use rule fit as fit_predictions with:
     output:
-        model="results/train/{dataset}/{model}/seed{seed}/model.pt",
-        metrics="results/eval/{dataset}/{model}/seed{seed}/metrics.json",
-        predictions="results/predictions/{dataset}/{model}/seed{seed}/predictions.h5",
+        model="results/train/{dataset}/{training}/seed{seed}/model.pt",
+        metrics="results/eval/{dataset}/{training}/seed{seed}/metrics.json",
+        predictions="results/predictions/{dataset}/{training}/seed{seed}/predictions.h5",
     params:
         run_dir=lambda wc, output: os.path.dirname(output.model),
         device=DEVICE,
         predictions=lambda wc, output: ["--predictions-out", output.predictions],
     wildcard_constraints:
         dataset=one_of({r.dataset for r in PREDICTION_RUNS}),
-        model=one_of({r.model for r in PREDICTION_RUNS}),
+        training=one_of({r.name for r in PREDICTION_RUNS}),
         seed=one_of({str(r.seed) for r in PREDICTION_RUNS}),
 
 
