@@ -42,6 +42,10 @@ class ModelConfig:
     # A subject's rows are updated only in the steps that contain the subject, far fewer than the
     # shared parameters.
     lr_random_effects: float | None = None
+    # learning rate of the likelihood's own parameters (the per-feature Gaussian log-variance); null:
+    # lmmvae.train.LIKELIHOOD_LR_FACTOR × lr. Adam moves a log-variance by about `lr` per step, so at
+    # 1e-3 a variance needs thousands of steps to fall from the data's variance to the residual's.
+    lr_likelihood: float | None = None
     patience: int = 50  # stop after this many epochs without validation improvement (0: never)
     gsnn_samples: int = 10  # S of SPEC 4
     nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)

@@ -33,6 +33,8 @@ HISTORY = "history.csv"
 #: a subject's rows move only in the steps that hold the subject. Chosen on validation prediction
 #: MSE of the simulated LMM data (docs/recipe_study.md: factor 10 converged sooner and lower than 1).
 RANDOM_EFFECTS_LR_FACTOR = 10.0
+#: learning rate of the likelihood's parameters relative to ``lr`` when ``lr_likelihood`` is null.
+LIKELIHOOD_LR_FACTOR = 1.0
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds"]
 
 
@@ -56,8 +58,13 @@ class Trainer:
         self.objective_kwargs = {"n_samples": config.gsnn_samples} if config.objective == "gsnn" else {}
         sparse = model.prior.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}
-        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
-        self.optimizers = [torch.optim.Adam(dense, lr=config.lr)]
+        noise = [p for p in model.likelihood.parameters() if p.requires_grad]
+        special = sparse_ids | {id(p) for p in noise}
+        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in special]
+        groups = [{"params": dense}]
+        if noise:
+            groups.append({"params": noise, "lr": config.lr_likelihood or LIKELIHOOD_LR_FACTOR * config.lr})
+        self.optimizers = [torch.optim.Adam(groups, lr=config.lr)]
         if sparse:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr_random_effects or RANDOM_EFFECTS_LR_FACTOR * config.lr))
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]

@@ -65,5 +65,5 @@ rule latent_predict:
         ENV
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m lmmvae predict --run {params.run_dir:q} --covariates {input.grid:q}"
+        "OMP_NUM_THREADS={threads} python -m lmmvae predict --run {params.run_dir:q} --covariates {input.grid:q} --no-intervals"
         " --out {output:q} > {log:q} 2>&1"
