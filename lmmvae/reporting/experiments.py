@@ -18,27 +18,40 @@ seed: a :class:`Training`, named by the content of its model YAML (``<variant>-<
 :meth:`Plan.training_yaml`), and every (model, seed) that uses it reads its metrics, predictions
 and latents. Named by content, not by a member model, so that editing one member gives that model a
 new training and leaves the others' as they were (the workflow reruns nothing else).
+
+This module reads and checks the config; the plan's records and queries are in
+:mod:`lmmvae.reporting.plan`, the naming of trainings by content in
+:mod:`lmmvae.reporting.trainings` (every name is importable from here too).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import yaml
+from typing import Any
 
 from lmmvae.classical import CLASSICAL_VARIANTS  # torch-free, like this module
 from lmmvae.errors import ConfigError
+from lmmvae.reporting.plan import (  # noqa: F401 (re-exported: callers import them from here)
+    RAW_GENERATORS,
+    DatasetSpec,
+    Experiment,
+    ModelSpec,
+    Plan,
+    Run,
+    SeedPair,
+)
+from lmmvae.reporting.trainings import (  # noqa: F401 (re-exported)
+    Training,
+    TrainingPair,
+    name_trainings,
+    training_yaml,
+)
 
-#: the commands of ``lmmvae data`` that read a raw directory, and so accept ``raw``/``synthetic``
-RAW_GENERATORS = ("physionet", "clinical-trial")
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
 HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")
 METRIC_LABELS = {
@@ -50,170 +63,6 @@ METRIC_LABELS = {
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    generator: str  # an `lmmvae data` command
-    options: dict
-    raw: str | None = None  # raw directory (physionet, clinical-trial); None = synthetic cohort
-    synthetic: dict = field(default_factory=dict)
-
-    @property
-    def needs_raw(self) -> bool:
-        return self.generator in RAW_GENERATORS
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of one dataset: ``config``, its resolved settings, is what ``lmmvae fit --model``
-    reads (as :func:`training_yaml`, shared with the models of identical settings)."""
-
-    dataset: str
-    name: str  # unique per dataset; a swept model is named ``<base>_<parameter><value>``
-    base: str
-    label: str  # for tables and legends
-    config: dict
-    sweep_parameter: str | None = None
-    sweep_value: Any = None
-
-
-@dataclass(frozen=True)
-class Run:
-    dataset: str
-    model: str
-    seed: int
-
-
-@dataclass(frozen=True)
-class SeedPair:
-    """Two runs of one model whose latents are compared by MCC (identifiability)."""
-
-    dataset: str
-    model: str
-    seed_a: int
-    seed_b: int
-
-
-@dataclass(frozen=True)
-class Training:
-    """One training job: a dataset, a model YAML (by content: ``name``, see module docstring) and
-    a seed. Every :class:`Run` whose model resolves to that YAML reads this training's results."""
-
-    dataset: str
-    name: str  # "<variant>-<first 10 hex digits of the SHA-256 of its model YAML>"
-    seed: int
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """Two seeds of one training whose latents are compared by MCC (shared, like a Training)."""
-
-    dataset: str
-    name: str
-    seed_a: int
-    seed_b: int
-
-
-@dataclass
-class Experiment:
-    name: str
-    title: str
-    dataset: str
-    seeds: tuple[int, ...]
-    models: list[str]  # expanded model names, in declaration order (sweep values inner)
-    references: list[str]  # models of other experiments on the same dataset
-    metrics: dict[str, str]  # metric -> column label
-    sweep_parameter: str | None
-    mcc_between_seeds: bool
-    figures: dict[str, dict]
-
-    @property
-    def all_models(self) -> list[str]:
-        return self.models + [r for r in self.references if r not in self.models]
-
-
-@dataclass
-class Plan:
-    device: str
-    datasets: dict[str, DatasetSpec]
-    models: dict[tuple[str, str], ModelSpec]
-    experiments: dict[str, Experiment]
-    runs: list[Run]  # (model, seed) as tables show them; several may share one Training
-    seed_pairs: list[SeedPair]
-    # (dataset, model) -> training name, and (dataset, training name) -> its model YAML
-    training_names: dict[tuple[str, str], str] = field(default_factory=dict)
-    training_yamls: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def model(self, dataset: str, name: str) -> ModelSpec:
-        return self.models[(dataset, name)]
-
-    def training(self, run: Run) -> Training:
-        """The training job whose results ``run`` reports."""
-        return Training(run.dataset, self.training_names[(run.dataset, run.model)], run.seed)
-
-    def training_pair(self, pair: SeedPair) -> TrainingPair:
-        name = self.training_names[(pair.dataset, pair.model)]
-        return TrainingPair(pair.dataset, name, pair.seed_a, pair.seed_b)
-
-    @property
-    def trainings(self) -> list[Training]:
-        """The training jobs, each once, in the order of the runs that first need them."""
-        return list(dict.fromkeys(self.training(r) for r in self.runs))
-
-    @property
-    def training_pairs(self) -> list[TrainingPair]:
-        return list(dict.fromkeys(self.training_pair(p) for p in self.seed_pairs))
-
-    def training_yaml(self, dataset: str, name: str) -> str:
-        """The model YAML of a training (``lmmvae fit --model``): the resolved settings without
-        the keys set to their default, in :class:`lmmvae.config.ModelConfig`'s field order."""
-        return self.training_yamls[(dataset, name)]
-
-    def sharing(self, dataset: str, name: str) -> list[str]:
-        """The models of ``dataset`` that training ``name`` stands for (declaration order)."""
-        return [m for (d, m), t in self.training_names.items() if d == dataset and t == name]
-
-    def manifest(
-        self,
-        metrics_path: Callable[[Training], str],
-        mcc_path: Callable[[TrainingPair], str],
-    ) -> dict:
-        """What ``lmmvae report aggregate`` needs to label each metrics file (JSON-ready). Models
-        that share a training point at the same files, one row each in the metrics table."""
-
-        def labels(dataset: str, name: str) -> dict:
-            spec = self.model(dataset, name)
-            return {
-                "dataset": dataset,
-                "model": name,
-                "base_model": spec.base,
-                "label": spec.label,
-                "sweep_parameter": spec.sweep_parameter,
-                "sweep_value": spec.sweep_value,
-            }
-
-        runs = [
-            {
-                **labels(r.dataset, r.model),
-                "training": self.training_names[(r.dataset, r.model)],
-                "seed": r.seed,
-                "path": metrics_path(self.training(r)),
-            }
-            for r in self.runs
-        ]
-        pairs = [
-            {
-                **labels(p.dataset, p.model),
-                "training": self.training_names[(p.dataset, p.model)],
-                "seed": p.seed_a,
-                "seed_b": p.seed_b,
-                "path": mcc_path(self.training_pair(p)),
-                "run_path": metrics_path(self.training(Run(p.dataset, p.model, p.seed_a))),
-            }
-            for p in self.seed_pairs
-        ]
-        return {"runs": runs, "seed_pairs": pairs}
 
 
 def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Plan:
@@ -307,69 +156,9 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
                 for a, b in itertools.combinations(sorted(exp.seeds), 2):
                     pairs.add(SeedPair(exp.dataset, name, a, b))
     ordered_pairs = sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
-    names, yamls = _trainings(models)
+    names, yamls = name_trainings(models)
     return Plan(device, datasets, models, experiments, runs, ordered_pairs, names, yamls)
 
-
-def _trainings(
-    models: dict[tuple[str, str], ModelSpec],
-) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
-    """Each model's training name, and each training's model YAML: models of one dataset whose
-    YAML is the same share one name (the YAML's content, not the model's name, defines it)."""
-    names: dict[tuple[str, str], str] = {}
-    yamls: dict[tuple[str, str], str] = {}
-    for (dataset, model), spec in models.items():
-        text = training_yaml(spec.config)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-        # the variant for readability, as a path-safe word (it is free text until `lmmvae fit`)
-        word = re.sub(r"[^A-Za-z0-9_]", "", str(spec.config["variant"]))[:32] or "model"
-        name = f"{word}-{digest}"
-        if yamls.setdefault((dataset, name), text) != text:  # 40 bits: never seen, but say so
-            raise ConfigError(f"models of {dataset!r}: two model YAMLs hash to {name}; rename one")
-        names[(dataset, model)] = name
-    return names, yamls
-
-
-def training_yaml(config: dict) -> str:
-    """The canonical model YAML of resolved settings ``config``: the keys that differ from
-    :class:`lmmvae.config.ModelConfig`'s defaults, in its field order (so `objective: elbo` written
-    out or left to the default, and the order the layers set the keys in, give the same YAML)."""
-    from lmmvae.config import ModelConfig  # torch-free
-
-    fields = dataclasses.fields(ModelConfig)
-    default = {
-        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        for f in fields
-    }
-    canonical = {
-        f.name: _sorted(_as_default_type(config[f.name], default[f.name]))
-        for f in fields
-        if f.name in config and not _same(config[f.name], default[f.name])
-    }
-    return yaml.safe_dump(canonical, sort_keys=False, default_flow_style=False)
-
-
-def _sorted(value: Any) -> Any:
-    """Nested mappings (``prior:``, ``network_options:``) with their keys sorted."""
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
-    return value
-
-
-def _as_default_type(value: Any, default: Any) -> Any:
-    """`lr: 1` of a float setting as 1.0 (the YAML, and so the training's name, are the same)."""
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _same(value: Any, default: Any) -> bool:
-    """Equal as settings: 0.001 == 1e-3; but True is not 1 and 1 is not "1"."""
-    if isinstance(value, bool) or isinstance(default, bool):
-        return type(value) is type(default) and value == default
-    if isinstance(value, (int, float)) and isinstance(default, (int, float)):
-        return value == default
-    return type(value) is type(default) and value == default
 
 
 def _dataset(name: str, spec: dict) -> DatasetSpec:
