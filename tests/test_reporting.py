@@ -6,6 +6,7 @@ Values are hand-computed: e.g. seeds [0.10, 0.12, 0.14] give 0.120 ± 0.020 (ddo
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.reporting import figures
 from lmmvae.reporting.aggregate import aggregate, read_metrics, write_csv
 from lmmvae.reporting.experiments import load_plan
-from lmmvae.reporting.tables import build_table, to_latex, to_markdown
+from lmmvae.reporting.tables import Cell, Table, build_table, to_html, to_latex, to_markdown
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
@@ -154,6 +155,84 @@ def test_tables_count_runs_that_stopped_early_vs_hit_the_budget(tmp_path):
     assert "in all 3 stopped early, 3 hit the budget." in tex
 
 
+class _Cells(HTMLParser):
+    """An HTML table as its caption text and rows of cells, each cell as (text, bold)."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.caption, self.rows, self._in, self._bold = "", [], None, False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append(["", False])
+            self._in = "cell"
+        elif tag == "caption":
+            self._in = "caption"
+        elif tag == "strong":
+            self._bold = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th", "caption"):
+            self._in = None
+        elif tag == "strong":
+            self._bold = False
+
+    def handle_data(self, data):
+        if self._in == "caption":
+            self.caption += f"**{data}**" if self._bold else data
+        elif self._in == "cell":
+            self.rows[-1][-1][0] += data
+            self.rows[-1][-1][1] |= self._bold
+
+
+def markdown_cells(md: str) -> list[list[tuple[str, bool]]]:
+    """The Markdown table's header and body rows (the alignment row left out) as (text, bold)."""
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    out = []
+    for line in rows[:1] + rows[2:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        out.append([(c.strip("*"), c.startswith("**")) for c in cells])
+    return out
+
+
+def test_html_table_has_the_markdown_tables_cells_bold_and_caption():
+    """A 2 x 2 table checked by hand: bold best, mean ± std, a missing cell, the stopped-early
+    column and the caption, identical in HTML and Markdown; text is escaped in HTML."""
+    table = Table("T & <co>", ["A", "B <ref>"], ["MSE", "NLL"],
+                  [[Cell(0.12, 0.02, 3, bold=True), Cell(1.5, 0.1, 3)],
+                   [Cell(0.2, 0.01, 3), None]],
+                  decimals=[3, 2], n_seeds=3, training=[(1, 2), None], budgets=[100])
+    expected = [
+        [("Model", False), ("MSE", False), ("NLL", False), ("Stopped early", False)],
+        [("A", False), ("0.120 ± 0.020", True), ("1.50 ± 0.10", False), ("1/2", False)],
+        [("B <ref>", False), ("0.200 ± 0.010", False), ("–", False), ("–", False)],
+    ]
+    html = to_html(table)
+    parsed = _Cells(html)
+    assert [[tuple(c) for c in row] for row in parsed.rows] == expected
+    md = to_markdown(table)
+    assert markdown_cells(md) == expected
+    assert parsed.caption == md.splitlines()[0] == (
+        "**T & <co>** (mean ± std over 3 seeds; bold: within one std of the best; stopped early: "
+        "runs that early stopping ended before the 100-epoch budget (converged) of all runs; in all "
+        "1 stopped early, 1 hit the budget)")
+    assert html.isascii() and "&plusmn;" not in html and "&#177;" in html  # ± as a reference
+    assert "T &amp; &lt;co&gt;" in html and "<ref>" not in html  # escaped, not markup
+    assert html.startswith("<table") and html.rstrip().endswith("</table>")
+
+
+def test_html_table_of_real_metrics_matches_markdown(tmp_path):
+    frame = aggregate(write_runs(tmp_path, {"a": {"mse_test": [0.10, 0.12, 0.14], "mcc_truth": [0.5, 0.6, 0.7]},
+                                            "b": {"mse_test": [0.13, 0.13, 0.13], "mcc_truth": [0.95] * 3}}))
+    table = build_table(frame, spec(["a", "b"], {"mse_test": "MSE", "mcc_truth": "MCC"}))
+    parsed = _Cells(to_html(table))
+    assert [[tuple(c) for c in row] for row in parsed.rows] == markdown_cells(to_markdown(table))
+    assert parsed.rows[1][1] == ["0.120 ± 0.020", True] and "Stopped early" not in to_html(table)
+
+
 def test_tables_without_training_fields_have_no_stopped_early_column(tmp_path):
     frame = aggregate(write_runs(tmp_path, {"a": {"mse_test": [0.5]}}))
     table = build_table(frame.drop(columns=["stopped_early"]), spec(["a"], {"mse_test": "MSE"}))
@@ -275,8 +354,10 @@ def test_report_cli_writes_tables_and_figures_and_fails_in_one_line(tmp_path, ca
                  "--out", str(csv)]) == 0
     table_spec = json.dumps(spec(["a", "b"], ["mse_test"]))
     assert main(["report", "table", "--metrics", str(csv), "--spec", table_spec,
-                 "--md", str(tmp_path / "t.md"), "--tex", str(tmp_path / "t.tex")]) == 0
+                 "--md", str(tmp_path / "t.md"), "--tex", str(tmp_path / "t.tex"),
+                 "--html", str(tmp_path / "t.html")]) == 0
     assert "**0.150 ± 0.071**" in (tmp_path / "t.md").read_text()
+    assert "<td style=\"text-align:right\"><strong>0.150 &#177; 0.071</strong></td>" in (tmp_path / "t.html").read_text()
     for kind in ("by_model", "sweep"):
         fig_spec = json.dumps({**spec(["a", "b"], ["mse_test"], "K"), "kind": kind})
         png, pdf = tmp_path / f"{kind}.png", tmp_path / f"{kind}.pdf"

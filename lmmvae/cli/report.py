@@ -1,7 +1,7 @@
 """`lmmvae report aggregate | table | figure | trajectories | grid | latent-effects`.
 
 The reporting steps of the benchmark workflow, one command per rule: collect metrics files into
-``results/metrics.csv``, write tables (Markdown, LaTeX) and figures (PNG, PDF). Every output is
+``results/metrics.csv``, write tables (Markdown, LaTeX, HTML) and figures (PNG, PDF). Every output is
 written to a temporary name and renamed. Only ``table`` imports torch (through
 :mod:`lmmvae.metrics`); the others start in about a second.
 """
@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--spec", required=True, help="JSON: dataset, models, metrics, sweep_parameter, title")
     p.add_argument("--md", required=True, help="Markdown table to write")
     p.add_argument("--tex", required=True, help="LaTeX table to write")
+    p.add_argument("--html", default=None, help="also write the table as HTML (for the Snakemake report)")
     p.set_defaults(handler=_table)
 
     p = commands.add_parser("figure", help="metric per model (by_model) or against a sweep (sweep)")
@@ -93,12 +94,14 @@ def _aggregate(args) -> int:
 
 def _table(args) -> int:
     from lmmvae.reporting.aggregate import read_metrics
-    from lmmvae.reporting.tables import build_table, to_latex, to_markdown, write_text
+    from lmmvae.reporting.tables import build_table, to_html, to_latex, to_markdown, write_text
 
     table = build_table(read_metrics(args.metrics), _spec(args.spec))
     markdown = to_markdown(table)
     write_text(markdown, args.md)
     write_text(to_latex(table), args.tex)
+    if args.html is not None:
+        write_text(to_html(table), args.html)
     print(markdown)
     return 0
 

@@ -1,5 +1,8 @@
 """Benchmark tables: mean ± std over seeds per model and metric, best within one std in bold.
 
+One :class:`Table`, three renderings with the same cells and caption: Markdown
+(:func:`to_markdown`), HTML for the Snakemake report (:func:`to_html`) and LaTeX (:func:`to_latex`).
+
 A table spec (built by the workflow from the config, :func:`lmmvae.reporting.experiments`) names
 the dataset, the models in row order, the metrics (name -> column label) and the sweep parameter,
 if any. Rows are base models; with a sweep, each metric gets one column per sweep value (a model
@@ -15,6 +18,7 @@ budget. Classical rows (mixedlm, mean) have no epochs: "–", and are not counte
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 
@@ -193,10 +197,8 @@ def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
 def to_markdown(table: Table) -> str:
     trained = table.training is not None
     header = ["Model", *table.column_labels] + (["Stopped early"] if trained else [])
-    note = f"; {_training_note(table)}" if trained else ""
     lines = [
-        f"**{table.title}** (mean ± std over {_seeds(table.n_seeds)}; bold: within one std of "
-        f"the best{note})",
+        f"**{table.title}** ({_caption_note(table)})",
         "",
         "| " + " | ".join(header) + " |",
         "| " + " | ".join([":--"] + ["--:"] * (len(header) - 1)) + " |",
@@ -210,6 +212,47 @@ def to_markdown(table: Table) -> str:
             texts.append(_training_cell(table.training[i]))
         lines.append("| " + " | ".join([label, *texts]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _caption_note(table: Table) -> str:
+    """The caption after the title, shared by the Markdown and HTML tables."""
+    note = f"; {_training_note(table)}" if table.training is not None else ""
+    return f"mean ± std over {_seeds(table.n_seeds)}; bold: within one std of the best{note}"
+
+
+def to_html(table: Table) -> str:
+    """The Markdown table as an HTML ``<table>`` (same cells, bold, caption): a fragment that the
+    Snakemake report shows in place (``.. raw:: html``) and a browser opens on its own. Text is
+    escaped and non-ASCII characters (±, –) written as character references, so that the file
+    reads the same in any encoding."""
+    trained = table.training is not None
+    header = ["Model", *table.column_labels] + (["Stopped early"] if trained else [])
+    left, right = ' style="text-align:left"', ' style="text-align:right"'
+    lines = [
+        '<table class="lmmvae-table" style="border-collapse:collapse">',
+        f"<caption><strong>{_html(table.title)}</strong> ({_html(_caption_note(table))})</caption>",
+        "<thead>",
+        "<tr>" + "".join(f"<th{left if j == 0 else right}>{_html(h)}</th>"
+                         for j, h in enumerate(header)) + "</tr>",
+        "</thead>",
+        "<tbody>",
+    ]
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
+        texts = [
+            f"<strong>{_html(format_cell(c, d))}</strong>" if c is not None and c.bold
+            else _html(format_cell(c, d))
+            for c, d in zip(row, table.decimals)
+        ]
+        if trained:
+            texts.append(_html(_training_cell(table.training[i])))
+        cells = [f"<td{left}>{_html(label)}</td>"] + [f"<td{right}>{t}</td>" for t in texts]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines) + "\n"
+
+
+def _html(text: str) -> str:
+    return html.escape(str(text)).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 def to_latex(table: Table) -> str:

@@ -1,5 +1,5 @@
 # Reporting: every run's metrics -> one tidy results/metrics.csv -> per experiment a table
-# (Markdown and LaTeX) and its figures (PNG and PDF), marked for `snakemake --report`.
+# (Markdown, LaTeX, and HTML for the report) and its figures (PNG and PDF), marked for `snakemake --report`.
 # The `lmmvae report` commands do not import torch.
 
 
@@ -43,8 +43,10 @@ rule table:
     input:
         "results/metrics.csv",
     output:
-        md=report(
-            "results/tables/{experiment}.md",
+        md="results/tables/{experiment}.md",
+        # the report shows HTML in place (a Markdown file would only be a download)
+        html=report(
+            "results/tables/{experiment}.html",
             caption="../report/table.rst",
             category=lambda wc: PLAN.experiments[wc.experiment].title,
             labels={"table": "mean ± std over seeds"},
@@ -61,7 +63,7 @@ rule table:
     localrule: True
     shell:
         "python -m lmmvae report table --metrics {input:q} --spec {params.spec:q}"
-        " --md {output.md:q} --tex {output.tex:q} > {log:q} 2>&1"
+        " --md {output.md:q} --tex {output.tex:q} --html {output.html:q} > {log:q} 2>&1"
 
 
 rule figure_metrics:
