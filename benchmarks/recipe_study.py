@@ -26,7 +26,7 @@ variant (e.g. ``prior.q_A`` for ``slmm``) is skipped and listed.
 
 **Test rows are never read**: the data are cut to the train and validation splits (split 0, 1)
 before anything else. Reported per point (mean over seeds): validation prediction MSE (the
-validation rows predicted from their covariates by ``model.predict`` — random effects and subject
+validation rows predicted from their covariates by ``model.predict_arrays`` — random effects and subject
 offsets come from the training rows only — scored on their observed entries), the best validation
 loss (the objective per row; comparable within one objective only), the best epoch, the epochs run
 against the budget, and seconds. The table goes into ``--markdown`` between
@@ -147,7 +147,7 @@ def train_point(data: LongitudinalData, settings: dict, seed: int, run_dir: Path
     seconds = time.perf_counter() - start
     val = data.split == SPLITS["validation"]
     frame = data.subset(np.flatnonzero(val)).covariate_frame()
-    pred = fitted.predict(frame)["y_pred"]  # [n_val, D]
+    pred = fitted.predict_arrays(frame)["y_pred"]  # [n_val, D]
     out = {"val_mse": mse(data.y[val], pred, data.mask[val] == 1), "seconds": seconds,
            "max_epochs": fitted.config.epochs}
     if run_dir is not None:

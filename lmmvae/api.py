@@ -6,7 +6,8 @@ Example::
     data = lmmvae.read_h5("health_mnist.h5")
     m = lmmvae.fit(data, design="~ age + sex + sex:age + (1 | id)", network="health_mnist",
                    latent_dim=16, epochs=20, out="runs/hm")
-    m.predict(data.covariate_frame().head())   # conditional generation (SPEC 2.4)
+    m.predict(data.covariate_frame().head())   # a DataFrame: F_mean, F_lower, F_upper per feature (SPEC 2.4)
+    m.predict_arrays(data)                      # the arrays y_pred, z_mean, z_var (stored scale)
     m.impute(data); m.latent(data); m.evaluate(data)
     m2 = lmmvae.load("runs/hm")
 
@@ -92,8 +93,18 @@ class LMMVAE:
         return LongitudinalData(y=zeros, mask=zeros.astype(np.uint8), split=np.zeros(n, np.uint8), covariates=covs)
 
     # -- predictions (batched implementations: lmmvae.predict) ------------------------------
-    def predict(self, covariates) -> dict[str, np.ndarray]:
-        """Conditional generation at covariates (SPEC 2.4, 3.4): ``y_pred``, ``z_mean``, ``z_var``."""
+    def predict(self, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
+        """Prediction from covariates alone (SPEC 2.4, 3.4). A pandas DataFrame gives a DataFrame with its
+        index: its columns, then ``F_mean``, ``F_lower``, ``F_upper`` per feature ``F`` (a ``level``
+        predictive interval from ``n_samples`` draws per row, default 500; ``intervals=False``:
+        ``F_mean`` only), in the table's units; a LongitudinalData or dict of arrays gives
+        :meth:`predict_arrays` (:func:`lmmvae.intervals.predict`)."""
+        from lmmvae.intervals import predict as predict_answer
+        return predict_answer(self, covariates, level=level, n_samples=n_samples, intervals=intervals)
+
+    def predict_arrays(self, covariates) -> dict[str, np.ndarray]:
+        """Conditional generation at covariates (SPEC 2.4, 3.4), on the stored scale: ``y_pred`` [N, D]
+        (the predictive mean over ``nll_samples`` draws), ``z_mean``, ``z_var`` [N, L]."""
         tensors = self.tensors(self.covariates_to_data(covariates))
         return predict.predict_rows(self, tensors, tensors.indices(None))
 
@@ -128,11 +139,6 @@ class LMMVAE:
     # -- answers: tables, summary, effects (lmmvae.intervals, lmmvae.summary, lmmvae.effects) -----
     #: the run directory the model was fitted into or loaded from (None: fitted without ``out``)
     run_dir: Path | None = None
-
-    def predict_frame(self, covariates, level: float = 0.9, n_samples: int | None = None):
-        """``covariates`` (a DataFrame) then ``F_mean, F_lower, F_upper`` per feature, same index (:mod:`lmmvae.intervals`)."""
-        from lmmvae.intervals import N_SAMPLES, predict_frame
-        return predict_frame(self, covariates, level=level, n_samples=n_samples or N_SAMPLES)
 
     def summary(self):
         """Fixed effects, random-effect variances, noise scales and training (:func:`lmmvae.summary.summarise`)."""
@@ -201,7 +207,7 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
         return classical.fit(data, config, out=out, seed=seed, plan=plan)
     data, path = _as_data(data)
     info = {"feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
-            **scale_info(data.attrs)}  # feature_mean/std: predict_frame answers in the table's units
+            **scale_info(data.attrs)}  # feature_mean/std: predict(df) answers in the table's units
     if plan is not None:
         info.update(rundir.data_fingerprint(data, path))
     built = assemble.assemble(config, data, seed=seed, device=choose_device(config.device), info=info, path=path)

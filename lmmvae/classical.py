@@ -91,7 +91,7 @@ def is_classical(variant: str) -> bool:
 
 
 class ClassicalModel:
-    """A fitted ``mixedlm`` or ``mean`` model: ``predict``, ``impute``, ``evaluate``, ``save``."""
+    """A fitted ``mixedlm`` or ``mean`` model: ``predict``, ``predict_arrays``, ``impute``, ``evaluate``, ``save``."""
 
     classical = True
 
@@ -142,7 +142,16 @@ class ClassicalModel:
         z_all, _, _, _ = random_block(self.design, self.design.transform(swapped))
         return z_all
 
-    def predict(self, covariates) -> dict[str, np.ndarray]:
+    def predict(self, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
+        """As :meth:`lmmvae.api.LMMVAE.predict`: a pandas DataFrame gives a DataFrame with its index (its
+        columns, then ``F_mean``, ``F_lower``, ``F_upper`` per feature: exact normal quantiles of
+        ``N(y_pred, y_var)`` at ``level``; ``n_samples`` is not used), anything else the arrays of
+        :meth:`predict_arrays` (:func:`lmmvae.intervals.predict`)."""
+        from lmmvae.intervals import predict as predict_answer
+
+        return predict_answer(self, covariates, level=level, n_samples=n_samples, intervals=intervals)
+
+    def predict_arrays(self, covariates) -> dict[str, np.ndarray]:
         """Prediction from covariates alone: ``y_pred`` [N, D] and its predictive ``y_var``."""
         data = self.covariates_to_data(covariates)
         mean, var = self._mean_var(data.covariates)
@@ -159,8 +168,23 @@ class ClassicalModel:
         mean, _ = self._mean_var(data.covariates)
         return np.where(data.mask.astype(bool), data.y, mean)
 
-    def latent(self, data):
+    def latent(self, data, give_var: bool = False):
         raise RunError(f"{self.config.variant} has no latent space")
+
+    def summary(self):
+        """A one-line RunError, as ``lmmvae summary`` (:func:`lmmvae.summary.summarise`): no latent space."""
+        from lmmvae.summary import summarise
+
+        return summarise(self)
+
+    @property
+    def history(self):
+        raise RunError(f"{self.config.variant} is fitted in closed form, without epochs: no training history")
+
+    def __repr__(self) -> str:
+        from lmmvae.summary import describe
+
+        return describe(self)
 
     def _check(self, data) -> None:
         if data.n_features != self.info["data_dim"]:

@@ -1,10 +1,12 @@
 """Predictions as a table: one row per input row, each feature's predictive mean and interval.
 
-``predict_frame(fitted, frame, level=0.9)`` returns ``frame`` (its columns in its order, its index)
-followed by ``F_mean, F_lower, F_upper`` for every feature ``F``:
+``model.predict(df, level=0.9)`` (:func:`predict`; ``lmmvae predict``) returns ``df`` (its columns
+in its order, its index) followed by ``F_mean, F_lower, F_upper`` for every feature ``F``
+(:func:`predict_frame`); given a LongitudinalData or a dict of arrays it returns the arrays of
+``model.predict_arrays`` (``y_pred``, ``z_mean``, ``z_var``; classical rows ``y_pred``, ``y_var``):
 
 * ``F_mean`` is the predictive mean ``(1/S) Σ_s E[y | g(z^(s))]`` (SPEC 2.4, 3.4), the estimator of
-  ``fitted.predict`` with the draws below (``prediction: plugin`` in the run's config: the plug-in
+  ``fitted.predict_arrays`` with the draws below (``prediction: plugin`` in the run's config: the plug-in
   decoding, as there);
 * ``[F_lower, F_upper]`` is the central ``level`` interval of the **predictive distribution**
   ``p(y* | x*) = ∫ p(y* | g(z)) p(z | x*, train) dz``: latent uncertainty *and* the likelihood's
@@ -202,7 +204,7 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     from ``from-table`` are standardised on the training rows), ``y_*`` are in the table's units
     (``y * std + mean``; ``y_var`` times ``std²``); otherwise on the scale the data were stored in.
 
-    ``intervals=False``: ``F_mean`` only, from ``fitted.predict`` (its ``nll_samples`` draws), for callers
+    ``intervals=False``: ``F_mean`` only, from ``fitted.predict_arrays`` (its ``nll_samples`` draws), for callers
     that want means and latents fast (the workflow's latent figures)."""
     import pandas as pd
 
@@ -219,11 +221,11 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
         raise ConfigError(f"{where}: column {clash[0]!r} would collide with an output column; rename it")
     clean = check_covariates(fitted, frame, where, row).reset_index(drop=True)
     if not intervals:
-        pred = {k: np.asarray(v) for k, v in fitted.predict(clean).items()}
+        pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
     elif getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
         from statistics import NormalDist
 
-        pred = {k: np.asarray(v) for k, v in fitted.predict(clean).items()}
+        pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
         half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(pred["y_var"])
         pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)
     else:
@@ -244,6 +246,26 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     columns = [f + s for f in names for s in suffixes]
     out = pd.DataFrame(block, index=frame.index, columns=columns)
     return pd.concat([frame, out], axis=1)
+
+
+def predict(fitted, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
+    """What ``model.predict(covariates, …)`` returns, for neural and classical models alike.
+
+    A pandas DataFrame gives the table of :func:`predict_frame` in the table's units: ``covariates``'
+    columns in their order and its index, then ``F_mean`` (and, with ``intervals``, ``F_lower``,
+    ``F_upper`` at ``level``, from ``n_samples`` draws per row; default :data:`N_SAMPLES`) per
+    feature. Anything else (a LongitudinalData, a dict of covariate arrays) gives the arrays of
+    ``fitted.predict_arrays`` on the stored scale; ``level``, ``n_samples`` and ``intervals`` are
+    then refused (a one-line ConfigError) rather than ignored."""
+    import pandas as pd
+
+    if isinstance(covariates, pd.DataFrame):
+        return predict_frame(fitted, covariates, level=level, n_samples=n_samples or N_SAMPLES, intervals=intervals)
+    if float(level) != 0.9 or n_samples is not None or not intervals:
+        raise ConfigError(f"predict: level, n_samples and intervals apply to a pandas DataFrame of covariates, "
+                          f"not to a {type(covariates).__name__} (whose prediction is the arrays of predict_arrays); "
+                          f"pass data.covariate_frame() for the table")
+    return fitted.predict_arrays(covariates)
 
 
 def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attrs: dict | None = None) -> Path:

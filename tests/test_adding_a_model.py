@@ -41,7 +41,7 @@ def test_readme_example_adds_a_variant_with_one_module_and_one_line(tmp_path, mo
     assert json.loads((run / "prior.json").read_text()) == {"n_subjects": 30}  # examples/visits.csv: 30 patients
     # the loaded model predicts exactly as the fitted one; known patients get their own mean
     new = pd.read_csv(ROOT / "examples" / "new_visits.csv")
-    fitted, loaded = model.predict(new), again.predict(new)
+    fitted, loaded = model.predict_arrays(new), again.predict_arrays(new)
     np.testing.assert_array_equal(loaded["y_pred"], fitted["y_pred"])
     means = model.model.prior.means.detach()
     assert means.abs().sum() > 0 and not torch.allclose(means[0], means[1])  # learned, per subject

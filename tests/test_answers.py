@@ -12,7 +12,7 @@ import torch
 import lmmvae
 from lmmvae.cli import main
 from lmmvae.effects import POPULATION, covariate_effect, effect_grid, plot_effect
-from lmmvae.errors import ConfigError
+from lmmvae.errors import ConfigError, RunError
 from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.intervals import predict_frame
 
@@ -92,7 +92,7 @@ def test_intervals_are_quantiles_of_the_models_own_predictive(fitted):
     latent_only = np.quantile(mean.numpy(), [0.05, 0.95], axis=0)
     assert ((y >= latent_only[0]) & (y <= latent_only[1])).mean() < 0.8  # the noise matters here
     within = 4.5 * mean.std(0).numpy() / np.sqrt(model.config.nll_samples) + 4.5 * standard_error + 1e-3
-    assert (np.abs(bounds(table, "_mean") - model.predict(frame)["y_pred"]) <= within).all()  # the same estimator
+    assert (np.abs(bounds(table, "_mean") - model.predict_arrays(frame)["y_pred"]) <= within).all()  # the same estimator
 
 
 def test_rows_keep_identity_order_and_index(fitted):
@@ -100,14 +100,46 @@ def test_rows_keep_identity_order_and_index(fitted):
     frame = data.covariate_frame().iloc[[5, 77, 3, 200, 31]].copy()
     frame.index = ["a", "b", "c", "d", "e"]
     frame.insert(1, "note", ["x", "y", "z", "u", "v"])  # a column the model does not use, kept in place
-    table = predict_frame(model, frame)
+    table = model.predict(frame)
     features = [f"f{d}" for d in range(D)]
     assert list(table.columns) == list(frame.columns) + [f + s for f in features for s in ("_mean", "_lower", "_upper")]
     assert list(table.index) == list(frame.index)
     pd.testing.assert_frame_equal(table[frame.columns], frame)
-    shuffled = predict_frame(model, frame.iloc[::-1])
+    shuffled = model.predict(frame.iloc[::-1])
     pd.testing.assert_frame_equal(shuffled.loc[frame.index], table)  # a row's answer is its own, and reproducible
     assert (bounds(table, "_lower") < bounds(table, "_mean")).all() and (bounds(table, "_mean") < bounds(table, "_upper")).all()
+
+
+def test_predict_on_a_data_frame_is_the_table_and_elsewhere_the_arrays(fitted, monkeypatch):
+    """``model.predict(df)`` (issue 12 item 2): ``df``'s index and columns, then ``F_mean`` (``F_lower``,
+    ``F_upper``) per feature, in the table's units; its means are ``predict_arrays``' ``y_pred``
+    mapped by the recorded scale. A LongitudinalData still gives the arrays."""
+    model, _, data, _ = fitted
+    frame = data.covariate_frame().iloc[[40, 3, 17]].copy()
+    frame.index = pd.Index([30, 10, 20], name="visit")
+    mean, std = np.arange(D, dtype=float) - 2.0, np.linspace(0.5, 2.0, D)
+    monkeypatch.setitem(model.info, "feature_mean", mean.tolist())
+    monkeypatch.setitem(model.info, "feature_std", std.tolist())
+    features = [f"f{d}" for d in range(D)]
+    arrays = model.predict_arrays(frame)
+    means = model.predict(frame, intervals=False)
+    assert isinstance(means, pd.DataFrame) and means.index.equals(frame.index)
+    assert list(means.columns) == list(frame.columns) + [f + "_mean" for f in features]
+    pd.testing.assert_frame_equal(means[frame.columns], frame)
+    np.testing.assert_allclose(bounds(means, "_mean"), arrays["y_pred"] * std + mean, rtol=1e-5, atol=1e-5)
+    table = model.predict(frame, level=0.8, n_samples=100)
+    assert list(table.columns) == list(frame.columns) + [f + s for f in features for s in ("_mean", "_lower", "_upper")]
+    pd.testing.assert_frame_equal(table, predict_frame(model, frame, level=0.8, n_samples=100))
+    wide = model.predict(frame, level=0.98, n_samples=100)  # same draws, wider level: the interval contains it
+    assert (bounds(wide, "_lower") <= bounds(table, "_lower")).all() and (bounds(wide, "_upper") >= bounds(table, "_upper")).all()
+    assert (bounds(wide, "_upper") - bounds(wide, "_lower") > bounds(table, "_upper") - bounds(table, "_lower")).any()
+    rows = data.subset(np.arange(6))
+    out = model.predict(rows)  # LongitudinalData: the arrays, stored scale
+    assert isinstance(out, dict) and set(out) == {"y_pred", "z_mean", "z_var"}
+    np.testing.assert_array_equal(out["y_pred"], model.predict_arrays(rows)["y_pred"])
+    with pytest.raises(ConfigError, match="apply to a pandas DataFrame.*LongitudinalData"):
+        model.predict(rows, level=0.5)
+    assert not hasattr(model, "predict_frame")  # one name for one thing
 
 
 def test_bad_covariates_are_one_line_errors(fitted, tmp_path, capsys):
@@ -147,7 +179,7 @@ def test_cli_predict_writes_csv_and_h5(fitted, tmp_path):
     assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "fast.h5"),
                  "--no-intervals"]) == 0  # the workflow's latent figures: model.predict's means and latents
     with h5py.File(tmp_path / "fast.h5") as f:
-        np.testing.assert_allclose(f["y_pred"][()], model.predict(frame)["y_pred"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(f["y_pred"][()], model.predict_arrays(frame)["y_pred"], rtol=1e-5, atol=1e-6)
         assert "y_lower" not in f and f["z_mean"].shape == (7, 2)
     assert main(["predict", str(run), "--covariates", str(tmp_path / "new.csv"), "--out", str(tmp_path / "P.txt")]) == 2
 
@@ -218,9 +250,17 @@ def test_classical_rows_get_exact_normal_intervals_in_table_units(tmp_path):
     mean, std = np.linspace(-5.0, 5.0, D), np.linspace(0.5, 3.0, D)  # y_table = y * std + mean
     data.attrs.update(feature_mean=mean.tolist(), feature_std=std.tolist())
     model = lmmvae.fit(data, variant="mean", design=DESIGN)
-    frame = data.covariate_frame().head(3)
-    table = predict_frame(model, frame, level=0.9)
-    pred = model.predict(frame)  # the stored scale
+    frame = data.covariate_frame().head(3).set_axis(["a", "b", "c"])
+    table = model.predict(frame, level=0.9)
+    assert list(table.index) == ["a", "b", "c"] and list(table.columns[:len(frame.columns)]) == list(frame.columns)
+    pred = model.predict_arrays(frame)  # the stored scale
+    np.testing.assert_allclose(bounds(model.predict(frame, intervals=False), "_mean"), pred["y_pred"] * std + mean,
+                               rtol=1e-5)
+    assert set(model.predict(data)) == {"y_pred", "y_var"}  # LongitudinalData: the arrays
+    assert repr(model) == f"<mean model, design {DESIGN!r}, {D} features>"
+    for ask in (model.summary, lambda: model.latent(data, give_var=True), lambda: model.history):
+        with pytest.raises(RunError, match="latent space|no training history"):  # one line, not an AttributeError
+            ask()
     np.testing.assert_allclose(bounds(table, "_mean"), pred["y_pred"] * std + mean, rtol=1e-5)
     np.testing.assert_allclose(bounds(table, "_upper") - bounds(table, "_mean"),
                                1.6448536 * np.sqrt(pred["y_var"]) * std, rtol=1e-5)

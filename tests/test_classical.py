@@ -70,7 +70,7 @@ def test_mixedlm_recovers_fixed_effects_and_beats_the_mean(sim, fitted):
     # the fixed part, read as predictions for an unseen subject (random effect 0), is the truth's
     grid = pd.DataFrame({"time": np.tile(np.linspace(0, 2, 5), 2), "sex": np.repeat([0, 1], 5), "id": "new"})
     truth = np.column_stack([np.ones(10), grid.time, grid.sex]) @ BETA.T
-    pred = fitted.predict(grid)["y_pred"]
+    pred = fitted.predict_arrays(grid)["y_pred"]
     np.testing.assert_allclose(pred, truth, atol=0.25)
     assert np.abs(pred - truth).mean() < 0.08
     # the random-effect covariance is recovered on the design's scale: time standardised, so
@@ -122,7 +122,7 @@ def test_predictions_equal_statsmodels_predict_plus_blups(sim):
     result = MixedLM(data.y[train, 0].astype(float), x[train], groups=g[train], exog_re=z[train]).fit(reml=True)
     np.testing.assert_allclose(model.params["beta"][0], result.fe_params, rtol=1e-6, atol=1e-8)
     by_hand = result.predict(x) + np.array([z[i] @ np.asarray(result.random_effects[g[i]]) for i in range(len(g))])
-    out = model.predict(data.covariate_frame())
+    out = model.predict_arrays(data.covariate_frame())
     np.testing.assert_allclose(out["y_pred"][:, 0], by_hand, rtol=1e-5, atol=1e-5)
     # predictive variance: σ² + z_i^T Cov(b_p | train) z_i with statsmodels' conditional covariance
     cond = np.array([z[i] @ np.asarray(result.random_effects_cov[g[i]]) @ z[i] for i in range(len(g))])
@@ -139,9 +139,9 @@ def test_unseen_subject_gets_zero_random_effect(fitted):
     seen = rows.assign(id="s1")
     x = fitted.design.transform({k: rows[k].to_numpy() for k in rows}).shared.astype(float)
     fixed = x @ fitted.params["beta"].T
-    out = fitted.predict(rows)
+    out = fitted.predict_arrays(rows)
     np.testing.assert_allclose(out["y_pred"], fixed, rtol=1e-5, atol=1e-6)
-    assert np.abs(fitted.predict(seen)["y_pred"] - fixed).max() > 0.05  # a seen subject's BLUP moves it
+    assert np.abs(fitted.predict_arrays(seen)["y_pred"] - fixed).max() > 0.05  # a seen subject's BLUP moves it
     # variance of an unseen subject: σ² + z^T G z (the prior of its random effects), z = (1, time)
     z = fitted.design.transform({k: seen[k].to_numpy() for k in seen}).values[0].astype(float)
     expected = fitted.params["scale"][None, :] + np.einsum("nf,dfg,ng->nd", z, fitted.params["cov_re"], z)
@@ -209,7 +209,7 @@ def test_hard_features_fall_back_and_are_counted():
     assert status[2].startswith("ols (") and "fewer than two subjects" in status[2]
     assert status[3].startswith("no observations")
     assert model.warnings["fallback_ols"] == 2 and model.warnings["no_observations"] == 1
-    out = model.predict(hard.covariate_frame())
+    out = model.predict_arrays(hard.covariate_frame())
     assert np.isfinite(out["y_pred"]).all() and (out["y_var"] >= classical.MIN_VARIANCE).all()
     np.testing.assert_allclose(out["y_pred"][:, 1], 0.7, atol=1e-5)
 
@@ -273,7 +273,7 @@ def test_cli_fit_evaluate_predict_and_mcc_refusal(tmp_path, capsys):
         assert main(["predict", "--run", str(run), "--covariates", str(tmp_path / "c.csv"),
                      "--out", str(tmp_path / "pred.h5")]) == 0
         with h5py.File(tmp_path / "pred.h5") as f:
-            np.testing.assert_allclose(f["y_pred"][:], lmmvae.load(run).predict(data.covariate_frame().head(4))["y_pred"])
+            np.testing.assert_allclose(f["y_pred"][:], lmmvae.load(run).predict_arrays(data.covariate_frame().head(4))["y_pred"])
         capsys.readouterr()
         assert main(["mcc", str(run), str(run), "--data", str(data_file)]) == 2
         err = capsys.readouterr().err.strip()

@@ -100,14 +100,14 @@ def test_save_load_determinism_and_prediction_shapes(variant, data, tmp_path):
     second = lmmvae.fit(data, seed=7, variant=variant, design=DESIGNS[variant], **COMMON)
     loaded = lmmvae.load(tmp_path / "a")
     new = _unseen_covariates(data)
-    pred = first.predict(new)
+    pred = first.predict_arrays(new)
     assert pred["y_pred"].shape == (3, data.n_features)
     assert pred["z_mean"].shape == (3, COMMON["latent_dim"]) and pred["z_var"].shape == (3, COMMON["latent_dim"])
     for key in ("y_pred", "z_mean", "z_var"):
         assert np.isfinite(pred[key]).all(), f"{variant}: non-finite {key}"
     assert (pred["z_var"] > 0).all()
-    np.testing.assert_allclose(loaded.predict(new)["y_pred"], pred["y_pred"], atol=1e-5)
-    np.testing.assert_allclose(second.predict(new)["y_pred"], pred["y_pred"], atol=1e-5)
+    np.testing.assert_allclose(loaded.predict_arrays(new)["y_pred"], pred["y_pred"], atol=1e-5)
+    np.testing.assert_allclose(second.predict_arrays(new)["y_pred"], pred["y_pred"], atol=1e-5)
     np.testing.assert_allclose(loaded.latent(data), first.latent(data), atol=1e-5)
     for key, value in first.model.state_dict().items():
         torch.testing.assert_close(second.model.state_dict()[key], value, msg=f"{variant}: {key} differs")
@@ -191,7 +191,7 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
     loaded = lmmvae.load(tmp_path / "run")
     new = _unseen_covariates(data)
     for key in ("y_pred", "z_mean", "z_var"):
-        np.testing.assert_array_equal(loaded.predict(new)[key], first.predict(new)[key])
+        np.testing.assert_array_equal(loaded.predict_arrays(new)[key], first.predict_arrays(new)[key])
     np.testing.assert_array_equal(loaded.latent(data), first.latent(data))
     assert loaded.evaluate(data) == first.evaluate(data)
     assert set(loaded.train_covariates) == set(first.train_covariates)
@@ -213,7 +213,7 @@ def test_run_written_before_prior_json_loads_from_its_train_covariates(variant, 
     (run / "prior.json").unlink()
     (run / "covariates.json").unlink()
     new = _unseen_covariates(data)
-    np.testing.assert_array_equal(lmmvae.load(run).predict(new)["y_pred"], first.predict(new)["y_pred"])
+    np.testing.assert_array_equal(lmmvae.load(run).predict_arrays(new)["y_pred"], first.predict_arrays(new)["y_pred"])
 
 
 def test_missing_prior_summary_is_a_one_line_error(data, tmp_path):

@@ -23,7 +23,7 @@ def future_mse(data):
     mask[test] = True
 
     def score(model):
-        return mse(data.y[test], model.predict(data.covariate_frame()[test])["y_pred"], mask[test])
+        return mse(data.y[test], model.predict_arrays(data.covariate_frame()[test])["y_pred"], mask[test])
 
     baseline_mean = data.y[data.split == 0].mean(0)
     return score, mse(data.y[test], np.broadcast_to(baseline_mean, data.y[test].shape), mask[test])
@@ -47,6 +47,6 @@ def test_gsnn_trains_and_save_load_round_trip(data, tmp_path):
                        out=tmp_path / "run", **{**COMMON, "epochs": 5})
     again = lmmvae.load(tmp_path / "run")
     frame = data.covariate_frame().head(7)
-    np.testing.assert_allclose(model.predict(frame)["y_pred"], again.predict(frame)["y_pred"], atol=1e-6)
+    np.testing.assert_allclose(model.predict_arrays(frame)["y_pred"], again.predict_arrays(frame)["y_pred"], atol=1e-6)
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 6 and history[0].startswith("epoch,train_loss,val_loss")

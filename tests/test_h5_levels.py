@@ -60,9 +60,9 @@ def test_every_path_sees_12_point_0_as_subject_12(variant, data, tmp_path):
     # so predictions at the same covariates are identical, whether the ids come as 12 or 12.0 ...
     frame = pd.DataFrame({"time": data.covariates["time"].values, "sex": data.covariates["sex"].values,
                           "id": np.asarray(data.covariates["id"].levels)[codes]})
-    as_int = fitted.predict(frame)["y_pred"]
-    as_float = fitted.predict(frame.assign(id=frame["id"].astype(float)))["y_pred"]
+    as_int = fitted.predict_arrays(frame)["y_pred"]
+    as_float = fitted.predict_arrays(frame.assign(id=frame["id"].astype(float)))["y_pred"]
     np.testing.assert_array_equal(as_float, as_int)
     # ... and differ from those for subjects training never saw (the test can fail)
-    unseen = fitted.predict(frame.assign(id=frame["id"] + 1000))["y_pred"]
+    unseen = fitted.predict_arrays(frame.assign(id=frame["id"] + 1000))["y_pred"]
     assert not np.allclose(unseen, as_int)

@@ -129,12 +129,12 @@ def test_gsnn_predictions_never_read_the_encoder(data):
     for variant, design in (("slmm", "~ time + sex + (1 + time | id)"), ("olmm", "~ time + sex + (1 | id)")):
         model = lmmvae.fit(data, seed=0, variant=variant, objective="gsnn", design=design, **COMMON)
         frame = data.covariate_frame()
-        before = model.predict(frame)["y_pred"]
+        before = model.predict_arrays(frame)["y_pred"]
         with torch.no_grad():
             for p in model.model.encoder.parameters():
                 p.normal_()
         lmmvae.api.condition(model, model.tensors(data))  # what fit does after training: must be a no-op
-        np.testing.assert_array_equal(model.predict(frame)["y_pred"], before)
+        np.testing.assert_array_equal(model.predict_arrays(frame)["y_pred"], before)
         metrics = evaluate(model, data)
         assert "mse_impute" not in metrics and "mcc_truth" not in metrics
         with pytest.raises(lmmvae.errors.RunError, match="GSNN"):
@@ -176,7 +176,7 @@ def test_prediction_is_the_monte_carlo_predictive_mean(data):
     model = lmmvae.fit(data, seed=0, variant="olmm", design="~ time + sex + (1 | id)",
                        prior={"sigma_z": 1.0, "learn_sigma_z": False}, nll_samples=2000, **COMMON)
     frame = data.covariate_frame()
-    mc = model.predict(frame)
+    mc = model.predict_arrays(frame)
     tensors = model.tensors(data)
     batch: Batch = tensors.batch(tensors.indices(None))
     with torch.no_grad():
@@ -187,4 +187,4 @@ def test_prediction_is_the_monte_carlo_predictive_mean(data):
     np.testing.assert_allclose(mc["y_pred"], many, atol=0.03)
     assert np.abs(mc["y_pred"] - plugin).mean() > 3 * np.abs(mc["y_pred"] - many).mean()
     model.config.prediction = "plugin"
-    np.testing.assert_allclose(model.predict(frame)["y_pred"], plugin, atol=1e-6)
+    np.testing.assert_allclose(model.predict_arrays(frame)["y_pred"], plugin, atol=1e-6)

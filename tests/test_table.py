@@ -314,7 +314,7 @@ def test_fit_from_a_data_frame_and_predict_text_levels(table, tmp_path):
                        batch_size=64, progress=False)
     assert model.config.subject == "patient"
     late = frame[frame["month"] > 4]
-    out = model.predict(late[["patient", "month", "sex", "arm"]])  # "M"/"F" as written in the table
+    out = model.predict_arrays(late[["patient", "month", "sex", "arm"]])  # "M"/"F" as written in the table
     assert out["y_pred"].shape == (len(late), 5) and np.isfinite(out["y_pred"]).all()
 
 
