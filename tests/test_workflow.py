@@ -163,6 +163,10 @@ def test_report_html_has_the_figures_and_captions(tiny):
     html = (tiny / "report.html").read_text()
     assert "Rotating MNIST (tiny), basis functions: mse basis" in html
     assert html.count("latent.png") >= 1 and "trajectories.png" in html
+    # the tables rendered in place (HTML, embedded as JSON strings), in the opening text and captions
+    tables = re.findall(r'<table class=\\?"lmmvae-table\\?"', html)
+    assert len(tables) >= len(yaml.safe_load(TINY.read_text())["experiments"])
+    assert "Stopped early</th>" in html and "| Model |" not in html
 
 
 def test_editing_one_model_reruns_only_its_training_evaluation_and_the_reports(tiny, tmp_path):
