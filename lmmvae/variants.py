@@ -25,11 +25,11 @@ Adding a model is one module with its options, summarise and build, plus one ``r
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmmvae.errors import ConfigError
+from lmmvae.registry import Registry
 
 
 def no_summary(options, design, covariates, subject: str) -> dict:
@@ -53,26 +53,19 @@ class Variant:
     conditional: bool = False  # the networks also take the shared design row x^s (CVAE)
 
 
-_REGISTRY: dict[str, Variant] = {}
 _PROVIDERS = ("lmmvae.priors", "baselines", "lmmvae.classical")
+#: the variants, in the registry style of networks, likelihoods and objectives (lmmvae.registry);
+#: the providers register the library's own variants when a name is first looked up
+_REGISTRY: Registry[Variant] = Registry("variant", providers=_PROVIDERS)
 
 
 def register(variant: Variant) -> Variant:
-    _REGISTRY[variant.name] = variant
-    return variant
+    return _REGISTRY.register(variant)
 
 
 def get(name: str) -> Variant:
-    for module in _PROVIDERS:
-        if name in _REGISTRY:
-            break
-        importlib.import_module(module)
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown variant {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def names() -> list[str]:
-    for module in _PROVIDERS:
-        importlib.import_module(module)
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()

@@ -25,7 +25,8 @@ def test_readme_example_adds_a_variant_with_one_module_and_one_line(tmp_path, mo
     module, usage = section_blocks()
     registrations = [line for line in module.splitlines() if line.startswith("register(")]
     assert len(registrations) == 1  # one registration line
-    monkeypatch.setattr(variants, "_REGISTRY", dict(variants._REGISTRY))  # the registry as it was, afterwards
+    variants.names()  # the library's variants registered, then the registry as it was, afterwards
+    monkeypatch.setattr(variants._REGISTRY, "_entries", dict(variants._REGISTRY._entries))
     monkeypatch.delitem(sys.modules, "my_prior", raising=False)
     (tmp_path / "my_prior.py").write_text(module)
     monkeypatch.syspath_prepend(str(tmp_path))
