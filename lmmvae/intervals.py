@@ -35,6 +35,7 @@ import numpy as np
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.levels import is_blank, match_levels, plain_value
 from lmmvae.progress import Progress
+from lmmvae.tables import numeric_column
 
 #: Monte Carlo draws per row for the interval bounds (the 5 % / 95 % quantiles need a few hundred)
 N_SAMPLES = 500
@@ -115,16 +116,7 @@ def check_covariates(fitted, frame, where: str = "covariates",
                                   f"training (levels: {shown})")
             clean[name] = np.asarray([str(v) for v in values], dtype=object)
             continue
-        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(numbers)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r} is not a finite number "
-                              f"({name} is {ref.kind})")
-        if ref.kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
-            i = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
-            raise ConfigError(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r}; {name} is binary (0 or 1)")
-        clean[name] = numbers
+        clean[name] = numeric_column(column, name, ref.kind, where, row, ConfigError)
     return pd.DataFrame(clean, index=frame.index)
 
 

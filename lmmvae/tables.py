@@ -63,18 +63,25 @@ def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, requi
             what = "every row needs its subject's id" if kind == "id" else "fill it in or drop the row"
             raise DataFormatError(f"{path}: column {name!r} is blank at {_where(row)}; {what}")
         if kind in NUMERIC_KINDS:
-            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(numbers)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {_plain(column.iloc[row])!r} is not "
-                                      f"a finite number ({name} is {kind})")
-            if kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
-                row = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
-                raise DataFormatError(f"{path}: column {name!r} at {_where(row)}: {_plain(column.iloc[row])!r}; "
-                                      f"{name} is binary (0 or 1)")
-            frame[name] = numbers
+            frame[name] = numeric_column(column, name, kind, f"{path}", _where, DataFormatError)
     return frame
+
+
+def numeric_column(column, name: str, kind: str, where: str, row, error=DataFormatError) -> np.ndarray:
+    """A covariate column of a numeric ``kind`` as float64: a value that is not a finite number, or a
+    binary value outside 0/1, is one ``error`` naming ``where``, the column and ``row(i)``."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise error(f"{where}: column {name!r} at {row(i)}: {_plain(column.iloc[i])!r} is not a finite number "
+                    f"({name} is {kind})")
+    if kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
+        i = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
+        raise error(f"{where}: column {name!r} at {row(i)}: {_plain(column.iloc[i])!r}; {name} is binary (0 or 1)")
+    return numbers
 
 
 def _where(row: int) -> str:
