@@ -338,6 +338,23 @@ def test_paper_dry_run_lists_every_job_of_the_papers_experiments(tmp_path):
     assert out.count("--device cuda") == 261
 
 
+@pytest.mark.parametrize("name", ["default", "medium"])
+def test_default_and_medium_dry_runs_plan_every_experiment(tmp_path, name):
+    """The two CPU configs plan every experiment of the paper: a table and the figures of each, one
+    job per training (identical trainings once), on the CPU (no GPU requested)."""
+    path = REPO / "config" / f"{name}.yaml"
+    rc, out = snakemake("--dry-run", workdir=tmp_path, configfile=path)
+    assert rc == 0, out[-3000:]
+    plan = load_plan(yaml.safe_load(path.read_text()), SCHEMA)
+    counts = job_counts(out)
+    assert set(plan.experiments) == {"health_mnist", "rotating_mnist", "rotating_mnist_basis", "physionet",
+                                     "physionet_basis", "identifiability_trial", "identifiability_health_mnist"}
+    assert counts["table"] == len(plan.experiments) == 7
+    assert counts["fit"] + counts["fit_predictions"] == len(plan.trainings) < len(plan.runs)
+    assert counts["mcc_seeds"] == len(plan.training_pairs) >= 2
+    assert "gpu=1" not in out
+
+
 def test_invalid_config_fails_in_one_readable_line(tmp_path):
     config = edited_config(tmp_path, lambda c: c["experiments"]["physionet"].update(colour="red"))
     rc, out = snakemake("--dry-run", workdir=tmp_path, configfile=config)
