@@ -208,7 +208,11 @@ def require_finished(run_dir: Path, files: tuple[str, ...] = ("config.json", "de
             raise RunError(f"{run_dir}: not a finished run ({name} missing); train it with `lmmvae fit`")
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, missing: str | None = None) -> Any:
+    """The JSON file ``path``; damaged is a one-line RunError, and so is absent when ``missing`` says
+    why a run may lack it."""
+    if missing is not None and not path.exists():
+        raise RunError(f"{path}: missing ({missing}); retrain the run with `lmmvae fit --overwrite`")
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -250,10 +254,7 @@ def read_design(run_dir: Path):
 def read_prior(run_dir: Path) -> dict:
     """``prior.json``: the variant's summary of the training split."""
     path = run_dir / PRIOR_FILE
-    if not path.exists():
-        raise RunError(f"{path}: missing (a run written before prior summaries were saved); retrain the run "
-                       "with `lmmvae fit --overwrite`")
-    summary = read_json(path)
+    summary = read_json(path, missing="a run written before prior summaries were saved")
     if not isinstance(summary, dict):
         raise RunError(f"{path}: not a prior summary (a JSON mapping); retrain the run")
     return summary
@@ -264,10 +265,7 @@ def read_covariates(run_dir: Path) -> dict:
     from lmmvae.h5 import Covariate, DataFormatError
 
     path = run_dir / COVARIATES_FILE
-    if not path.exists():
-        raise RunError(f"{path}: missing (a run written before covariates.json); retrain the run "
-                       "with `lmmvae fit --overwrite`")
-    saved = read_json(path)
+    saved = read_json(path, missing="a run written before covariates.json")
     try:
         return {name: Covariate(np.array(c["values"], dtype=float), c["kind"], c["levels"])
                 for name, c in saved.items()}
