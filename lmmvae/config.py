@@ -50,7 +50,7 @@ class ModelConfig:
     gsnn_samples: int = 10  # S of SPEC 4
     nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)
     prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | cuda:any (a free slot on the least-loaded GPU)
     network_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
     prior: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +94,9 @@ class ModelConfig:
                 raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {self.lr_decay}")
+        from lmmvae.runtime import check_device
+
+        check_device(self.device, f"{where}: device")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"{where}: prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
         if self.patience < 0:

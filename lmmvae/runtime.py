@@ -1,4 +1,4 @@
-"""The one seed helper and the one device chooser."""
+"""The one seed helper and the one device chooser (``cuda:any``: :mod:`lmmvae.gpu_slots`)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,54 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+ANY_GPU = "cuda:any"  # a free slot on the least-loaded visible GPU (lmmvae.gpu_slots)
+_held_slot = None  # this process's slot, once `cuda:any` has claimed one (kept until exit)
+
+
+def check_device(preference: str | None, where: str = "device") -> None:
+    """A one-line ConfigError unless ``preference`` is ``auto``, ``cuda:any`` or a torch device."""
+    if preference in (None, "", "auto", ANY_GPU):
+        return
+    try:
+        torch.device(preference)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{where} {preference!r} is not a valid device (auto, cpu, cuda, cuda:N, cuda:any)") from None
+
+
 def choose_device(preference: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as asked."""
+    """``auto``: CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as asked; ``cuda:any``:
+    the GPU of a free slot (least-loaded first) among the visible ones, held until the process ends
+    (:func:`claim_gpu`)."""
     if preference in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(preference)
-    except RuntimeError:
-        raise ConfigError(f"device {preference!r} is not a valid torch device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    check_device(preference)
+    if (preference == ANY_GPU or torch.device(preference).type == "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {preference!r} requested but CUDA is not available here; use --device cpu")
-    return device
+    if preference == ANY_GPU:
+        return claim_gpu()
+    return torch.device(preference)
+
+
+def claim_gpu() -> torch.device:
+    """``cuda:k`` for a slot of :mod:`lmmvae.gpu_slots` over ``torch.cuda.device_count()`` GPUs
+    (those of CUDA_VISIBLE_DEVICES: under SLURM, the job's own), ``LMMVAE_JOBS_PER_GPU`` slots each,
+    lock files in ``LMMVAE_GPU_LOCK_DIR``; one claim per process (later calls reuse it)."""
+    global _held_slot
+    from lmmvae import gpu_slots
+
+    if _held_slot is None:
+        n = torch.cuda.device_count()
+        per_device = gpu_slots.jobs_per_device_from_env()
+        lock_dir = gpu_slots.lock_dir_from_env()
+        index, _held_slot = gpu_slots.claim(n, per_device, lock_dir, names=[_gpu_name(k) for k in range(n)])
+        props = torch.cuda.get_device_properties(index)
+        print(f"lmmvae: device cuda:any -> cuda:{index} ({props.name}; GPU {index + 1} of {n} visible, "
+              f"slot {_held_slot.slot + 1} of {per_device}, {_held_slot.path})", flush=True)
+    return torch.device("cuda", _held_slot.device)
+
+
+def _gpu_name(index: int) -> str:
+    """The lock-file name of a visible GPU: its UUID (the same physical GPU whatever
+    CUDA_VISIBLE_DEVICES says), else ``cuda<index>``."""
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return f"gpu-{uuid}" if uuid else f"cuda{index}"

@@ -1,0 +1,161 @@
+"""Share the GPUs of one machine between training processes: ``--device cuda:any``.
+
+Each GPU has ``jobs_per_device`` slots, one lock file each (``<lock_dir>/cuda<k>.slot<j>.lock``).
+A process takes a slot with a non-blocking ``fcntl.flock`` and holds it through an open file
+descriptor for its whole life: the operating system releases it when the process exits, also
+when it is killed, so no stale state is ever left behind (the files themselves stay; they are
+empty and reused). Claims are serialised by one more lock (``claim.lock``), so each process sees
+the others' slots and goes to the least-loaded GPU (lowest index on a tie).
+
+Snakemake's ``gpu`` resource normally keeps the number of trainings at or below the number of
+slots; when every slot is taken anyway (another workflow on the same machine, or
+``resources gpu=`` above GPUs × ``LMMVAE_JOBS_PER_GPU``), a claimant waits, saying so in its log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+JOBS_PER_GPU_ENV = "LMMVAE_JOBS_PER_GPU"
+LOCK_DIR_ENV = "LMMVAE_GPU_LOCK_DIR"
+DEFAULT_JOBS_PER_GPU = 8  # matches profiles/gpu's gpu=8 on one GPU
+LOG_EVERY_S = 30.0  # while waiting for a slot, one log line this often
+
+
+@dataclass
+class Slot:
+    """A held slot: device ``device`` (index among the visible GPUs), slot ``slot`` of it, kept by
+    the open descriptor ``fd`` until :meth:`release` or the end of the process."""
+
+    device: int
+    slot: int
+    path: Path
+    fd: int | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "Slot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def jobs_per_device_from_env() -> int:
+    """``LMMVAE_JOBS_PER_GPU`` (a positive integer), else :data:`DEFAULT_JOBS_PER_GPU`."""
+    from lmmvae.errors import ConfigError
+
+    text = os.environ.get(JOBS_PER_GPU_ENV, "").strip()
+    if not text:
+        return DEFAULT_JOBS_PER_GPU
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{JOBS_PER_GPU_ENV}={text!r}: expected a positive integer (training jobs per GPU)")
+    return value
+
+
+def lock_dir_from_env() -> Path:
+    """``LMMVAE_GPU_LOCK_DIR``, else a per-user folder in the temporary directory."""
+    text = os.environ.get(LOCK_DIR_ENV, "").strip()
+    if text:
+        return Path(text)
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"lmmvae-gpu-slots-{user}"
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on ``path``, or None when someone holds it."""
+    fd = _open(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def try_claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike,
+              names: Sequence[str] | None = None) -> Slot | None:
+    """One free slot on the least-loaded device, or None when all are taken (never waits).
+
+    ``names`` (one per device) name the lock files, ``<name>.slot<j>.lock``; default ``cuda<k>``.
+    Naming a GPU by its UUID makes processes that see different ``CUDA_VISIBLE_DEVICES`` count
+    the same physical GPU once.
+    """
+    if n_devices < 1 or jobs_per_device < 1:
+        raise ValueError(f"need at least one device and one slot per device, got {n_devices} x {jobs_per_device}")
+    names = [f"cuda{k}" for k in range(n_devices)] if names is None else [_safe_name(n) for n in names]
+    if len(names) != n_devices:
+        raise ValueError(f"{len(names)} device names for {n_devices} devices")
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    guard = _open(lock_dir / "claim.lock")
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one claimant at a time (held for milliseconds)
+        free: dict[int, list[tuple[int, int, Path]]] = {}  # device -> its free slots, locked by us
+        for k, name in enumerate(names):
+            free[k] = []
+            for j in range(jobs_per_device):
+                path = lock_dir / f"{name}.slot{j}.lock"
+                fd = _try_lock(path)
+                if fd is not None:
+                    free[k].append((j, fd, path))
+        open_devices = [k for k in free if free[k]]
+        chosen = None
+        if open_devices:
+            k = max(open_devices, key=lambda d: (len(free[d]), -d))  # most free slots = least loaded
+            j, fd, path = free[k].pop(0)
+            chosen = Slot(k, j, path, fd)
+        for slots in free.values():
+            for _, fd, _ in slots:
+                os.close(fd)
+        return chosen
+    finally:
+        os.close(guard)  # releases the claim lock
+
+
+def claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike, *,
+          names: Sequence[str] | None = None, poll_s: float = 5.0, log_every_s: float = LOG_EVERY_S,
+          log: Callable[[str], None] | None = None) -> tuple[int, Slot]:
+    """``(device_index, slot)``: a slot on the least-loaded of ``n_devices`` devices, waiting (one
+    log line every ``log_every_s`` seconds) while all ``n_devices × jobs_per_device`` are taken.
+    The slot is held until ``slot.release()`` or the end of the process."""
+    log = log or _log
+    started = time.monotonic()
+    last_log = None
+    while True:
+        slot = try_claim(n_devices, jobs_per_device, lock_dir, names)
+        if slot is not None:
+            return slot.device, slot
+        now = time.monotonic()
+        if last_log is None or now - last_log >= log_every_s:
+            log(f"all {jobs_per_device} slots of each of {n_devices} GPU(s) are taken (lock dir {lock_dir}); "
+                f"waiting {now - started:.0f} s so far (raise {JOBS_PER_GPU_ENV} or lower Snakemake's gpu resource)")
+            last_log = now
+        time.sleep(poll_s)
+
+
+def _log(message: str) -> None:
+    print(f"lmmvae: {message}", file=sys.stderr, flush=True)
