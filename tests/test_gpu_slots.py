@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -168,3 +169,21 @@ def test_choose_device_cuda_any_claims_once_per_process_on_fake_gpus(tmp_path, m
     finally:
         first.release()
         runtime._held_slot.release()
+
+
+def test_the_workflow_config_device_cuda_any_reaches_every_training_job(tmp_path):
+    """profiles/gpu on several GPUs (its comment): `--config device=cuda:any --resources gpu=16`
+    plans every neural training with gpu=1 and `--device cuda:any`; other spellings are refused."""
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    base = [snakemake, "--dry-run", "--printshellcmds", "--directory", str(tmp_path), "--workflow-profile",
+            "profiles/gpu", "--configfile", str(REPO / ".test" / "config.yaml")]
+    done = subprocess.run(base + ["--config", "device=cuda:any", "--resources", "gpu=16"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    fits = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)\n(?:.*\n)*?Shell command: (.*)", out)
+    assert any("gpu=1" in r for r, _ in fits)  # a neural training asks for one of the 16 slots,
+    assert all("gpu=1" in r or "gpu=0" in r for r, _ in fits)  # a classical row (no GPU) for none
+    assert all("--device cuda:any" in cmd for _, cmd in fits)
+    done = subprocess.run(base + ["--config", "device=cuda:2"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "device: 'cuda:2' is not one of cpu, cuda, cuda:any" in done.stdout + done.stderr

@@ -29,16 +29,17 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config {' '.join(map(str, workflow.configfiles))}: {err}")
 
 DEVICE = PLAN.device
-# Training requests the GPU resource only on `device: cuda` (SLURM: --gpus=1; locally `gpu`
-# counts trainings sharing the GPU: the default profile allows 1, profiles/gpu 8, --resources gpu=K;
-# profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
+# Training requests the GPU resource only on `device: cuda` or `cuda:any` (SLURM: --gpus=1; locally
+# `gpu` counts trainings sharing the GPUs: the default profile allows 1, profiles/gpu 8,
+# --resources gpu=K; profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
+# `cuda:any`: each training takes a free slot on the least-loaded visible GPU (lmmvae.gpu_slots).
 # Classical rows (mixedlm, mean: statsmodels / numpy) ask for no GPU.
 def _gpu_of(wildcards):
     variant = wildcards.training.split("-", 1)[0]  # a training is named <variant>-<hash>
     return 0 if variant in CLASSICAL_VARIANTS else 1
 
 
-TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE == "cuda" else {}
+TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE in ("cuda", "cuda:any") else {}
 
 
 wildcard_constraints:
