@@ -73,7 +73,8 @@ def build(recipe: Recipe) -> LatentVariableModel:
     if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
         likelihood_options = {"bounded": True, **likelihood_options}
     likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
-    return LatentVariableModel(encoder, decoder, likelihood, prior, conditional=variant.conditional)
+    return LatentVariableModel(encoder, decoder, likelihood, prior, conditional=variant.conditional,
+                               precision=config.precision, compile=config.compile)
 
 
 def build_from_training(config: ModelConfig, design: FittedDesign, train: LongitudinalData,

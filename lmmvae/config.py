@@ -18,6 +18,8 @@ import yaml
 from lmmvae.errors import ConfigError
 
 PREDICTIONS = ("mean", "plugin")
+#: arithmetic of the encoder and decoder forward passes (:meth:`lmmvae.model.LatentVariableModel._network`)
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -51,6 +53,10 @@ class ModelConfig:
     nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)
     prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
     device: str = "auto"  # auto | cpu | cuda | cuda:N | cuda:any (a free slot on the least-loaded GPU)
+    # float32 | bfloat16: the encoder's and decoder's forward passes under bf16 autocast; likelihood,
+    # KL, priors, loss and optimiser stay float32 (lmmvae.model.LatentVariableModel._network says why)
+    precision: str = "float32"
+    compile: bool = False  # torch.compile the encoder and decoder (BENCHMARKS.md "On a GPU": measured)
     network_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
     prior: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +105,8 @@ class ModelConfig:
         check_device(self.device, f"{where}: device")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"{where}: prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.patience < 0:
             raise ConfigError(f"{where}: patience must be 0 (off) or positive, got {self.patience}")
         if self.lr <= 0:

@@ -18,9 +18,13 @@ class LatentVariableModel(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, prior: Prior,
-                 conditional: bool = False):
+                 conditional: bool = False, precision: str = "float32", compile: bool = False):
         super().__init__()
         self.conditional = conditional
+        self.precision = precision  # config `precision`: float32 | bfloat16 (see `_network`)
+        if compile:  # in place (`nn.Module.compile`): the state_dict keeps its keys, checkpoints load as before
+            encoder.compile()
+            decoder.compile()
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -41,11 +45,36 @@ class LatentVariableModel(nn.Module):
     def latent_dim(self) -> int:
         return self.prior.latent_dim
 
+    def _network(self, network: nn.Module, *inputs):
+        """The one place where the encoder and decoder run: ``network(*inputs)``, in float32, or with
+        ``precision: bfloat16`` under ``torch.autocast(device, bfloat16)`` with every output cast
+        back to float32.
+
+        Why only the networks. Their forward passes are the matmuls and convolutions that carry
+        nearly all the step's arithmetic, and they tolerate bf16's 8-bit significand (unit roundoff
+        ``2^-8 ≈ 0.4 %`` on the inputs of each product, accumulated in float32 by the kernels): the weights stay
+        float32 masters that autocast casts per op, so gradients and Adam's moments are float32, and
+        bf16 keeps float32's exponent range, so nothing overflows or underflows and no GradScaler is
+        needed (float16 would need one; it is not offered). Everything after the networks stays
+        float32 because it would not survive bf16: the likelihood's log-density sums ``D`` (up to
+        1,296) per-pixel terms of ``(y − μ)² / σ²`` whose differences are below bf16's resolution
+        once the fit is good; the KL terms and the priors hold log-determinants, Cholesky factors
+        and the random-effect tables (gpytorch's GP baselines need float32 or better); and the
+        loss is a sum over the batch scaled by ``N / |B|``. Casting the outputs here (decoded
+        parameters, encoder mean and variance) is what keeps the likelihood, the KL and the loss
+        float32 (SPEC 2.3) whatever runs inside the networks.
+        """
+        if self.precision == "float32":
+            return network(*inputs)
+        with torch.autocast(inputs[0].device.type, dtype=torch.bfloat16):
+            out = network(*inputs)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
     def _condition(self, batch: Batch) -> torch.Tensor | None:
         return batch.x.shared if self.conditional else None
 
     def encode(self, batch: Batch) -> Encoded:
-        mean, var = self.encoder(batch.y_masked, self._condition(batch))  # [B, L] each
+        mean, var = self._network(self.encoder, batch.y_masked, self._condition(batch))  # [B, L] each
         return Encoded(mean, var)
 
     def encode_rows(self, data, rows: torch.Tensor, chunk: int = 512, chunks=None) -> Encoded:
@@ -70,7 +99,7 @@ class LatentVariableModel(nn.Module):
 
     def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Likelihood parameters for latents ``z [..., B, L]``: ``[..., B, D]``."""
-        return self.decoder(z, self._condition(batch)) + self.output_bias
+        return self._network(self.decoder, z, self._condition(batch)) + self.output_bias
 
     def log_likelihood(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``log p(y_i | z_i)`` over observed entries: ``[..., B]``."""
