@@ -4,6 +4,10 @@ on a live cluster. ``make test-slurm`` starts a throw-away single-node cluster
 Without that opt-in (so ``make test`` never submits jobs, not even on a real cluster's login node)
 the live tests are skipped. The dry runs of the packing profiles (several trainings per GPU) run
 everywhere.
+
+``local_slurm.sh --preflight`` (what CI asks before ``make test-slurm``) is tested everywhere on a
+fake machine: a PATH holding this machine's /usr/bin without the SLURM and munge commands, plus
+stand-ins for ``id`` and ``apt-get``, so no test needs root or installs anything.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +47,8 @@ live = pytest.mark.skipif(os.environ.get("LMMVAE_TEST_SLURM") != "1",
 
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory) -> tuple[Path, str]:
-    pytest.importorskip("snakemake_executor_plugin_slurm")
+    # opted in: a missing executor plugin fails here instead of skipping (a skip would pass CI)
+    import snakemake_executor_plugin_slurm  # noqa: F401
     assert cluster_reachable(), "LMMVAE_TEST_SLURM=1 but no SLURM controller answers `scontrol ping`"
     workdir = tmp_path_factory.mktemp("slurm")
     # Accounting is off on the test cluster, so job states come from squeue (MinJobAge=3600 keeps
@@ -117,3 +124,136 @@ def test_gpu_profile_lets_eight_trainings_share_the_gpu(tmp_path):
     fit = re.findall(r"rule fit(?:_predictions)?:\n(?:.*\n)*?\s+resources: (.*)", out)
     # each neural training takes one of the 8 slots; the 4 classical rows (no GPU) take none
     assert fit and sum("gpu=1" in r for r in fit) == len(fit) - 4 and sum("gpu=0" in r for r in fit) == 4
+
+
+# ---- local_slurm.sh --preflight on a fake machine ------------------------------------------------
+
+LOCAL_SLURM = REPO / "workflow" / "scripts" / "local_slurm.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+SLURM_COMMANDS = ["munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol", "sinfo", "scancel"]
+STUBS = {"slurmctld": 'echo "slurm-wlm 99.1"', "munged": 'echo "munge-9.9 (fake)"'}
+APT = {  # stand-ins for apt-get; "installs" writes the SLURM stubs next to itself
+    "fails": 'echo "E: Unable to locate package slurm-wlm" >&2; exit 100',
+    "hangs": "sleep 60",
+    "installs": 'echo "$*" >> "$(dirname "$0")/apt.log"\n'
+                'case "$*" in *install*) for c in ' + " ".join(SLURM_COMMANDS) + '; do\n'
+                '  printf \'#!/bin/sh\\necho "%s 99.1"\\n\' "$c" > "$(dirname "$0")/$c"; '
+                'chmod 755 "$(dirname "$0")/$c"; done;; esac',
+}
+
+
+def write_exe(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+
+
+def fake_machine(tmp_path: Path, *, uid: int = 0, slurm: bool = True, apt: str | None = None) -> Path:
+    """A bin directory: every command of /usr/bin and /bin but the SLURM/munge ones, apt-get and id."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    drop = set(SLURM_COMMANDS) | {"mungekey", "apt-get", "id"}
+    for d in ("/usr/bin", "/bin"):
+        for exe in Path(d).iterdir() if Path(d).is_dir() else ():
+            if exe.name not in drop and not (bin_dir / exe.name).exists():
+                (bin_dir / exe.name).symlink_to(exe)
+    write_exe(bin_dir / "id", f"echo {uid}")
+    for cmd in SLURM_COMMANDS if slurm else ():
+        write_exe(bin_dir / cmd, STUBS.get(cmd, "exit 0"))
+    if apt is not None:
+        write_exe(bin_dir / "apt-get", APT[apt])
+    return bin_dir
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            if port <= 65533:
+                return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+def preflight(bin_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {"PATH": str(bin_dir), "SLURM_TEST_SBIN": "", "SLURM_TEST_DIR": "/tmp",
+               "TMPDIR": "/tmp", "SLURM_TEST_PORT": str(free_port_pair()), **env}
+    return subprocess.run([BASH, str(LOCAL_SLURM), *(args or ("--preflight",))], env=environ,
+                          capture_output=True, text=True, timeout=60)
+
+
+def reason(done: subprocess.CompletedProcess) -> str:
+    assert done.stdout.count("\n") == 1, (done.stdout, done.stderr)  # exactly one line for CI
+    return done.stdout.strip()
+
+
+def test_preflight_says_a_machine_with_root_slurm_and_free_ports_can_host(tmp_path):
+    port = free_port_pair()
+    done = preflight(fake_machine(tmp_path), SLURM_TEST_PORT=str(port))
+    assert done.returncode == 0, done.stderr
+    assert reason(done) == f"can host a test cluster: slurm-wlm 99.1, munge-9.9, ports {port}/{port + 1} free, under /tmp"
+
+
+def test_preflight_without_root_cannot_host_and_the_normal_mode_stops_before_starting_anything(tmp_path):
+    bin_dir = fake_machine(tmp_path, uid=1000)
+    done = preflight(bin_dir)
+    assert done.returncode == 77 and reason(done).startswith("not root (uid 1000)")
+    started = preflight(bin_dir, "touch", str(tmp_path / "ran"))  # COMMAND mode: same check, status 2
+    assert started.returncode == 2 and "local_slurm.sh: not root (uid 1000)" in started.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_preflight_installs_missing_slurm_with_apt_get_then_can_host(tmp_path):
+    bin_dir = fake_machine(tmp_path, slurm=False, apt="installs")
+    done = preflight(bin_dir)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert reason(done).startswith("can host a test cluster: slurmctld 99.1")  # the installed stub
+    calls = (bin_dir / "apt.log").read_text().splitlines()
+    assert calls[0].endswith("update -qq") and calls[1].endswith("install -y -qq --no-install-recommends slurm-wlm munge")
+    assert "installing slurm-wlm and munge with apt-get" in done.stderr
+
+
+@pytest.mark.parametrize("apt, why", [
+    (None, "slurm-wlm/munge not installed (missing: munged slurmctld slurmd sbatch srun squeue scontrol "
+           "sinfo scancel) and no apt-get here to install them"),
+    ("fails", "and apt-get failed (exit 100: E: Unable to locate package slurm-wlm)"),
+    ("hangs", "and apt-get did not finish within 1 s"),
+])
+def test_preflight_cannot_host_when_slurm_is_missing_and_not_installable(tmp_path, apt, why):
+    start = time.monotonic()
+    done = preflight(fake_machine(tmp_path, slurm=False, apt=apt), SLURM_TEST_APT_TIMEOUT="1")
+    assert done.returncode == 77 and why in reason(done)
+    assert time.monotonic() - start < 30  # the hanging apt-get was cut off by `timeout`
+
+
+@pytest.mark.parametrize("busy", [0, 1])  # slurmctld's port, slurmd's (+1)
+def test_preflight_cannot_host_when_a_port_is_in_use(tmp_path, busy):
+    port = free_port_pair()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port + busy))
+        listener.listen()
+        done = preflight(fake_machine(tmp_path), SLURM_TEST_PORT=str(port))
+    assert done.returncode == 77
+    assert reason(done) == (f"port {port + busy} on 127.0.0.1 is in use (another slurmctld/slurmd?); "
+                            "set SLURM_TEST_PORT to a free port")
+
+
+def test_preflight_cannot_host_under_a_missing_or_too_long_temporary_directory(tmp_path):
+    bin_dir = fake_machine(tmp_path)
+    done = preflight(bin_dir, SLURM_TEST_DIR=str(tmp_path / "absent"))
+    assert done.returncode == 77 and "is not a writable directory; set SLURM_TEST_DIR" in reason(done)
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    done = preflight(bin_dir, SLURM_TEST_DIR=str(deep))
+    assert done.returncode == 77 and "too long for munge's socket path" in reason(done)
+
+
+@pytest.mark.parametrize("setting", [{"SLURM_TEST_PORT": "68x17"}, {"SLURM_TEST_PORT": "80"},
+                                     {"SLURM_TEST_APT_TIMEOUT": "ten"}])
+def test_preflight_rejects_a_bad_setting_with_status_2(tmp_path, setting):
+    done = preflight(fake_machine(tmp_path), **setting)
+    (name, value), = setting.items()
+    assert done.returncode == 2 and f"local_slurm.sh: {name}='{value}'" in done.stderr

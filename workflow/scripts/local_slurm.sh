@@ -2,6 +2,7 @@
 # A throw-away single-node SLURM cluster on this machine, for `make test-slurm`:
 #
 #     workflow/scripts/local_slurm.sh COMMAND [ARG...]
+#     workflow/scripts/local_slurm.sh --preflight
 #
 # starts munged, slurmctld and slurmd (as root) with a generated slurm.conf for `hostname -s`,
 # runs COMMAND with SLURM_CONF pointing at it (sbatch, squeue, srun and the Snakemake SLURM
@@ -10,36 +11,115 @@
 # one temporary directory, removed at the end (kept with KEEP_SLURM_DIR=1; the daemons' logs are
 # printed when COMMAND fails). Installs Debian's slurm-wlm and munge with apt-get when absent.
 #
+# --preflight answers whether this machine can host that cluster, starting nothing (CI asks it
+# before `make test-slurm`): it checks root, installs slurm-wlm and munge with apt-get when absent
+# (under `timeout`), and checks the two ports and the temporary directory. It prints one line on
+# stdout and exits 0 when the machine can host the cluster, 77 when it cannot (the line says why:
+# not root, packages absent and not installable, a port in use, ...), 2 on a bad setting.
+# COMMAND mode runs the same checks and stops with status 2 and that line when one fails.
+#
 # The node declares at least 4 CPUs and 32 GB (SlurmdParameters=config_overrides), what the SLURM
 # profile asks for a training job, even on a smaller machine, so that profiles/slurm runs unchanged.
 # Nothing is enforced (no cgroups, memory not a consumable resource): a functional test of the
 # submission path, not of resource limits. Settings: SLURM_TEST_PORT (slurmctld; slurmd uses +1,
-# default 6817), SLURM_TEST_DIR (parent of the temporary directory).
+# default 6817), SLURM_TEST_DIR (parent of the temporary directory, default $TMPDIR or /tmp),
+# SLURM_TEST_APT_TIMEOUT (seconds for apt-get update + install, default 600), SLURM_TEST_SBIN
+# (directories appended to PATH to find the daemons, default /usr/sbin:/sbin).
 set -euo pipefail
 
 die() { echo "local_slurm.sh: $*" >&2; exit 2; }
-[ $# -ge 1 ] || die "usage: local_slurm.sh COMMAND [ARG...]"
-[ "$(id -u)" -eq 0 ] || die "needs root (slurmd starts jobs as their user and munged needs its key); run as root or skip make test-slurm"
-
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-    command -v apt-get >/dev/null || die "slurmctld/munged not installed and no apt-get here; install slurm-wlm and munge"
-    echo "local_slurm.sh: installing slurm-wlm and munge with apt-get" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+[ $# -ge 1 ] || die "usage: local_slurm.sh COMMAND [ARG...] | local_slurm.sh --preflight"
+PREFLIGHT=0
+if [ "$1" = --preflight ]; then
+    [ $# -eq 1 ] || die "usage: local_slurm.sh --preflight (no further arguments)"
+    PREFLIGHT=1
 fi
-PATH="$PATH:/usr/sbin:/sbin"
+PATH="$PATH:${SLURM_TEST_SBIN-/usr/sbin:/sbin}"
 
 PORT=${SLURM_TEST_PORT:-6817}
-for p in "$PORT" $((PORT + 1)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        die "port $p is in use (another slurmctld/slurmd?); set SLURM_TEST_PORT to a free port"
-    fi
-done
+[[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1024 ] && [ "$PORT" -le 65534 ] \
+    || die "SLURM_TEST_PORT='$PORT' is not a port number in 1024..65534"
+APT_TIMEOUT=${SLURM_TEST_APT_TIMEOUT:-600}
+[[ "$APT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "SLURM_TEST_APT_TIMEOUT='$APT_TIMEOUT' is not a number of seconds"
+PARENT=${SLURM_TEST_DIR:-${TMPDIR:-/tmp}}
+NEEDED="munged slurmctld slurmd sbatch srun squeue scontrol sinfo scancel"
 
-DIR=$(mktemp -d "${SLURM_TEST_DIR:-${TMPDIR:-/tmp}}/local-slurm.XXXXXX")
+missing() { local c out=""; for c in $NEEDED; do command -v "$c" >/dev/null 2>&1 || out="$out $c"; done; echo "${out# }"; }
+
+# apt-get update + install under a time limit; on failure sets REASON and returns 1
+install_slurm() {
+    local log rc last
+    if ! command -v apt-get >/dev/null 2>&1; then
+        REASON="slurm-wlm/munge not installed (missing: $1) and no apt-get here to install them"
+        return 1
+    fi
+    echo "local_slurm.sh: installing slurm-wlm and munge with apt-get (at most ${APT_TIMEOUT} s)" >&2
+    log=$(mktemp "${TMPDIR:-/tmp}/local-slurm-apt.XXXXXX")
+    set +e
+    timeout -k 10 "$APT_TIMEOUT" sh -c 'apt-get -o DPkg::Lock::Timeout=120 update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
+            --no-install-recommends slurm-wlm munge' >"$log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        REASON="slurm-wlm/munge not installed (missing: $1) and apt-get did not finish within ${APT_TIMEOUT} s"
+    elif [ "$rc" -ne 0 ]; then
+        last=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-200 || true)
+        REASON="slurm-wlm/munge not installed (missing: $1) and apt-get failed (exit $rc: ${last:-no output})"
+    fi
+    rm -f "$log"
+    [ "$rc" -eq 0 ]
+}
+
+# Can this machine host the cluster? Sets SUMMARY (return 0) or REASON (return 1).
+check_host() {
+    local uid lack p sock
+    uid=$(id -u 2>/dev/null || echo unknown)
+    if [ "$uid" != 0 ]; then
+        REASON="not root (uid $uid): slurmd starts jobs as their user and munged needs its key; run as root"
+        return 1
+    fi
+    lack=$(missing)
+    if [ -n "$lack" ]; then
+        install_slurm "$lack" || return 1
+        hash -r
+        lack=$(missing)
+        if [ -n "$lack" ]; then
+            REASON="apt-get installed slurm-wlm and munge but these are still not on PATH: $lack"
+            return 1
+        fi
+    fi
+    for p in "$PORT" $((PORT + 1)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            REASON="port $p on 127.0.0.1 is in use (another slurmctld/slurmd?); set SLURM_TEST_PORT to a free port"
+            return 1
+        fi
+    done
+    if [ ! -d "$PARENT" ] || [ ! -w "$PARENT" ]; then
+        REASON="temporary directory '$PARENT' is not a writable directory; set SLURM_TEST_DIR"
+        return 1
+    fi
+    sock="$PARENT/local-slurm.XXXXXX/munge/munge.socket"
+    if [ "${#sock}" -gt 107 ]; then  # sun_path holds 108 bytes with the terminating NUL
+        REASON="temporary directory '$PARENT' is too long for munge's socket path (${#sock} > 107 bytes); set SLURM_TEST_DIR to a shorter one"
+        return 1
+    fi
+    SUMMARY="can host a test cluster: $(slurmctld -V 2>/dev/null | head -n 1 || true), $(munged -V 2>/dev/null | head -n 1 | cut -d' ' -f1 || true), ports $PORT/$((PORT + 1)) free, under $PARENT"
+}
+
+REASON="" SUMMARY=""
+if [ "$PREFLIGHT" = 1 ]; then
+    if check_host; then echo "$SUMMARY"; exit 0; fi
+    echo "$REASON"
+    exit 77
+fi
+check_host || die "$REASON"
+
+DIR=$(mktemp -d "$PARENT/local-slurm.XXXXXX")
 chmod 700 "$DIR"
 mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge"
-NODE=$(hostname -s)
+NODE=$(hostname -s 2>/dev/null || uname -n)
+NODE=${NODE%%.*}
 CPUS=$(nproc)
 MEM_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 DECLARED_CPUS=$(( CPUS > 4 ? CPUS : 4 ))
