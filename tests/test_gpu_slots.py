@@ -92,16 +92,17 @@ def test_a_fifth_claimant_waits_then_takes_the_slot_that_frees(tmp_path):
     try:
         pairs = [claimed(p) for p in holders]
         waiter = start(tmp_path, 2, 2)
-        time.sleep(1.0)
+        log = waiter.stderr.readline()  # its first try failed (blocks until the waiter says so)
+        assert "all 2 slots of each of 2 GPU(s) are taken" in log and gpu_slots.JOBS_PER_GPU_ENV in log
+        time.sleep(0.6)
         assert waiter.poll() is None  # still waiting (and has not printed a claim)
         victim = pairs.index((1, 0))
         holders[victim].kill()
         assert claimed(waiter) == (1, 0)
         waiter.stdin.close()
         waiter.wait(timeout=30)
-        log = waiter.stderr.read()
-        assert "all 2 slots of each of 2 GPU(s) are taken" in log and gpu_slots.JOBS_PER_GPU_ENV in log
-        assert len(log.strip().splitlines()) >= 2  # one line per log interval while it waited
+        log += waiter.stderr.read()
+        assert len(log.strip().splitlines()) >= 2  # one line per log interval (0.2 s here) while it waited
     finally:
         finish(holders + ([waiter] if waiter else []))
 
