@@ -19,7 +19,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # a throw-away single-node SLURM cluster on this machine (root; installs slurm-wlm and munge with
-# apt-get if missing), the tiny .test config through profiles/slurm, then the cluster is stopped
+# apt-get if missing), the tiny .test config through profiles/slurm, then the cluster is stopped;
+# `workflow/scripts/local_slurm.sh --preflight` says whether this machine can host it (CI asks it)
 test-slurm: $(STAMP)
 	LMMVAE_TEST_SLURM=1 workflow/scripts/local_slurm.sh $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_slurm.py
 

@@ -257,3 +257,50 @@ def test_preflight_rejects_a_bad_setting_with_status_2(tmp_path, setting):
     done = preflight(fake_machine(tmp_path), **setting)
     (name, value), = setting.items()
     assert done.returncode == 2 and f"local_slurm.sh: {name}='{value}'" in done.stderr
+
+
+# ---- .ci/run's branching, with stand-ins for make and the preflight -------------------------------
+
+def fake_ci(tmp_path: Path, *, test_rc: int = 0, preflight: tuple[int, str] = (0, "can host"),
+            slurm_rc: int = 0) -> tuple[subprocess.CompletedProcess, list[str]]:
+    clone = tmp_path / "clone"
+    (clone / ".ci").mkdir(parents=True)
+    (clone / "workflow" / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / ".ci" / "run", clone / ".ci" / "run")
+    rc, line = preflight
+    write_exe(clone / "workflow" / "scripts" / "local_slurm.sh",
+              f'echo "preflight $*" >> {tmp_path}/calls; echo "{line}"; exit {rc}')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    write_exe(bin_dir / "make", f'echo "make $*" >> {tmp_path}/calls\n'
+                                f'case "$1" in test) exit {test_rc};; test-slurm) exit {slurm_rc};; esac')
+    done = subprocess.run([BASH, str(clone / ".ci" / "run")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    return done, calls
+
+
+def test_ci_runs_make_test_first_and_stops_when_it_fails(tmp_path):
+    done, calls = fake_ci(tmp_path, test_rc=2)
+    assert done.returncode == 2 and calls == ["make test"]
+
+
+def test_ci_skips_the_live_slurm_test_with_the_reason_when_the_machine_cannot_host_it(tmp_path):
+    done, calls = fake_ci(tmp_path, preflight=(77, "not root (uid 1000): run as root"))
+    assert done.returncode == 0 and calls == ["make test", "preflight --preflight"]
+    assert "CI: live SLURM test skipped: not root (uid 1000): run as root" in done.stdout
+    assert "CI: make test passed in 0 min" in done.stdout
+
+
+@pytest.mark.parametrize("slurm_rc", [0, 1])
+def test_ci_runs_the_live_slurm_test_when_it_can_and_fails_when_it_fails(tmp_path, slurm_rc):
+    done, calls = fake_ci(tmp_path, slurm_rc=slurm_rc)
+    assert calls == ["make test", "preflight --preflight", "make test-slurm"]
+    assert done.returncode == slurm_rc
+    assert ("CI: make test-slurm passed in 0 min" in done.stdout) == (slurm_rc == 0)
+    assert ("CI: make test-slurm failed (status 1)" in done.stderr) == (slurm_rc == 1)
+
+
+def test_ci_fails_when_the_preflight_breaks_unexpectedly(tmp_path):
+    done, calls = fake_ci(tmp_path, preflight=(2, "local_slurm.sh: SLURM_TEST_PORT='x' is not a port"))
+    assert done.returncode == 2 and calls == ["make test", "preflight --preflight"]

@@ -137,7 +137,12 @@ stop() {
         [ -s "$pidfile" ] || continue
         local pid; pid=$(cat "$pidfile")
         kill "$pid" 2>/dev/null || continue
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        # gone, or a zombie (a daemon's parent is PID 1, which in a container may never reap it)
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+            sleep 0.1
+        done
         kill -9 "$pid" 2>/dev/null || true
     done
     if [ "$rc" -ne 0 ]; then
