@@ -150,7 +150,7 @@ def train_point(data: LongitudinalData, settings: dict, seed: int, run_dir: Path
     pred = fitted.predict_arrays(frame)["y_pred"]  # [n_val, D]
     out = {"val_mse": mse(data.y[val], pred, data.mask[val] == 1), "seconds": seconds,
            "max_epochs": fitted.config.epochs}
-    if run_dir is not None:
+    if run_dir is not None and (run_dir / "history.csv").exists():  # classical rows keep none
         history = read_history(run_dir / "history.csv", max_epochs=fitted.config.epochs)
         out.update(val_loss=history["best_val_loss"], best_epoch=history["best_epoch"],
                    epochs_run=history["epochs_run"], stopped_early=history["stopped_early"])
