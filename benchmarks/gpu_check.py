@@ -1,5 +1,6 @@
 """Helpers of ``benchmarks/gpu_check.sh`` (issue 13): the reduced Rotating MNIST config, the packing
-measurement (K trainings at once on one GPU) and the summary with the timing table.
+measurement (K trainings at once on one GPU) and the summary with the timing table (and the
+precision and compile tables of :mod:`benchmarks.precision`).
 
     python -m benchmarks.gpu_check config  --out X.yaml --epochs 10 --device cuda [--toy]
     python -m benchmarks.gpu_check packing --data D.h5 --model M.yaml --device cuda --ks 1 4 8 --work W --out P.csv
@@ -127,6 +128,11 @@ def summary(work: Path) -> str:
         text = bench.read_text()
         text = text[text.find("<!-- BEGIN"):] if "<!-- BEGIN" in text else text
         parts += ["## epoch_cost (paste into BENCHMARKS.md's cuda block)", "", text.strip(), ""]
+    for name, title in (("precision", "float32 against bfloat16 (`precision:`)"),
+                        ("compile", "torch.compile (`compile: true`; first epoch = compilation)")):
+        table = work / f"{name}.md"
+        if table.exists():
+            parts += [f"## {title}: oLMM-VAE, Health MNIST", "", table.read_text().strip(), ""]
     syncs = work / "logs" / "tests.log"
     if syncs.exists():
         found = [ln for ln in syncs.read_text().splitlines() if ln.startswith("host synchronisations")]
