@@ -73,7 +73,7 @@ install_slurm() {
 
 # Can this machine host the cluster? Sets SUMMARY (return 0) or REASON (return 1).
 check_host() {
-    local uid lack p sock
+    local uid lack p sock probe
     uid=$(id -u 2>/dev/null || echo unknown)
     if [ "$uid" != 0 ]; then
         REASON="not root (uid $uid): slurmd starts jobs as their user and munged needs its key; run as root"
@@ -99,6 +99,18 @@ check_host() {
         REASON="temporary directory '$PARENT' is not a writable directory; set SLURM_TEST_DIR"
         return 1
     fi
+    # slurmd runs each batch script from its spool directory, under $PARENT
+    probe=$(mktemp "$PARENT/local-slurm-exec.XXXXXX" 2>/dev/null) || {
+        REASON="cannot create a file in temporary directory '$PARENT'; set SLURM_TEST_DIR"
+        return 1
+    }
+    printf '#!/bin/sh\nexit 0\n' > "$probe" && chmod 700 "$probe"
+    if ! "$probe" 2>/dev/null; then
+        rm -f "$probe"
+        REASON="temporary directory '$PARENT' does not let files run (mounted noexec?): slurmd runs batch scripts from there; set SLURM_TEST_DIR"
+        return 1
+    fi
+    rm -f "$probe"
     sock="$PARENT/local-slurm.XXXXXX/munge/munge.socket"
     if [ "${#sock}" -gt 107 ]; then  # sun_path holds 108 bytes with the terminating NUL
         REASON="temporary directory '$PARENT' is too long for munge's socket path (${#sock} > 107 bytes); set SLURM_TEST_DIR to a shorter one"
@@ -209,7 +221,7 @@ export PATH="$DIR/bin:$PATH"
 
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF" -N "$NODE"
-for _ in $(seq 60); do
+for _ in $(seq 120); do  # up to 60 s: slow on a loaded machine
     state=$(sinfo -h -N -o '%T' 2>/dev/null | head -n 1 || true)
     case "$state" in idle|mixed|allocated) break ;; esac
     sleep 0.5
