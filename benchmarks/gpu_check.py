@@ -2,7 +2,8 @@
 measurement (K trainings at once on one GPU) and the summary with the timing table (and the
 precision and compile tables of :mod:`benchmarks.precision`).
 
-    python -m benchmarks.gpu_check config  --out X.yaml --epochs 10 --device cuda [--toy]
+    python -m benchmarks.gpu_check config  --out X.yaml --epochs 10 --device cuda [--toy]   # prints the
+        # path of the packing model's YAML in the workflow (trainings are named by content)
     python -m benchmarks.gpu_check packing --data D.h5 --model M.yaml --device cuda --ks 1 4 8 --work W --out P.csv
     python -m benchmarks.gpu_check summary --work DIR --out OUT.md
 """
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 EXPERIMENTS = ("rotating_mnist", "rotating_mnist_basis")
+PACKING_MODEL = "olmm_elbo"  # the model the packing stage trains K times
 
 
 # -- the reduced config ------------------------------------------------------------------------
@@ -90,9 +92,23 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def epoch_table(results: Path) -> list[dict]:
-    """Per Rotating MNIST model of the workflow stage: runs finished, epochs run, median seconds of
-    an epoch (first epoch excluded: CUDA start-up), fit job wall seconds (Snakemake benchmark)."""
+def training_models(config: Path) -> dict[str, list[str]]:
+    """Training name -> the models of ``config`` it trains (the workflow names a training by its
+    model YAML's content, :mod:`lmmvae.reporting.trainings`; identical models share one)."""
+    from lmmvae.reporting.experiments import load_plan
+
+    plan = load_plan(yaml.safe_load(config.read_text()), SCHEMA)
+    found: dict[str, list[str]] = defaultdict(list)
+    for (_, model), name in plan.training_names.items():
+        found[name].append(model)
+    return dict(found)
+
+
+def epoch_table(results: Path, models: dict[str, list[str]] | None = None) -> list[dict]:
+    """Per Rotating MNIST training of the workflow stage (``models``: the config's models it stands
+    for): runs finished, epochs run, median seconds of an epoch (first epoch excluded: CUDA
+    start-up), fit job wall seconds (Snakemake benchmark)."""
+    models = models or {}
     per_model: dict[str, dict] = defaultdict(lambda: {"runs": 0, "finished": 0, "epochs": [], "fit_s": []})
     for history in sorted((results / "train").glob("*/*/seed*/history.csv")):
         model = history.parent.parent.name
@@ -105,8 +121,9 @@ def epoch_table(results: Path) -> list[dict]:
             for row in csv.DictReader(f, delimiter="\t"):
                 per_model[tsv.parent.name]["fit_s"].append(float(row["s"]))
     rows = []
-    for model, e in sorted(per_model.items()):
-        rows.append({"model": model, "runs": e["runs"], "finished": e["finished"],
+    for training, e in sorted(per_model.items()):
+        names = models.get(training, [training])
+        rows.append({"model": ", ".join(names), "models": names, "training": training, "runs": e["runs"], "finished": e["finished"],
                      "epochs timed": len(e["epochs"]),
                      "s / epoch (median)": f"{statistics.median(e['epochs']):.3g}" if e["epochs"] else "",
                      "fit job s (median)": f"{statistics.median(e['fit_s']):.3g}" if e["fit_s"] else ""})
@@ -148,7 +165,7 @@ def summary(work: Path) -> str:
                   "it stops rising where K is too many for the GPU or the CPU cores.", ""]
     results = work / "rotating" / "results"
     if results.exists():
-        rows = epoch_table(results)
+        rows = epoch_table(results, training_models(work / "rotating.yaml"))
         tables = sorted((results / "tables").glob("*.md"))
         parts += ["## Rotating MNIST experiments of config/paper.yaml, reduced epochs", "",
                   f"Config: `{work / 'rotating.yaml'}` (epochs as given to gpu_check.sh, no early stopping).", "",
@@ -166,15 +183,17 @@ def estimate(rows: list[dict]) -> list[str]:
     from lmmvae.reporting.experiments import load_plan
 
     plan = load_plan(yaml.safe_load(PAPER.read_text()), SCHEMA)
-    measured = {r["model"]: float(r["s / epoch (median)"]) for r in rows if r["s / epoch (median)"]}
-    runs = [r for r in plan.runs if r.dataset == "rotating_mnist"]
-    known = [measured[r.model] for r in runs if r.model in measured]
+    measured = {model: float(r["s / epoch (median)"]) for r in rows if r["s / epoch (median)"]
+                for model in r["models"]}
+    trainings = [t for t in plan.trainings if t.dataset == "rotating_mnist"]  # identical models train once
+    known = [next(measured[m] for m in models if m in measured) for models in
+             (plan.sharing(t.dataset, t.name) for t in trainings) if any(m in measured for m in models)]
     if not known:
         return []
-    max_epochs = plan.model("rotating_mnist", runs[0].model).config["epochs"]
-    seconds = sum(known)  # one epoch of every measured run, as measured (with K jobs sharing the GPU)
+    max_epochs = plan.model("rotating_mnist", plan.sharing("rotating_mnist", trainings[0].name)[0]).config["epochs"]
+    seconds = sum(known)  # one epoch of every measured training, as measured (with K jobs sharing the GPU)
     return ["## Estimate (Rotating MNIST part of config/paper.yaml)", "",
-            f"{len(known)} of {len(runs)} runs have a measured epoch time; one epoch of each, as "
+            f"{len(known)} of {len(trainings)} trainings have a measured epoch time; one epoch of each, as "
             f"measured with the workflow stage's concurrency, sums to {seconds:.1f} s of job time. "
             f"With E epochs per run and K trainings at once: wall ≈ E × {seconds:.1f} s / K, e.g. "
             f"E = 100: {100 * seconds / 3600 / 8:.2f} h at K = 8; E = {max_epochs} (the cap): "
@@ -204,6 +223,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "config":
         Path(args.out).write_text(yaml.safe_dump(reduced_config(args.epochs, args.device, args.toy), sort_keys=False))
+        name = {m: t for t, ms in training_models(Path(args.out)).items() for m in ms}
+        print(f"results/models/rotating_mnist/{name[PACKING_MODEL]}.yaml")  # the packing stage's model
     elif args.command == "packing":
         work = Path(args.work)
         work.mkdir(parents=True, exist_ok=True)

@@ -108,14 +108,16 @@ stage precision 45 env -C "$WORK/bench" "$PYTHON" -m benchmarks.precision --devi
     --settings fp32 bf16 $PREC --out "$WORK/precision.csv" --markdown "$WORK/precision.md"
 
 # -- 3 and 4: Rotating MNIST (data and model files first, then packing, then the experiments) ---
-"$PYTHON" -m benchmarks.gpu_check config --out "$WORK/rotating.yaml" --epochs "$EPOCHS" --device "$DEVICE" $TOY
+# (the workflow names a model YAML by its content: `config` prints the packing model's)
+PACK_MODEL=$("$PYTHON" -m benchmarks.gpu_check config --out "$WORK/rotating.yaml" --epochs "$EPOCHS" \
+    --device "$DEVICE" $TOY 2> "$WORK/logs/config.log" | tail -n 1)
 SNAKE=(--directory "$WORK/rotating" --workflow-profile profiles/gpu --configfile "$WORK/rotating.yaml"
        --cores "$nproc_all" --quiet rules)
 stage rotating_data 60 "$PYTHON" -m snakemake results/data/rotating_mnist.h5 \
-    results/models/rotating_mnist/olmm_elbo.yaml "${SNAKE[@]}"
+    "$PACK_MODEL" "${SNAKE[@]}"
 stage packing 75 "$PYTHON" -m benchmarks.gpu_check packing --device "$DEVICE" --ks $KS --epochs "$PACK_EPOCHS" \
     --data "$WORK/rotating/results/data/rotating_mnist.h5" \
-    --model "$WORK/rotating/results/models/rotating_mnist/olmm_elbo.yaml" \
+    --model "$WORK/rotating/$PACK_MODEL" \
     --work "$WORK/packing" --out "$WORK/packing.csv"
 stage rotating 200 "$PYTHON" -m snakemake "${SNAKE[@]}"
 
