@@ -124,3 +124,16 @@ def test_compile_keeps_the_state_dict_keys_so_checkpoints_load_either_way(tabula
     assert list(compiled.state_dict()) == list(plain.state_dict())
     assert compiled.encoder._compiled_call_impl is not None and plain.encoder._compiled_call_impl is None
     compiled.load_state_dict(plain.state_dict())
+
+
+# -- the benchmark (benchmarks/gpu_check.sh runs it on CUDA) ---------------------------------------
+def test_precision_benchmark_times_each_setting_against_float32(tmp_path, monkeypatch):
+    from benchmarks import precision
+
+    monkeypatch.chdir(tmp_path)  # its data cache and CSV
+    result = precision.main(["--quick", "--models", "oLMM-VAE", "--settings", "fp32", "bf16",
+                             "--out", "p.csv", "--markdown", "p.md"])
+    assert [(r["model"], r["setting"]) for r in result.rows] == [("oLMM-VAE", "fp32"), ("oLMM-VAE", "bf16")]
+    assert result.rows[0]["ratio_fp32"] == 1.0 and result.rows[1]["ratio_fp32"] > 0
+    assert all(r["epoch_s"] > 0 and r["first_epoch_s"] > 0 for r in result.rows)
+    assert "| 40 | oLMM-VAE | bf16 |" in (tmp_path / "p.md").read_text() and (tmp_path / "p.csv").exists()
