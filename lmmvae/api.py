@@ -250,7 +250,9 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
     recipe = assemble.read_recipe(run_dir, device=None if device == "auto" else device)
     model = assemble.build(recipe)
     rundir.load_weights(model, run_dir / MODEL_FILE)
-    dev = choose_device(recipe.config.device)
+    # a GPU slot (`cuda:any`, lmmvae.gpu_slots) is claimed by a training process only: a model loaded
+    # for evaluation or prediction goes to the current CUDA device
+    dev = choose_device("cuda" if recipe.config.device == "cuda:any" else recipe.config.device)
     model.to(dev).eval()
     fitted = _fitted(recipe, model, dev)
     fitted.run_dir = run_dir

@@ -118,6 +118,12 @@ def write_model(model, run_dir: Path) -> Path:
     return run_dir / MODEL_FILE
 
 
+def same_model(saved: dict, config: dict) -> bool:
+    """Whether a run's saved model config and ``config`` describe the same training. The device is
+    where a run trains, not what it trains: a run checkpointed on one device resumes on another."""
+    return {k: v for k, v in saved.items() if k != "device"} == {k: v for k, v in config.items() if k != "device"}
+
+
 class RunPlan:
     """Where ``fit`` writes (``train_dir``) and how the run directory ``out`` ends up.
 
@@ -138,7 +144,7 @@ class RunPlan:
             shutil.rmtree(self.train_dir, ignore_errors=True)
         elif self.resume and (self.out / "config.json").exists():
             saved = read_config(self.out)
-            if saved["model"] != config or saved["info"].get("seed") != seed:
+            if not same_model(saved["model"], config) or saved["info"].get("seed") != seed:
                 raise RunError(f"{self.out}: holds a run with another config or seed; use another --out, "
                                "or --overwrite to replace it")
             old = saved["info"].get("data_sha256")

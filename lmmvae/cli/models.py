@@ -98,7 +98,7 @@ def _stale_run(out: Path, config: dict, seed: int, data: str) -> str | None:
         saved = rundir.read_config(out)
     except RunError:
         return "unreadable config.json"
-    if saved["model"] != config:
+    if not rundir.same_model(saved["model"], config):
         return "another config"
     if saved["info"].get("seed") != seed:
         return "another seed"
