@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from lmmvae.errors import ConfigError
-from lmmvae.likelihoods import BernoulliLikelihood, GaussianLikelihood, build_likelihood
+from lmmvae.likelihoods import TABULAR_START_FRACTION, BernoulliLikelihood, GaussianLikelihood, build_likelihood
 
 B, D, S = 5, 7, 3
 
@@ -121,9 +121,32 @@ def test_initial_params_invert_the_mean_at_the_observed_training_mean(name, opti
     lik.initialise(y_garbage, mask)
     expected = (y * mask).sum(0) / mask.sum(0)
     np.testing.assert_allclose(lik.mean(lik.initial_params(y_garbage, mask)).numpy(), expected, rtol=1e-5)
-    if name == "gaussian":  # variances start at the observed per-feature variance
-        var = [np.var(y[mask[:, d] == 1, d], ddof=1) for d in range(4)]
-        np.testing.assert_allclose(lik.variance.detach().numpy(), np.maximum(var, 1e-3), rtol=1e-4)
+    if name == "gaussian":  # images: at the observed per-feature variance; tabular: 1 % of it
+        var = np.array([np.var(y[mask[:, d] == 1, d], ddof=1) for d in range(4)])
+        share = 1.0 if options.get("bounded") else TABULAR_START_FRACTION
+        assert share == 1.0 or share < 0.1  # the tabular start sits well below the data's variance
+        np.testing.assert_allclose(lik.variance.detach().numpy(), np.maximum(share * var, 1e-3), rtol=1e-4)
+
+
+def test_tabular_variance_starts_below_the_data_and_images_at_it():
+    """Tabular features (unbounded) start at TABULAR_START_FRACTION of their observed variance, so
+    the ELBO does not begin with the noise explaining everything; images (bounded) at the observed
+    variance (SPEC 7); a configured init_variance wins over both."""
+    rng = np.random.default_rng(1)
+    scale = np.array([0.5, 1.0, 2.0, 4.0], dtype=np.float32)
+    y = (rng.normal(size=(400, 4)) * scale).astype(np.float32)  # observed variances 0.25 .. 16
+    mask = np.ones_like(y, dtype=np.uint8)
+    lik = build_likelihood("gaussian", 4)
+    lik.initialise(y, mask)
+    observed = y.var(0, ddof=1)
+    np.testing.assert_allclose(lik.variance.detach().numpy(), TABULAR_START_FRACTION * observed, rtol=1e-4)
+    images = rng.uniform(0.0, 1.0, size=(400, 4)).astype(np.float32)
+    lik = build_likelihood("gaussian", 4, bounded=True)
+    lik.initialise(images, mask)
+    np.testing.assert_allclose(lik.variance.detach().numpy(), images.var(0, ddof=1), rtol=1e-4)
+    lik = build_likelihood("gaussian", 4, init_variance=0.3)
+    lik.initialise(y, mask)
+    np.testing.assert_allclose(lik.variance.detach().numpy(), 0.3, rtol=1e-5)
 
 
 def test_config_checks_likelihood_options_at_load():
