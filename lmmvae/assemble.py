@@ -72,6 +72,8 @@ def build(recipe: Recipe) -> LatentVariableModel:
     likelihood_options = config.likelihood_options
     if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
         likelihood_options = {"bounded": True, **likelihood_options}
+    if config.likelihood == "gaussian" and config.objective == "gsnn":  # no KL to collapse onto (SPEC 4):
+        likelihood_options = {"init_fraction": 1.0, **likelihood_options}  # start at the data's variance
     likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
     return LatentVariableModel(encoder, decoder, likelihood, prior, conditional=variant.conditional,
                                precision=config.precision, compile=config.compile)

@@ -83,8 +83,10 @@ class GaussianLikelihood(Likelihood):
         init_variance: float | None = None,
         min_variance: float = 1e-4,
         bounded: bool = False,
+        init_fraction: float | None = None,
     ):
         super().__init__(data_dim)
+        self.init_fraction = init_fraction  # null: TABULAR_START_FRACTION, 1 for images (initialise)
         self.init_from_data = init_variance is None  # null: from the training data (initialise)
         init_variance = 1.0 if init_variance is None else float(init_variance)
         if init_variance <= min_variance:
@@ -107,11 +109,15 @@ class GaussianLikelihood(Likelihood):
     def initialise(self, y, mask) -> None:
         """Start each feature's variance from its observed training variance, floored at
         ``VARIANCE_FLOOR`` (features that never vary, such as image background pixels), unless the
-        config sets ``init_variance``. Images (``bounded``) start at that variance (SPEC 7: not at 1
-        for images in [0, 1]); tabular features at ``TABULAR_START_FRACTION`` of it (see there)."""
+        config sets ``init_variance``: at ``init_fraction`` of it, by default 1 for images
+        (``bounded``; SPEC 7: not at 1 for images in [0, 1]) and ``TABULAR_START_FRACTION`` for
+        tabular features (see there; GSNN models get 1 from :func:`lmmvae.assemble.build`)."""
         if self.init_from_data:
             var = _observed_variance(y, mask)  # [D]
-            var = torch.as_tensor(var, dtype=self.log_var.dtype) * (1.0 if self.bounded else TABULAR_START_FRACTION)
+            fraction = self.init_fraction
+            if fraction is None:
+                fraction = 1.0 if self.bounded else TABULAR_START_FRACTION
+            var = torch.as_tensor(var, dtype=self.log_var.dtype) * fraction
             var = var.clamp_min(max(VARIANCE_FLOOR, 2 * self.min_variance))
             self.log_var.copy_((var - self.min_variance).log())
 
@@ -138,7 +144,9 @@ VARIANCE_FLOOR = 1e-3
 #: variance then grows to the residual's. Chosen on validation rows (docs/recipe_study.md, "Tabular
 #: likelihood variance": oLMM-VAE (ELBO) on the synthetic trial 0.675 -> 0.395, on
 #: examples/visits.csv 0.34-0.39 -> 0.18, MixedLM 0.18; PhysioNet unchanged). Images keep the
-#: observed variance (SPEC 7): hundreds of pixels outweigh the KL from the start.
+#: observed variance (SPEC 7): hundreds of pixels outweigh the KL from the start. GSNN has no KL to
+#: collapse onto (SPEC 4): there the small start was a wash on validation (trial better, PhysioNet
+#: and the simulated LMM data worse) at about 3 x the epochs, so GSNN models start at the data's.
 TABULAR_START_FRACTION = 0.01
 
 
@@ -191,18 +199,21 @@ class GaussianOptions:
     """``likelihood: gaussian`` (module docstring)."""
 
     learn_variance: bool = True  # a learned per-feature variance (false: fixed at init_variance)
-    init_variance: float | None = None  # null: from the observed training variance (initialise; tabular: 1 % of it)
+    init_variance: float | None = None  # null: from the observed training variance (init_fraction of it)
     min_variance: float = 1e-4  # floor of every variance
     bounded: bool = False  # μ = sigmoid(params) (images in [0, 1]); default true on image networks
+    # share of the observed training variance where the variance starts (init_variance null); null:
+    # TABULAR_START_FRACTION on tabular data trained by the ELBO, 1 on images and under GSNN
+    init_fraction: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("learn_variance", "bounded"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"likelihood 'gaussian': option {key} must be true or false, "
                                   f"got {getattr(self, key)!r}")
-        for key in ("init_variance", "min_variance"):
+        for key in ("init_variance", "min_variance", "init_fraction"):
             value = getattr(self, key)
-            if value is None and key == "init_variance":
+            if value is None and key in ("init_variance", "init_fraction"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"likelihood 'gaussian': option {key} must be a number >= 0, got {value!r}")
