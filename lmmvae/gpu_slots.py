@@ -14,6 +14,7 @@ slots; when every slot is taken anyway (another workflow on the same machine, or
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -82,7 +83,28 @@ def _safe_name(name: str) -> str:
 
 
 def _open(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    # O_NOFOLLOW: a symlink planted in a shared lock directory is refused, not followed
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        from lmmvae.errors import ConfigError
+
+        raise ConfigError(f"{path}: a symlink where a GPU slot lock file belongs; not followed "
+                          f"(set {LOCK_DIR_ENV} to a directory of your own)") from None
+
+
+def _own_directory(lock_dir: Path) -> None:
+    """Create ``lock_dir`` (0700) or check that an existing one is a directory of this user: the
+    default lives in the shared temporary directory, where anyone could have made it first."""
+    from lmmvae.errors import ConfigError
+
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = lock_dir.lstat()
+    if not lock_dir.is_dir() or lock_dir.is_symlink() or info.st_uid != os.getuid():
+        raise ConfigError(f"{lock_dir}: GPU slot lock directory is not a directory of this user; "
+                          f"set {LOCK_DIR_ENV} to one")
 
 
 def _try_lock(path: Path) -> int | None:
@@ -110,7 +132,7 @@ def try_claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike,
     if len(names) != n_devices:
         raise ValueError(f"{len(names)} device names for {n_devices} devices")
     lock_dir = Path(lock_dir)
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _own_directory(lock_dir)
     guard = _open(lock_dir / "claim.lock")
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one claimant at a time (held for milliseconds)

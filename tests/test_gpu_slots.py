@@ -188,3 +188,24 @@ def test_the_workflow_config_device_cuda_any_reaches_every_training_job(tmp_path
     assert all("--device cuda:any" in cmd for _, cmd in fits)
     done = subprocess.run(base + ["--config", "device=cuda:2"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0 and "device: 'cuda:2' is not one of cpu, cuda, cuda:any" in done.stdout + done.stderr
+
+
+def test_a_planted_symlink_or_foreign_lock_directory_is_refused(tmp_path):
+    """The default lock directory sits in the shared temporary directory: a symlink planted there
+    is not followed, and a lock directory that is a symlink is refused in one line."""
+    from lmmvae.errors import ConfigError
+    from lmmvae.gpu_slots import try_claim
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "cuda0.slot0.lock").symlink_to(victim)
+    with pytest.raises(ConfigError, match="a symlink where a GPU slot lock file belongs"):
+        try_claim(1, 1, locks)
+    assert victim.read_text() == "keep"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="not a directory of this user"):
+        try_claim(1, 1, tmp_path / "linked")
+
