@@ -160,17 +160,17 @@ def try_claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike,
 
 def claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike, *,
           names: Sequence[str] | None = None, poll_s: float = 5.0, log_every_s: float = LOG_EVERY_S,
-          log: Callable[[str], None] | None = None) -> tuple[int, Slot]:
-    """``(device_index, slot)``: a slot on the least-loaded of ``n_devices`` devices, waiting (one
-    log line every ``log_every_s`` seconds) while all ``n_devices × jobs_per_device`` are taken.
-    The slot is held until ``slot.release()`` or the end of the process."""
+          log: Callable[[str], None] | None = None) -> Slot:
+    """A slot on the least-loaded of ``n_devices`` devices (its ``device`` is the index), waiting
+    (one log line every ``log_every_s`` seconds) while all ``n_devices × jobs_per_device`` are
+    taken. The slot is held until ``slot.release()`` or the end of the process."""
     log = log or _log
     started = time.monotonic()
     last_log = None
     while True:
         slot = try_claim(n_devices, jobs_per_device, lock_dir, names)
         if slot is not None:
-            return slot.device, slot
+            return slot
         now = time.monotonic()
         if last_log is None or now - last_log >= log_every_s:
             log(f"all {jobs_per_device} slots of each of {n_devices} GPU(s) are taken (lock dir {lock_dir}); "

@@ -57,7 +57,8 @@ def claim_gpu() -> torch.device:
         n = torch.cuda.device_count()
         per_device = gpu_slots.jobs_per_device_from_env()
         lock_dir = gpu_slots.lock_dir_from_env()
-        index, _held_slot = gpu_slots.claim(n, per_device, lock_dir, names=[_gpu_name(k) for k in range(n)])
+        _held_slot = gpu_slots.claim(n, per_device, lock_dir, names=[_gpu_name(k) for k in range(n)])
+        index = _held_slot.device
         props = torch.cuda.get_device_properties(index)
         print(f"lmmvae: device cuda:any -> cuda:{index} ({props.name}; GPU {index + 1} of {n} visible, "
               f"slot {_held_slot.slot + 1} of {per_device}, {_held_slot.path})", flush=True)

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 WORKER = """
 import sys
 from lmmvae.gpu_slots import claim
-device, slot = claim({n}, {per}, {lock_dir!r}, poll_s=0.05, log_every_s=0.2)
-print(device, slot.slot, flush=True)
+slot = claim({n}, {per}, {lock_dir!r}, poll_s=0.05, log_every_s=0.2)
+print(slot.device, slot.slot, flush=True)
 sys.stdin.read()
 """
 
