@@ -111,6 +111,8 @@ def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
         assert "**" in md and "| Model |" in md
         assert "| Stopped early |" in md and "in all 0 stopped early" in md
         assert r"\textbf" in (tiny / "results" / "tables" / f"{experiment}.tex").read_text()
+    claims = (tiny / "results" / "tables" / "claims.md").read_text()  # one seed: the rule cannot decide
+    assert "slmm (2) not behind slmm (1)" in claims and "too few seeds" in claims and "**undecided**" in claims
     figures = sorted((tiny / "results" / "figures").rglob("*.png"))
     assert len(figures) == sum(len(e.figures) for e in plan.experiments.values()) == 5
     for png in figures:

@@ -1,4 +1,4 @@
-"""`lmmvae report aggregate | table | figure | trajectories | grid | latent-effects`.
+"""`lmmvae report aggregate | table | claims | figure | trajectories | grid | latent-effects`.
 
 The reporting steps of the benchmark workflow, one command per rule: collect metrics files into
 ``results/metrics.csv``, write tables (Markdown, LaTeX, HTML) and figures (PNG, PDF). Every output is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from lmmvae.cli import argtypes as T
 from lmmvae.errors import ConfigError
 
 
@@ -30,6 +31,12 @@ def register(subparsers) -> None:
     p.add_argument("--html", default=None, help="also write the table as HTML (for the Snakemake report)")
     p.set_defaults(handler=_table)
 
+    p = commands.add_parser("claims", help="the config's claims decided by the paired rule over seeds")
+    p.add_argument("--metrics", required=True, help="results/metrics.csv")
+    p.add_argument("--spec", required=True, help="JSON: claims (the config's `claims:`) and experiments (name -> dataset)")
+    p.add_argument("--md", required=True, help="Markdown table to write")
+    p.set_defaults(handler=_claims)
+
     p = commands.add_parser("figure", help="metric per model (by_model) or against a sweep (sweep)")
     p.add_argument("--metrics", required=True, help="results/metrics.csv")
     p.add_argument("--spec", required=True, help="JSON as for `table`, plus kind: by_model | sweep")
@@ -39,8 +46,8 @@ def register(subparsers) -> None:
     p = commands.add_parser("trajectories", help="images of test subjects: truth vs prediction")
     p.add_argument("--data", required=True, help="longitudinal HDF5 (image data)")
     p.add_argument("--predictions", required=True, help="HDF5 with /y_pred (lmmvae evaluate --predictions)")
-    p.add_argument("--subjects", type=int, default=2, help="test subjects shown (default 2)")
-    p.add_argument("--steps", type=int, default=10, help="time points shown per subject")
+    p.add_argument("--subjects", type=T.COUNT, default=2, help="test subjects shown (default 2)")
+    p.add_argument("--steps", type=T.COUNT, default=10, help="time points shown per subject")
     p.add_argument("--time", default=None, help="time covariate (default: the one of kind 'time')")
     p.add_argument("--title", default="", help="figure title")
     _image_outputs(p)
@@ -49,15 +56,15 @@ def register(subparsers) -> None:
     p = commands.add_parser("grid", help="covariate grid (CSV) for lmmvae predict: shared + subjects")
     p.add_argument("--data", required=True, help="longitudinal HDF5 whose covariates the grid follows")
     p.add_argument("--covariate", required=True, help="continuous covariate to vary")
-    p.add_argument("--points", type=int, default=64, help="grid points along the covariate (default 64)")
-    p.add_argument("--subjects", type=int, default=5, help="training subjects added to the shared grid (default 5)")
+    p.add_argument("--points", type=T.POINTS, default=64, help="grid points along the covariate (default 64)")
+    p.add_argument("--subjects", type=T.COUNT, default=5, help="training subjects added to the shared grid (default 5)")
     p.add_argument("--out", required=True, help="CSV to write")
     p.set_defaults(handler=_grid)
 
     p = commands.add_parser("latent-effects", help="latent dimensions against the grid covariate")
     p.add_argument("--grid", required=True, help="CSV written by `lmmvae report grid`")
     p.add_argument("--latent", required=True, help="HDF5 with /z_mean (lmmvae predict on the grid)")
-    p.add_argument("--dims", type=int, default=2, help="number of latent dimensions shown")
+    p.add_argument("--dims", type=T.COUNT, default=2, help="number of latent dimensions shown")
     p.add_argument("--title", default="", help="figure title")
     _image_outputs(p)
     p.set_defaults(handler=_latent_effects)
@@ -102,6 +109,24 @@ def _table(args) -> int:
     write_text(to_latex(table), args.tex)
     if args.html is not None:
         write_text(to_html(table), args.html)
+    print(markdown)
+    return 0
+
+
+def _claims(args) -> int:
+    from lmmvae.reporting.aggregate import read_metrics
+    from lmmvae.reporting.claims import evaluate, parse_claims, to_markdown
+    from lmmvae.reporting.tables import write_text
+
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--spec: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(spec, dict) or not {"claims", "experiments"} <= set(spec):
+        raise ConfigError("--spec: needs a JSON object with `claims` and `experiments`")
+    claims = parse_claims(spec["claims"], spec["experiments"])
+    markdown = to_markdown(evaluate(read_metrics(args.metrics), claims, spec["experiments"]))
+    write_text(markdown, args.md)
     print(markdown)
     return 0
 

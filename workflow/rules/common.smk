@@ -115,6 +115,16 @@ def all_tables():
     return [f"results/tables/{e}.{ext}" for e in PLAN.experiments for ext in ("md", "tex")]
 
 
+def all_claims():
+    return ["results/tables/claims.md"] if config.get("claims") else []
+
+
+def claims_spec(wildcards=None):
+    """The config's claims and each experiment's dataset, for `lmmvae report claims`."""
+    experiments = {name: {"dataset": exp.dataset} for name, exp in PLAN.experiments.items()}
+    return json.dumps({"claims": config.get("claims") or {}, "experiments": experiments})
+
+
 def all_figures():
     ids = figures_of("by_model", "sweep", "trajectories", "latent_effects")
     return [f"results/figures/{f}.{ext}" for f in ids for ext in ("png", "pdf")]

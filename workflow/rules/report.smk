@@ -39,6 +39,25 @@ rule aggregate:
         "python -m lmmvae report aggregate --manifest {input.manifest:q} --out {output:q} > {log:q} 2>&1"
 
 
+# the config's claims (written before the run) decided by the paired rule over seeds
+rule claims:
+    input:
+        "results/metrics.csv",
+    output:
+        "results/tables/claims.md",
+    log:
+        "results/logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
+    params:
+        spec=claims_spec,
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "python -m lmmvae report claims --metrics {input:q} --spec {params.spec:q} --md {output:q} > {log:q} 2>&1"
+
+
 rule table:
     input:
         "results/metrics.csv",
