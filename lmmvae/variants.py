@@ -20,7 +20,7 @@ A neural variant is made in two steps, as the design is (SPEC 1: fitted once, sa
 
 ``conditional``: the networks take the shared design row ``x^s`` as an extra input (CVAE).
 Adding a model is one module with its options, summarise and build, plus one ``register`` line
-(README, "Adding a model").
+(docs/adding_a_model.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ of Fourier features (SPEC 5).
     x = fitted.transform(test.covariates)          # DesignMatrix: shared [N, Q_s] + sparse random effects
     x.to_torch(device)                             # lmmvae.batch.DesignBatch for the LMM prior
 
-See README "Design formulas" for the syntax and the columns of each term.
+See docs/configuration.md, "Design formulas", for the syntax and the columns of each term.
 """
 
 from lmmvae.design.fitted import Design, DesignMatrix, FittedDesign, RandomTermInfo
