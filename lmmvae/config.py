@@ -49,7 +49,16 @@ class ModelConfig:
     # 1e-3 a variance needs thousands of steps to fall from the data's variance to the residual's.
     lr_likelihood: float | None = None
     patience: int = 50  # stop after this many epochs without validation improvement (0: never)
+    # epochs of the likelihood's warm-up (docs/model.md, "Warm-up and convergence"): the tabular
+    # Gaussian variance, started at a small share of the data's, is capped by a ceiling rising
+    # geometrically to the data's variance at this epoch; early stopping and the kept (best) epoch
+    # count only after it. null: lmmvae.likelihoods.WARMUP_EPOCHS where the variance starts small
+    # (tabular data, ELBO), 0 otherwise (images, Bernoulli, GSNN)
+    warmup_epochs: int | None = None
     gsnn_samples: int = 10  # S of SPEC 4
+    # S of the GSNN loss on validation rows: more than training, so that early stopping reads the
+    # loss and not the Monte Carlo noise of its estimate (the draws are also the same every epoch)
+    gsnn_val_samples: int = 50
     nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)
     prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
     device: str = "auto"  # auto | cpu | cuda | cuda:N | cuda:any (a free slot on the least-loaded GPU)
@@ -95,7 +104,7 @@ class ModelConfig:
 
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {self.objective!r}")
-        for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "nll_samples"):
+        for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:
@@ -109,6 +118,8 @@ class ModelConfig:
             raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.patience < 0:
             raise ConfigError(f"{where}: patience must be 0 (off) or positive, got {self.patience}")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ConfigError(f"{where}: warmup_epochs must be 0 (none), positive or null, got {self.warmup_epochs}")
         if self.lr <= 0:
             raise ConfigError(f"{where}: lr must be positive, got {self.lr}")
         variant = variants.get(self.variant)

@@ -72,6 +72,16 @@ class Likelihood(nn.Module):
         """The inverse of :meth:`mean`, feature-wise: ``[D] -> [D]``."""
         raise NotImplementedError
 
+    #: warm-up length when the config's ``warmup_epochs`` is null (docs/model.md, "Warm-up and
+    #: convergence"): none, unless the likelihood starts below the data's noise level
+    @property
+    def default_warmup_epochs(self) -> int:
+        return 0
+
+    def start_epoch(self, epoch: int, warmup_epochs: int) -> None:
+        """Before training epoch ``epoch`` (0-based) of a run with a ``warmup_epochs`` warm-up: set
+        the likelihood's scheduled state. Default: nothing."""
+
 
 class GaussianLikelihood(Likelihood):
     """Independent Gaussian per feature, learned or fixed variance (SPEC 2.1)."""
@@ -95,6 +105,13 @@ class GaussianLikelihood(Likelihood):
             )
         self.bounded = bounded
         self.min_variance = float(min_variance)
+        # warm-up (`start_epoch`): the share of the data's variance where the variance started (set
+        # by `initialise`; None: not started from the data, no schedule), the data's variance and
+        # the current ceiling of the variance. Not saved with the weights: after the warm-up the
+        # ceiling is +inf, and a resumed run recomputes them from the training data.
+        self.start_fraction: float | None = None
+        self.register_buffer("data_variance", torch.ones(data_dim), persistent=False)  # [D]
+        self.register_buffer("ceiling", torch.full((data_dim,), math.inf), persistent=False)  # [D]
         log_var = torch.full((data_dim,), math.log(init_variance - min_variance))  # [D]
         if learn_variance:
             self.log_var = nn.Parameter(log_var)
@@ -103,7 +120,27 @@ class GaussianLikelihood(Likelihood):
 
     @property
     def variance(self) -> torch.Tensor:
-        return self.log_var.exp() + self.min_variance  # [D]
+        """``σ_d² = min(exp(log_var_d) + min_variance, ceiling_d)``: [D] (the ceiling is +inf
+        outside the warm-up)."""
+        return torch.minimum(self.log_var.exp() + self.min_variance, self.ceiling)  # [D]
+
+    @property
+    def default_warmup_epochs(self) -> int:
+        """``WARMUP_EPOCHS`` when the variance starts below the data's (tabular ELBO), else 0."""
+        return WARMUP_EPOCHS if self.start_fraction is not None and self.start_fraction < 1 else 0
+
+    @torch.no_grad()
+    def start_epoch(self, epoch: int, warmup_epochs: int) -> None:
+        """Set the variance ceiling of epoch ``epoch`` (:func:`variance_ceiling`) and project the
+        learned variance under it, so that the variance follows the ceiling as it rises (instead of
+        climbing from wherever it stalled, at Adam's pace of about ``lr`` per step in log space)."""
+        if self.start_fraction is None:
+            return
+        ceiling = variance_ceiling(self.data_variance, self.start_fraction, epoch, warmup_epochs)  # [D]
+        self.ceiling.copy_(ceiling)
+        if isinstance(self.log_var, nn.Parameter) and epoch < warmup_epochs:
+            bound = (ceiling - self.min_variance).clamp_min(1e-12).log()  # [D]
+            self.log_var.copy_(torch.minimum(self.log_var, bound))
 
     @torch.no_grad()
     def initialise(self, y, mask) -> None:
@@ -117,9 +154,12 @@ class GaussianLikelihood(Likelihood):
             fraction = self.init_fraction
             if fraction is None:
                 fraction = 1.0 if self.bounded else TABULAR_START_FRACTION
-            var = torch.as_tensor(var, dtype=self.log_var.dtype) * fraction
-            var = var.clamp_min(max(VARIANCE_FLOOR, 2 * self.min_variance))
+            floor = max(VARIANCE_FLOOR, 2 * self.min_variance)
+            data_var = torch.as_tensor(var, dtype=self.log_var.dtype).clamp_min(floor)  # [D]
+            var = (data_var * fraction).clamp_min(floor)
             self.log_var.copy_((var - self.min_variance).log())
+            self.data_variance.copy_(data_var)
+            self.start_fraction = float(fraction)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params) if self.bounded else params
@@ -148,6 +188,29 @@ VARIANCE_FLOOR = 1e-3
 #: collapse onto (SPEC 4): there the small start was a wash on validation (trial better, PhysioNet
 #: and the simulated LMM data worse) at about 3 x the epochs, so GSNN models start at the data's.
 TABULAR_START_FRACTION = 0.01
+
+
+#: epochs of the variance warm-up when the config's ``warmup_epochs`` is null and the variance starts
+#: at TABULAR_START_FRACTION (docs/model.md, "Warm-up and convergence"). Adam moves a log-variance
+#: by at most about ``lr`` per step, so at lr 1e-3 and ~100 steps per epoch the 4.6 nats from 1 %
+#: to 100 % of the data's variance take >= 46 epochs: a ceiling rising over 50 epochs is one the
+#: learned variance can follow, and 50 is the library's default patience. To be confirmed on
+#: validation rows (docs/recipe_study.md).
+WARMUP_EPOCHS = 50
+
+
+def variance_ceiling(data_variance: torch.Tensor, start_fraction: float, epoch: int,
+                     warmup_epochs: int) -> torch.Tensor:
+    """The warm-up's variance ceiling at training epoch ``epoch`` (0-based): ``[D]``.
+
+    ``data_variance · start_fraction^(1 − epoch / W)`` for ``epoch < W``: geometric from the start
+    (``start_fraction`` of the data's variance, epoch 0) towards the data's variance at ``W``; +inf
+    (free) from epoch ``W`` on. A known schedule in place of the slow, unscheduled climb of a
+    variance started small, which acts as a KL annealing that early stopping used to cut off.
+    """
+    if epoch >= warmup_epochs:
+        return torch.full_like(data_variance, math.inf)
+    return data_variance * start_fraction ** (1.0 - epoch / warmup_epochs)
 
 
 #: bounded means start no closer than this to 0 or 1 (a pixel that is always 0 starts at logit 1e-3)

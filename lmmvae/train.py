@@ -3,6 +3,15 @@ rate decay, best-validation weights, a checkpoint every epoch, resume, ``history
 
 Model selection reads the validation split only (never test). Without validation rows the training
 loss is used.
+
+Convergence (docs/model.md, "Warm-up and convergence"): during the first ``warmup_epochs`` epochs
+the likelihood follows its warm-up schedule (the tabular Gaussian variance under a rising ceiling)
+and no epoch is kept or counted by early stopping; a run **converged** when, after the warm-up, the
+validation loss has not improved for ``patience`` epochs, and otherwise ends on its **budget**
+(``epochs``). The validation pass uses common random numbers: the same Monte Carlo draws every
+epoch (a fixed seed inside ``torch.random.fork_rng``, so the training stream and a resumed run are
+unaffected), and GSNN validation uses ``gsnn_val_samples`` draws: early stopping reads the change
+of the model, not the noise of the estimate.
 """
 
 from __future__ import annotations
@@ -35,7 +44,13 @@ HISTORY = "history.csv"
 RANDOM_EFFECTS_LR_FACTOR = 10.0
 #: learning rate of the likelihood's parameters relative to ``lr`` when ``lr_likelihood`` is null.
 LIKELIHOOD_LR_FACTOR = 1.0
-HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds"]
+#: why training stopped (TrainState.stopped, the last row of history.csv): patience ran out after
+#: the warm-up (converged), or the epoch budget was spent (budget)
+CONVERGED, BUDGET = "converged", "budget"
+#: seed of the validation pass's draws: the same every epoch (common random numbers)
+VALIDATION_SEED = 20_240_601
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds",
+                  "warmup", "likelihood_variance", "stopped"]
 
 
 @dataclass
@@ -45,6 +60,7 @@ class TrainState:
     best_epoch: int = 0
     best_state: dict | None = None
     history: list[dict] = field(default_factory=list)
+    stopped: str = ""  # "" while running; CONVERGED or BUDGET once fit() has ended
 
 
 class Trainer:
@@ -55,7 +71,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.objective = get_objective(config.objective)
-        self.objective_kwargs = {"n_samples": config.gsnn_samples} if config.objective == "gsnn" else {}
+        gsnn = config.objective == "gsnn"
+        self.objective_kwargs = {"n_samples": config.gsnn_samples} if gsnn else {}
+        self.validation_kwargs = {"n_samples": config.gsnn_val_samples} if gsnn else {}
+        self.warmup_epochs = warmup_epochs(config, model)
         sparse = model.prior.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}
         noise = [p for p in model.likelihood.parameters() if p.requires_grad]
@@ -73,7 +92,7 @@ class Trainer:
         self.n_val = int(data.indices("validation").shape[0])
 
     # -- one pass -------------------------------------------------------------------------
-    def _pass(self, split: str, train: bool) -> dict[str, float]:
+    def _pass(self, split: str, train: bool, kwargs: dict | None = None) -> dict[str, float]:
         """One epoch over ``split``; returns the per-row ``−ELBO`` (or GSNN loss) and its parts.
 
         Every split is scored on the training objective's scale: the local terms are averaged over
@@ -89,7 +108,8 @@ class Trainer:
                                     shuffle=train, generator=self.generator)
         with torch.set_grad_enabled(train):
             for batch in batches:
-                terms = self.objective(self.model, batch, self.n_train, **self.objective_kwargs)
+                terms = self.objective(self.model, batch, self.n_train,
+                                       **(self.objective_kwargs if kwargs is None else kwargs))
                 if train:
                     for opt in self.optimizers:
                         opt.zero_grad(set_to_none=True)
@@ -109,38 +129,58 @@ class Trainer:
             raise FloatingPointError(f"non-finite {split} loss; lower lr or check the data for extreme values")
         return values
 
+    def validation_loss(self) -> float:
+        """The validation loss with common random numbers (module docstring): the same draws every
+        call, more of them under GSNN; the global RNG state is as before the call."""
+        devices = list(range(torch.cuda.device_count())) if self.data.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(VALIDATION_SEED)
+            return self._pass("validation", train=False, kwargs=self.validation_kwargs)["loss"]
+
     # -- epochs ---------------------------------------------------------------------------
     def fit(self) -> TrainState:
-        cfg, state = self.config, self.state
-        bar = progress(range(state.epoch, cfg.epochs), initial=state.epoch, total=cfg.epochs, unit="epochs",
+        """Train until converged or out of budget (module docstring); the kept weights are those of
+        the best validation loss after the warm-up (the last epoch if the budget ends inside it)."""
+        cfg, state, warmup = self.config, self.state, self.warmup_epochs
+        epochs = range(state.epoch, 0 if state.stopped else cfg.epochs)  # a finished run stays finished
+        bar = progress(epochs, initial=state.epoch, total=cfg.epochs, unit="epochs",
                        desc=f"{cfg.variant}/{cfg.objective}", enabled=self.progress)
         for epoch in bar:
             start = time.perf_counter()
+            self.model.likelihood.start_epoch(epoch, warmup)  # the warm-up's variance ceiling
             self.model.start_epoch(self.data)  # the prior's per-epoch state (GPPVAE's cache)
             train = self._pass("train", train=True)
-            if self.n_val:
-                val = self._pass("validation", train=False)["loss"]
-            else:
-                val = train["loss"]
+            val = self.validation_loss() if self.n_val else train["loss"]
             for sched in self.schedulers:
                 sched.step()
             state.epoch = epoch + 1
-            if val < state.best_val:
+            counted = state.epoch > warmup or state.epoch == cfg.epochs  # after the warm-up (or the last)
+            if counted and val < state.best_val:
                 state.best_val, state.best_epoch = val, state.epoch
                 state.best_state = copy.deepcopy(self.model.state_dict())
-            state.history.append({
-                "epoch": state.epoch, "train_loss": train["loss"], "val_loss": val,
-                "reconstruction": train["reconstruction"], "kl_local": train["kl_local"],
-                "kl_global": train["kl_global"], "lr": self.schedulers[0].get_last_lr()[0],
-                "seconds": time.perf_counter() - start,
-            })
+            state.history.append(self._history_row(state.epoch, train, val, time.perf_counter() - start))
             bar.set_postfix(loss=f"{train['loss']:.4g}", val=f"{val:.4g}", best=state.best_epoch)
+            if counted and cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
+                state.stopped = CONVERGED
+            elif state.epoch >= cfg.epochs:
+                state.stopped = BUDGET
+            state.history[-1]["stopped"] = state.stopped
             self.save_checkpoint()
-            if cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
+            if state.stopped:
                 break
+        if not state.stopped and state.epoch >= cfg.epochs:  # resumed at the budget
+            state.stopped = BUDGET
         if state.best_state is not None:
             self.model.load_state_dict(state.best_state)
         return state
+
+    def _history_row(self, epoch: int, train: dict, val: float, seconds: float) -> dict:
+        variance = getattr(self.model.likelihood, "variance", None)
+        return {"epoch": epoch, "train_loss": train["loss"], "val_loss": val,
+                "reconstruction": train["reconstruction"], "kl_local": train["kl_local"],
+                "kl_global": train["kl_global"], "lr": self.schedulers[0].get_last_lr()[0], "seconds": seconds,
+                "warmup": int(epoch <= self.warmup_epochs),
+                "likelihood_variance": float(variance.detach().mean()) if variance is not None else math.nan}
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -208,8 +248,17 @@ class Trainer:
         return True
 
 
+def warmup_epochs(config: ModelConfig, model: LatentVariableModel) -> int:
+    """The run's warm-up length: the config's ``warmup_epochs``, or (null) the likelihood's default
+    (:attr:`lmmvae.likelihoods.Likelihood.default_warmup_epochs`: a tabular Gaussian under the ELBO
+    gets ``WARMUP_EPOCHS``; images, Bernoulli and GSNN, whose variance starts at the data's, none)."""
+    if config.warmup_epochs is not None:
+        return int(config.warmup_epochs)
+    return int(model.likelihood.default_warmup_epochs)
+
+
 def write_history(history: list[dict], path: Path) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, restval="")
         writer.writeheader()
         writer.writerows(history)

@@ -37,17 +37,29 @@ def load_history(history_csv: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_history(history_csv: str | os.PathLike, max_epochs: int | None = None) -> dict:
-    """Summary of a run's history: ``best_epoch`` (the first epoch of least validation loss, the one
-    :class:`lmmvae.train.Trainer` keeps), ``best_val_loss``, ``epochs_run``, ``last_train_loss``,
-    ``seconds`` (training time) and, given the run's epoch budget ``max_epochs``, ``stopped_early``
-    (fewer epochs than the budget: early stopping ended it)."""
+    """Summary of a run's history: ``best_epoch`` (the first epoch of least validation loss after
+    the warm-up, the one :class:`lmmvae.train.Trainer` keeps), ``best_val_loss``, ``epochs_run``,
+    ``warmup_epochs``, ``last_train_loss``, ``seconds`` (training time), ``stopped`` (why training
+    ended: ``converged`` — patience ran out after the warm-up —, ``budget``, or ``unfinished``) and,
+    given the run's epoch budget ``max_epochs``, ``stopped_early`` (``stopped == "converged"``).
+    Histories written before the warm-up existed have no ``warmup``/``stopped`` columns: there
+    every epoch counts, and a run that ended before its budget converged."""
     frame = load_history(history_csv)
-    best = int(frame["val_loss"].idxmin())
-    out = {"best_epoch": int(frame["epoch"].iloc[best]), "best_val_loss": float(frame["val_loss"].iloc[best]),
-           "epochs_run": int(frame["epoch"].iloc[-1]), "last_train_loss": float(frame["train_loss"].iloc[-1]),
+    warmup = frame["warmup"].fillna(0).astype(int) if "warmup" in frame else pd.Series(0, index=frame.index)
+    counted = frame[(warmup == 0) | (frame.index == frame.index[-1])]  # the last epoch counts if all are warm-up
+    best = counted["val_loss"].idxmin()
+    epochs_run = int(frame["epoch"].iloc[-1])
+    out = {"best_epoch": int(frame["epoch"].loc[best]), "best_val_loss": float(frame["val_loss"].loc[best]),
+           "epochs_run": epochs_run, "warmup_epochs": int(warmup.sum()),
+           "last_train_loss": float(frame["train_loss"].iloc[-1]),
            "seconds": float(frame["seconds"].sum()) if "seconds" in frame else math.nan}
+    if "stopped" in frame:
+        last = frame["stopped"].iloc[-1]
+        out["stopped"] = last if isinstance(last, str) and last else "unfinished"
+    elif max_epochs is not None:
+        out["stopped"] = "converged" if epochs_run < max_epochs else "budget"
     if max_epochs is not None:
-        out["stopped_early"] = out["epochs_run"] < max_epochs
+        out["stopped_early"] = out.get("stopped") == "converged"
     return out
 
 
