@@ -100,6 +100,27 @@ class MixedEffects(nn.Module):
             out = out + torch.einsum("bf,bfl->bl", values.square() * seen.unsqueeze(-1), (2 * log_std).exp())
         return out
 
+    def sample(self, x: DesignBatch, rows: "RandomRows | None" = None) -> torch.Tensor:
+        """``x_i^T A`` for every row of the batch under ONE draw ``A ~ q(A)``, reparameterised: [B, L].
+
+        The shared rows of ``A`` are drawn once; a random-effect row once per level present in the
+        batch, so that two rows of one subject read the same row of ``A`` (SPEC 4: ``A`` is drawn
+        outside the per-row log-mean-exp). Only the gathered rows are drawn (cost O(batch), SPEC 1).
+        With a point estimate, ``x_i^T M``.
+        """
+        rows = rows or self.gather(x)
+        if not self.gaussian:
+            return self.mean(x, rows)
+        noise = torch.randn_like(self.shared_mean)  # [Q_s, L]
+        out = x.shared @ (self.shared_mean + self.shared_log_std.exp() * noise)  # [B, L]
+        for levels, (values, seen, mean, log_std) in zip(x.levels, self._terms(x, rows)):
+            present, level_of_row = torch.unique(levels, return_inverse=True)  # one draw per level
+            noise = torch.randn(present.shape[0], *mean.shape[1:], dtype=mean.dtype,
+                                device=mean.device)  # [levels in batch, F, L]
+            coef = mean + log_std.exp() * noise[level_of_row]  # [B, F, L]
+            out = out + torch.einsum("bf,bfl->bl", values * seen.unsqueeze(-1), coef)
+        return out
+
     # -- KL(q(A) || p(A)) -----------------------------------------------------------------
     def _kl_rows(self, mean: torch.Tensor, log_std: torch.Tensor | None, tau: torch.Tensor) -> torch.Tensor:
         """Sum over the last dim of ``KL(N(M, S²) || N(0, τ²))``; for a point estimate, ``M²/(2τ²)``."""

@@ -132,13 +132,18 @@ class OLMMPrior(Prior):
         return Normal(mean, var.sqrt())
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
-        """SPEC 4: ``z^(s) = A^(s)T x + σ_z ε``, ``A^(s) ~ q(A)`` reparameterised.
+        """SPEC 4: ``z_i^(s) = A^T x_i + σ_z ε_i^(s)`` with ONE ``A ~ q(A)`` per call: [S, B, L].
 
-        GSNN's loss is a sum over rows of per-row log-mean-exps, so only each row's marginal
-        matters: ``z_i ~ N(x_i^T M, (x_i⊙x_i)^T(S⊙S) + σ_z²)``, drawn by reparameterisation.
+        ``A`` is drawn once, shared by every row of the batch (a random-effect row once per level
+        present, :meth:`MixedEffects.sample`), and the ``S`` draws are of ``ε`` only. GSNN's
+        log-mean-exp over ``s`` is then ``log E_ε p(y_i | A)`` for that ``A``, and the loss a lower bound
+        on ``log p(Y)`` in expectation over steps. Drawing ``A`` afresh per row or per sample (each
+        row's marginal ``N(x^T M, (x⊙x)^T(S⊙S) + σ_z²)``) puts ``E_q(A)`` inside the log: no bound,
+        and a wide ``q(A)`` is rewarded as injected noise. With ``q_A: point`` both coincide.
         """
-        dist = self.predict(batch)
-        return dist.rsample((n_samples,))  # [S, B, L]
+        mean = self.effects.sample(batch.x)  # [B, L], x_i^T A for one A ~ q(A)
+        eps = torch.randn(n_samples, *mean.shape, dtype=mean.dtype, device=mean.device)  # [S, B, L]
+        return mean + self.sigma_z2.sqrt() * eps
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return self.effects.sparse_parameters()

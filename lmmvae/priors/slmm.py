@@ -149,8 +149,10 @@ class SLMMPrior(Prior):
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
         """SPEC 4: ``z_i^(s) = A^T x_i + ε^(s)``, ``ε^(s) ~ N(0, σ_ε² I)``.
 
-        The GSNN bound is a sum of per-row log-mean-exps, so only each row's marginal matters: a
-        draw shared by a subject's rows would carry nothing more (SPEC 4, "subject identity").
+        ``A`` is a point parameter here (its random-effect rows carry only a MAP penalty), so there is
+        no ``q(A)`` to draw inside the log: the sum of per-row log-mean-exps over ``ε`` is already
+        a lower bound on ``log p(Y | A)`` in expectation (SPEC 4, "where A is drawn"). A draw of ``ε``
+        shared by a subject's rows would carry nothing more (SPEC 4, "subject identity").
         """
         fixed = self.effects.mean(batch.x)  # [B, L]
         eps = torch.randn(n_samples, *fixed.shape, device=fixed.device, dtype=fixed.dtype)  # [S, B, L]
