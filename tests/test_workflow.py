@@ -349,9 +349,11 @@ def test_default_and_medium_dry_runs_plan_every_experiment(tmp_path, name):
     assert rc == 0, out[-3000:]
     plan = load_plan(yaml.safe_load(path.read_text()), SCHEMA)
     counts = job_counts(out)
+    extra = {"trial_shared"} if name == "default" else set()  # the shared-factor synthetic trial
     assert set(plan.experiments) == {"health_mnist", "rotating_mnist", "rotating_mnist_basis", "physionet",
-                                     "physionet_basis", "identifiability_trial", "identifiability_health_mnist"}
-    assert counts["table"] == len(plan.experiments) == 7
+                                     "physionet_basis", "identifiability_trial", "identifiability_health_mnist",
+                                     *extra}
+    assert counts["table"] == len(plan.experiments) == 7 + len(extra)
     assert counts["fit"] + counts["fit_predictions"] == len(plan.trainings) < len(plan.runs)
     assert counts["mcc_seeds"] == len(plan.training_pairs) >= 2
     assert "gpu=1" not in out

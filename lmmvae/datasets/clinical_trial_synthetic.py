@@ -7,6 +7,17 @@ background rates (higher on drug) and from the labs (neutropenia when neutrophil
 increased when ALT is high, anaemia when haemoglobin is low); concomitant medications treat some of
 them or are chronic. Some records lack an end day (ongoing), as in real trials. The numbers are
 plausible, not fitted to a real study.
+
+Two settings of the subject-level random effects (docs/data_format.md, "Synthetic clinical trial"):
+
+- ``factors=0`` (the default): every test has its own independent random intercept (sd 0.6) and slope
+  (sd 0.8 per year), i.e. exactly the model class of one MixedLM per feature;
+- ``factors=K`` in 1..3: tests move together, as real panels do. Each subject draws a latent intercept
+  ``a ~ N(0, I_K)`` and slope ``b ~ N(0, I_K)``; test ``d`` gets ``0.6 w_d.a + 0.8 w_d.b t`` with the
+  fixed unit-norm loading row ``w_d`` of :func:`loadings` (same per-test variances as ``factors=0``,
+  but the between-subject covariance of the tests has rank K). ``nonlinearity`` in [0, 1] bends that
+  random part ``u`` into ``(1 - nonlinearity) u + nonlinearity tanh(u)`` (saturation).
+The fixed effects (drug, age, sex) and the per-visit noise (sd 0.35) are the same in both settings.
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from lmmvae.atomic import atomic_output
-from lmmvae.datasets._common import check_positive_int, streams
+from lmmvae.datasets._common import check_fraction, check_positive_int, streams
+from lmmvae.errors import ConfigError
 from lmmvae.progress import Progress
 
 STUDY = "SYNTH-01"
@@ -64,6 +76,28 @@ TREATS = {"NAUSEA": "ONDANSETRON", "VOMITING": "ONDANSETRON", "DIARRHOEA": "LOPE
           "NEUTROPENIA": "FILGRASTIM", "COUGH": "DEXTROMETHORPHAN"}
 CHRONIC = {"AMLODIPINE": 0.25, "ATORVASTATIN": 0.3, "METFORMIN": 0.15, "LEVOTHYROXINE": 0.1, "OMEPRAZOLE": 0.2}
 RACES = (("WHITE", 0.7), ("BLACK OR AFRICAN AMERICAN", 0.12), ("ASIAN", 0.13), ("OTHER", 0.05))
+# shared-factor setting: each test's panel (its main factor is panel % K) and the sign of its loadings
+PANELS = {"ALT": (0, 1), "AST": (0, 1), "ALP": (0, 1), "BILI": (0, 1), "ALB": (0, -1),  # liver
+          "HGB": (1, 1), "WBC": (1, 1), "NEUT": (1, 1), "PLAT": (1, 1), "TEMP": (1, -1), "RESP": (1, -1),  # blood count
+          "CREAT": (2, 1), "UREAN": (2, 1), "GLUC": (2, 1), "SODIUM": (2, 1), "K": (2, 1),  # renal, metabolic
+          "SYSBP": (2, 1), "DIABP": (2, 1), "PULSE": (2, 1), "WEIGHT": (2, 1)}  # and haemodynamic
+N_PANELS = 3  # so at most 3 factors: more would repeat the same 3 loading directions
+CROSS_LOADING = 0.3  # loading on the factors other than a test's main one, before normalisation
+
+
+def loadings(factors: int) -> dict[str, np.ndarray]:
+    """The fixed loading matrix of the shared-factor setting, one unit-norm row ``w_d`` [K] per test.
+
+    ``w_d[k] = sign_d * (1 if k == panel_d % K else CROSS_LOADING)``, then divided by its norm, so a
+    test's random intercept and slope keep the variances of ``factors=0`` (0.6^2, 0.8^2 per year^2).
+    """
+    rows = {}
+    for code in {**LABS, **VITALS}:
+        panel, sign = PANELS[code]
+        row = np.full(factors, CROSS_LOADING)  # [K]
+        row[panel % factors] = 1.0
+        rows[code] = sign * row / np.linalg.norm(row)
+    return rows
 
 
 def _value(spec, z: float) -> float:
@@ -72,7 +106,19 @@ def _value(spec, z: float) -> float:
     return round(float(value), decimals)
 
 
-def _subject(rng: np.random.Generator, number: int):
+def _random_effects(rng: np.random.Generator, tests, loading):
+    """Per-test random intercept and slope (in sd of the test): independent, or through K factors."""
+    if loading is None:  # factors=0: the draws (and so the bytes) of the original generator
+        intercept = {code: rng.normal(0, 0.6) for code in tests}  # subject level, in sd of the test
+        slope = {code: rng.normal(0, 0.8) for code in tests}  # per year
+        return intercept, slope
+    k = len(next(iter(loading.values())))
+    a, b = rng.normal(0, 1, k), rng.normal(0, 1, k)  # [K] latent intercept and slope
+    return ({code: 0.6 * float(loading[code] @ a) for code in tests},
+            {code: 0.8 * float(loading[code] @ b) for code in tests})
+
+
+def _subject(rng: np.random.Generator, number: int, loading=None, nonlinearity: float = 0.0):
     usubjid = f"{STUDY}-{1001 + number}"
     armcd, arm, dose = ARMS[rng.integers(len(ARMS))]
     age = int(np.clip(rng.normal(58, 11), 18, 85))
@@ -86,8 +132,7 @@ def _subject(rng: np.random.Generator, number: int):
             n_visits = k
             break
     tests = {**LABS, **VITALS}
-    intercept = {code: rng.normal(0, 0.6) for code in tests}  # subject level, in sd of the test
-    slope = {code: rng.normal(0, 0.8) for code in tests}  # per year
+    intercept, slope = _random_effects(rng, tests, loading)
     sensitivity = rng.lognormal(0, 0.4)  # how strongly the drug acts on this subject
     findings, lows, days = [], {}, []
     for visitnum, visit, visitdy in VISITS[:n_visits]:
@@ -101,7 +146,10 @@ def _subject(rng: np.random.Generator, number: int):
             for code, spec in group.items():
                 if rng.random() < (0.85 if sparse else 0.06):
                     continue
-                z = (intercept[code] + slope[code] * years + spec[6] * dose * sensitivity * years * 2
+                u = intercept[code] + slope[code] * years  # the subject's random part
+                if nonlinearity:
+                    u = (1 - nonlinearity) * u + nonlinearity * np.tanh(u)
+                z = (u + spec[6] * dose * sensitivity * years * 2
                      + spec[7] * (age - 58) / 10 + spec[8] * female + rng.normal(0, 0.35))
                 if code in ("NEUT", "ALT", "HGB"):
                     lows[(code, day)] = z
@@ -129,15 +177,25 @@ def _subject(rng: np.random.Generator, number: int):
     return usubjid, dm, findings, events
 
 
-def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: int = 0, progress: bool = False) -> Path:
-    """Write ``dm lb vs ae cm`` as CSV files in ``out_dir`` for ``n_subjects`` synthetic subjects."""
+def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: int = 0, progress: bool = False,
+                             factors: int = 0, nonlinearity: float = 0.0) -> Path:
+    """Write ``dm lb vs ae cm`` as CSV files in ``out_dir`` for ``n_subjects`` synthetic subjects.
+
+    ``factors``: 0, independent random effects per test; K >= 1, through K shared latent factors
+    (module doc). ``nonlinearity`` in [0, 1]: saturation of the random part (0: none).
+    """
     check_positive_int("--instances", n_subjects)
+    check_positive_int("--factors", factors, minimum=0)
+    if factors > N_PANELS:
+        raise ConfigError(f"--factors must be at most {N_PANELS} (one factor per panel of tests), got {factors}")
+    check_fraction("--nonlinearity", nonlinearity, high_open=False)
+    loading = loadings(factors) if factors else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = {d: [] for d in ("dm", "lb", "vs", "ae", "cm")}
     rngs = streams(seed, n_subjects)
     for number in Progress(range(n_subjects), desc="clinical-trial-synthetic", unit="subject", enabled=progress, delay=1.0):
-        usubjid, dm, findings, events = _subject(rngs[number], number)
+        usubjid, dm, findings, events = _subject(rngs[number], number, loading, nonlinearity)
         rows["dm"].append(dm)
         seq = {"LB": 0, "VS": 0}
         for f in findings:
