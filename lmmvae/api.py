@@ -196,6 +196,17 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     features=…, design=…)`` (optional ``covariates``, ``kinds``, ``validation_fraction``,
     ``test_after``, ``split_seed``: :func:`lmmvae.datasets.table.frame_for_fit`).
     """
+    if out is None:
+        return _fit(data, out, seed, resume, progress, config, overwrite, settings)
+    from lmmvae.runlock import hold
+
+    with hold(out):  # one writer per run directory (lmmvae.runlock): a second fit into `out` is refused
+        return _fit(data, out, seed, resume, progress, config, overwrite, settings)
+
+
+def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig | None, overwrite: bool,
+         settings: dict) -> LMMVAE:
+    """:func:`fit`, with the run directory's write lock held when there is one."""
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
         from lmmvae.datasets.table import frame_for_fit
 

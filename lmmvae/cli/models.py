@@ -7,17 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from lmmvae.cli import argtypes as T
 from lmmvae.atomic import atomic_output, write_text
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("fit", help="train a model on a longitudinal HDF5 file")
     p.add_argument("--data", required=True, help="longitudinal HDF5 file (docs/data_format.md; lmmvae data from-table makes one)")
-    p.add_argument("--model", required=True, help="model YAML (keys: see README)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and minibatches (default 0)")
+    p.add_argument("--model", required=True, help="model YAML (keys: docs/configuration.md)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed of initialisation and minibatches (default 0)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the YAML)")
-    p.add_argument("--epochs", type=int, default=None, help="override the YAML's epochs")
+    p.add_argument("--epochs", type=T.EPOCHS, default=None, help="override the YAML's epochs")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (the old one stays until the new one is complete)")

@@ -1,0 +1,59 @@
+"""Argument types of the command line: numbers range-checked when parsed, so a bad value is
+argparse's one-line usage error (``--samples 0``, ``--level 1.5``, ``--seed 2**70``) and never
+reaches the code as a silent default or an overflow."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+#: the largest seed numpy and torch accept (both take 32-bit seeds here)
+MAX_SEED = 2**32 - 1
+
+
+def integer(low: int, high: int):
+    """An ``int`` type with ``low <= value <= high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {low} to {high}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low: float = -math.inf, high: float = math.inf, *, open_low: bool = False, open_high: bool = False):
+    """A finite ``float`` type within ``[low, high]`` (``open_low``/``open_high``: that end excluded)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = value <= low if open_low else value < low
+        too_high = value >= high if open_high else value > high
+        if too_low or too_high:
+            left, right = "(" if open_low else "[", ")" if open_high else "]"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number in {left}{low:g}, {high:g}{right}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = integer(0, MAX_SEED)
+EPOCHS = integer(1, 10**7)
+SAMPLES = integer(1, 100_000)  # Monte Carlo draws per row
+POINTS = integer(2, 100_000)  # grid points
+COUNT = integer(1, 100_000)  # subjects / steps / dims shown in a figure
+SIZE = integer(1, 10**7)  # instances, time points of a generator
+LEVEL = number(0, 1, open_low=True, open_high=True)  # coverage of an interval
+FRACTION = number(0, 1)  # a fraction of subjects or rows
+FINITE = number()
