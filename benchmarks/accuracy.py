@@ -1,14 +1,17 @@
 """Accuracy benchmark: future-prediction MSE on data drawn from exactly an LMM in a 2-d latent space.
 
-    .venv/bin/python -m benchmarks.accuracy [--seeds 3] [--subjects 100] [--out DIR] [--quick]
+    .venv/bin/python -m benchmarks.accuracy [--seeds 3] [--subjects 100] [--latent-dim 2|3]
+        [--decoder tanh32|elu64x2] [--out DIR] [--quick]
 
 Data: :func:`benchmarks.simulate_lmm.simulate_lmm` (random intercepts and slopes per subject, a
 shared ``sin``/``cos`` time effect, a binary covariate, a fixed random MLP decoder, noise 0.1); the
-test rows are the last 3 visits of every other subject. Models, each scored by the MSE of its
+test rows are the last 3 visits of every other subject. ``--latent-dim`` and ``--decoder`` pick the
+generating latent dimension and decoder (:mod:`benchmarks.simulate_lmm`; the LMM-VAE rows are fitted
+with the same latent dimension, ``DESIGN`` contains the latent model at either). Models, each scored by the MSE of its
 prediction of the test rows from their covariates (SPEC 2.4, 3.4, 6):
 
 * oLMM-VAE and sLMM-VAE, each trained by the ELBO and by GSNN, and the VAE, through the public API
-  ``lmmvae.fit(data, variant=…, objective=…, design=DESIGN, latent_dim=2, network="mlp")`` with the
+  ``lmmvae.fit(data, variant=…, objective=…, design=DESIGN, latent_dim=L, network="mlp")`` with the
   library's defaults for everything else (learning rate, schedule, epochs, early stopping, priors):
   rerunning this after a change of defaults measures the new defaults;
 * MixedLM: one linear mixed model per output feature (statsmodels ``MixedLM``, REML), fixed effects
@@ -44,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import harness
-from benchmarks.simulate_lmm import DESIGN, LATENT_DIM, decoder, simulate_lmm
+from benchmarks.simulate_lmm import DECODERS, DESIGN, LATENT_DIM, LATENT_DIMS, simulate_lmm, truth_decoder
 from lmmvae.h5 import LongitudinalData, write_h5
 from lmmvae.metrics import mse
 from lmmvae.runtime import choose_device
@@ -136,7 +139,8 @@ def fit_vae_row(model: Model, data: LongitudinalData, out: Path, seed: int, devi
     run_dir = out / "runs" / f"{model.key}-seed{seed}"
     extra = {"epochs": 2} if quick else {}
     start = time.perf_counter()
-    fitted = lmmvae.fit(data, out=run_dir, seed=seed, latent_dim=LATENT_DIM, network="mlp",
+    latent_dim = int(data.attrs.get("latent_dim", LATENT_DIM))  # the generating model's
+    fitted = lmmvae.fit(data, out=run_dir, seed=seed, latent_dim=latent_dim, network="mlp",
                         progress=False, device=device, **model.settings, **extra)
     seconds = time.perf_counter() - start
     metrics = fitted.evaluate(data)
@@ -174,7 +178,7 @@ def run_seed(data: LongitudinalData, seed: int, out: Path, models: list[Model], 
             mean = (data.y * data.mask)[train].sum(0) / np.maximum(data.mask[train].sum(0), 1)  # [D]
             row["mse_test"] = mse(data.y[test], np.broadcast_to(mean, data.y[test].shape), scored)
         elif model.key == "truth":
-            g = decoder(data.n_features, int(data.attrs["decoder_seed"]))
+            g = truth_decoder(data)
             row["mse_test"] = mse(data.y[test], g(data.latent_truth[test]), scored)
         print(f"    mse_test {row['mse_test']:.4f}", flush=True)
         rows.append(row)
@@ -243,6 +247,10 @@ def main(argv=None) -> harness.Result:
     parser.add_argument("--subjects", type=int, default=100, help="simulated subjects (default 100)")
     parser.add_argument("--visits", type=int, default=10, help="visits per subject (default 10)")
     parser.add_argument("--features", type=int, default=20, help="output dimension D (default 20)")
+    parser.add_argument("--latent-dim", type=int, choices=LATENT_DIMS, default=LATENT_DIM,
+                        help=f"latent dimension of the generating LMM and of the fitted models (default {LATENT_DIM})")
+    parser.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
+                        help=f"the generating decoder (default {DECODERS[0]}; benchmarks/simulate_lmm.py)")
     parser.add_argument("--models", nargs="+", choices=[m.key for m in MODELS], default=[m.key for m in MODELS])
     parser.add_argument("--mixedlm", choices=("auto", "library", "statsmodels"), default="auto",
                         help="MixedLM row: the library's variant mixedlm if registered (auto), or statsmodels here")
@@ -260,14 +268,16 @@ def main(argv=None) -> harness.Result:
     command = ("python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     rows = []
     for seed in range(args.seeds):
-        data = simulate_lmm(n_subjects=args.subjects, n_visits=args.visits, data_dim=args.features, seed=seed)
+        data = simulate_lmm(n_subjects=args.subjects, n_visits=args.visits, data_dim=args.features, seed=seed,
+                            latent_dim=args.latent_dim, decoder_kind=args.decoder)
         write_h5(data, out / "data" / f"simulated_lmm-seed{seed}.h5")
         rows += run_seed(data, seed, out, models, args.device, mixedlm, args.quick)
         harness.write_csv(rows, out / "runs.csv")  # after every seed: a killed run keeps its seeds
     summary = summarise(rows, models)
     table = harness.markdown_table(summary, COLUMNS)
-    notes = [f"{args.subjects} subjects × {args.visits} visits, D = {args.features}, noise 0.1, seeds 0..{args.seeds - 1}; "
-             f"test: last 3 visits of every other subject. LMM-VAE design `{DESIGN}`, latent_dim 2, network mlp, "
+    notes = [f"{args.subjects} subjects × {args.visits} visits, D = {args.features}, latent dimension {args.latent_dim}, "
+             f"decoder {args.decoder}, noise 0.1, seeds 0..{args.seeds - 1}; "
+             f"test: last 3 visits of every other subject. LMM-VAE design `{DESIGN}`, latent_dim {args.latent_dim}, network mlp, "
              "library defaults otherwise" + (" (--quick: 2 epochs)" if args.quick else "") + ".",
              f"MixedLM row: {'the library variant mixedlm' if mixedlm == 'library' else 'statsmodels MixedLM per feature (REML), fixed 1 + time + fourier(time, 2, period=2) + sex, random (1 + time | id)'}.",
              "best epoch / epochs run: the epoch of least validation loss (the weights kept) and the epochs "

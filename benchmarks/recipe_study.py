@@ -20,6 +20,16 @@ A grid (YAML, options on the command line override it)::
       prior.q_A: [gaussian, point]
       lr_random_effects_factor: [1, 10]   # sets lr_random_effects = factor × lr
 
+Several data sets (``datasets:``, each with its own ``data``, ``simulate`` and ``models``; the
+top-level ``models`` when it has none) are run seed by seed (every data set at seed 0 first, so a
+study cut short still covers every data set), and the table is then per data set (mean ± sd over
+seeds) followed by the verdict of ``rule:`` (:mod:`benchmarks.recipe_verdict`)::
+
+    datasets:
+      sim60: {data: simulated, simulate: {n_subjects: 60}, models: {olmm_elbo: {…}}}
+      physionet: {data: results/recipe_data/physionet.h5, models: {olmm_elbo: {…}}}
+    rule: {threshold: 0.97, min_share: 0.75}
+
 Every grid point is trained from the library's defaults with only the listed overrides, plus one
 row with none (``defaults``), per model and seed. A grid point whose keys do not apply to a model's
 variant (e.g. ``prior.q_A`` for ``slmm``) is skipped and listed.
@@ -231,10 +241,40 @@ def read_grid(path: Path | None) -> dict:
     grid = yaml.safe_load(path.read_text()) or {}
     if not isinstance(grid, dict):
         raise ConfigError(f"{path}: expected a mapping (name, data, models, grid, …)")
-    unknown = sorted(set(grid) - {"name", "data", "simulate", "seeds", "mode", "models", "grid", "note"})
+    unknown = sorted(set(grid) - {"name", "data", "simulate", "seeds", "mode", "models", "grid", "note",
+                                  "datasets", "rule"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
     return grid
+
+
+def study_datasets(spec: dict, args) -> dict[str, dict]:
+    """``{name: {data, simulate, models}}`` of the grid (``datasets:``, or the one ``data:``), with
+    ``--data``, ``--models``, ``--datasets`` and ``--quick`` applied."""
+    top_models = spec.get("models") or {"olmm_elbo": {"variant": "olmm", "objective": "elbo"}}
+    raw = spec.get("datasets") or {
+        spec.get("data", "simulated"): {"data": spec.get("data", "simulated"), "simulate": spec.get("simulate")}}
+    if args.data:
+        raw = {args.data: {"data": args.data, "simulate": spec.get("simulate")}}
+    if args.datasets:
+        missing = sorted(set(args.datasets) - set(raw))
+        if missing:
+            raise ConfigError(f"--datasets: {', '.join(missing)} not in the grid's datasets ({', '.join(raw)})")
+        raw = {k: v for k, v in raw.items() if k in args.datasets}
+    out = {}
+    for name, ds in raw.items():
+        if not isinstance(ds, dict) or "data" not in ds:
+            raise ConfigError(f"datasets: {name}: expected a mapping with data: (simulated or an HDF5 path)")
+        simulate = dict(ds.get("simulate") or {})
+        if args.quick:
+            simulate.update(n_subjects=12, n_visits=6, data_dim=5)
+        models = ds.get("models") or top_models
+        if args.models:
+            models = {k: v for k, v in models.items() if k in args.models}
+        out[name] = {"data": ds["data"], "simulate": simulate, "models": models}
+    if args.models and not any(ds["models"] for ds in out.values()):
+        raise ConfigError(f"--models: {', '.join(args.models)} not in the grid's models")
+    return out
 
 
 def main(argv=None) -> list[dict]:
@@ -253,61 +293,73 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 12 simulated subjects, no Markdown")
-    parser.add_argument("--from-runs", default=None, metavar="RUNS_CSV",
-                        help="no training: rebuild the table from a previous study's runs.csv")
+    parser.add_argument("--from-runs", default=None, nargs="+", metavar="RUNS_CSV",
+                        help="no training: rebuild the table from previous studies' runs.csv (several: merged)")
+    parser.add_argument("--datasets", nargs="+", default=None, help="data sets of the YAML's datasets: to run (default: all)")
+    parser.add_argument("--no-defaults", action="store_true",
+                        help="skip the defaults point (its runs come from another runs.csv, merged by --from-runs)")
     args = parser.parse_args(argv)
     harness.apply_threads(args.threads)
     if args.from_runs:
-        return rebuild(Path(args.from_runs), args)
+        return rebuild([Path(p) for p in args.from_runs], args)
     spec = read_grid(None if args.grid == "none" else Path(args.grid))
     grid = {} if args.only_set else dict(spec.get("grid") or {})
     grid.update(parse_set(args.set))
     name = args.name or spec.get("name", "study")
-    source = args.data or spec.get("data", "simulated")
-    simulate = dict(spec.get("simulate") or {})
-    if args.quick:
-        simulate.update(n_subjects=12, n_visits=6, data_dim=5)
-    models = spec.get("models") or {"olmm_elbo": {"variant": "olmm", "objective": "elbo"}}
-    if args.models:
-        missing = sorted(set(args.models) - set(models))
-        if missing:
-            raise ConfigError(f"--models: {', '.join(missing)} not in the grid's models ({', '.join(models)})")
-        models = {k: v for k, v in models.items() if k in args.models}
     seeds = args.seeds if args.seeds is not None else list(spec.get("seeds", [0]))
     mode = args.mode or spec.get("mode", "one-at-a-time")
     out = Path(args.out) if args.out else DEFAULT_OUT / name
-    data = load_data(source, simulate if source == "simulated" else None)
-    print(f"{source}: {int((data.split == 0).sum())} train and {int((data.split == 1).sum())} validation rows "
-          f"(test rows dropped), {data.n_features} features", flush=True)
-    rows, skipped, seen = [], [], {}
-    for model, base in models.items():
-        for overrides in points(grid, mode):
-            settings = apply(base, overrides)
-            if args.quick:
-                settings["epochs"] = 2
-            key, error = resolved(settings)
-            if error:
-                skipped.append(f"{model}: {label(overrides)} (not valid: {error.split(': ', 1)[-1]})")
-                continue
-            if key in seen:
-                skipped.append(f"{model}: {label(overrides)} (the library's default: same model as {seen[key]})")
-                continue
-            seen[key] = label(overrides)
-            for seed in seeds:
-                tag = f"{model}-{len(rows):03d}-seed{seed}"
-                result = train_point(data, settings, seed, out / "runs" / tag, args.device)
-                row = {"model": model, "setting": label(overrides), "seed": seed, **result}
-                print(f"  {model} [{row['setting']}] seed {seed}: val MSE {row['val_mse']:.4f}, best epoch "
-                      f"{row.get('best_epoch')}/{row.get('epochs_run')}, {row['seconds']:.0f} s", flush=True)
-                rows.append(row)
-                harness.write_csv(rows, out / "runs.csv")
-    summary = summarise(rows)
-    table = harness.markdown_table(summary, COLUMNS)
+    datasets = study_datasets(spec, args)
+    plan, skipped = [], []
+    for dname, ds in datasets.items():
+        seen = {}
+        for model, base in ds["models"].items():
+            for overrides in points(grid, mode)[1 if args.no_defaults else 0:]:
+                settings = apply(base, overrides)
+                if args.quick:
+                    settings["epochs"] = 2
+                key, error = resolved(settings)
+                prefix = f"{dname}: {model}" if len(datasets) > 1 else model
+                if error:
+                    skipped.append(f"{prefix}: {label(overrides)} (not valid: {error.split(': ', 1)[-1]})")
+                elif key in seen:
+                    skipped.append(f"{prefix}: {label(overrides)} (the library's default: same model as {seen[key]})")
+                else:
+                    seen[key] = label(overrides)
+                    plan += [(seed, dname, model, overrides, settings) for seed in seeds]
+    plan.sort(key=lambda item: seeds.index(item[0]))  # stable: seed-major, then data set, model, point
+    loaded, rows = {}, []
+    for seed, dname, model, overrides, settings in plan:
+        if dname not in loaded:
+            ds = datasets[dname]
+            loaded[dname] = load_data(ds["data"], ds["simulate"] if ds["data"] == "simulated" else None)
+            data = loaded[dname]
+            print(f"{dname} ({ds['data']}): {int((data.split == 0).sum())} train and {int((data.split == 1).sum())} "
+                  f"validation rows (test rows dropped), {data.n_features} features", flush=True)
+        tag = f"{dname}-{model}-{len(rows):03d}-seed{seed}" if len(datasets) > 1 else f"{model}-{len(rows):03d}-seed{seed}"
+        result = train_point(loaded[dname], settings, seed, out / "runs" / tag, args.device)
+        row = {"dataset": dname, "model": model, "setting": label(overrides), "seed": seed, **result}
+        print(f"  {dname} {model} [{row['setting']}] seed {seed}: val MSE {row['val_mse']:.4f}, best epoch "
+              f"{row.get('best_epoch')}/{row.get('epochs_run')}, {row['seconds']:.0f} s", flush=True)
+        rows.append(row)
+        harness.write_csv(rows, out / "runs.csv")
     command = ("python -m benchmarks.recipe_study " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    parts = [f"_Command: `{command}`; data: {source}"
-             + (f" {simulate}" if source == "simulated" else "")
-             + f"; seeds {seeds}; mode {mode}; {harness.describe_machine(__import__('torch').device('cpu'))}._",
-             "", table]
+    described = "; ".join(f"{d}: {v['data']}" + (f" {v['simulate']}" if v["data"] == "simulated" else "")
+                          for d, v in datasets.items())
+    header = (f"_Command: `{command}`; data: {described}; seeds {seeds}; mode {mode}; "
+              f"{harness.describe_machine(__import__('torch').device('cpu'))}._")
+    summary = summarise(rows)
+    if len(datasets) > 1:
+        from benchmarks import recipe_verdict
+
+        rule = spec.get("rule") or {}
+        table = recipe_verdict.markdown(rows, rule.get("threshold", recipe_verdict.THRESHOLD),
+                                        rule.get("min_share", recipe_verdict.MIN_SHARE),
+                                        planned_pairs=len(seeds) * len(datasets))
+        summary = recipe_verdict.by_dataset(rows)
+    else:
+        table = harness.markdown_table(summary, COLUMNS)
+    parts = [header, "", table]
     if skipped:
         parts += ["", "Not trained: " + "; ".join(skipped) + "."]
     body = "\n".join(parts)
@@ -320,28 +372,44 @@ def main(argv=None) -> list[dict]:
     return summary
 
 
-def rebuild(runs_csv: Path, args) -> list[dict]:
-    """The table of a finished study from its ``runs.csv``; the header line is kept from the
-    study's ``table.md`` next to it when there is one."""
+def rebuild(runs_csvs: list[Path], args) -> list[dict]:
+    """The table of finished studies from their ``runs.csv`` (several: the rows merged, e.g. a study
+    split over processes by ``--datasets``); the header lines are kept from each study's ``table.md``
+    next to it when there is one. Rows with a ``dataset`` column of more than one data set get the
+    per-data-set table and the verdict (rule from ``--grid``)."""
     import csv
 
-    if not runs_csv.exists():
-        raise ConfigError(f"{runs_csv}: no such runs file")
-    with open(runs_csv) as f:
-        rows = list(csv.DictReader(f))
+    rows, headers, notes = [], [], []
+    for runs_csv in runs_csvs:
+        if not runs_csv.exists():
+            raise ConfigError(f"{runs_csv}: no such runs file")
+        with open(runs_csv) as f:
+            rows += list(csv.DictReader(f))
+        previous = runs_csv.with_name("table.md")
+        parts = previous.read_text().split("\n\n") if previous.exists() else []
+        headers += [parts[0]] if parts and parts[0].startswith("_Command") else []
+        notes += [part for part in parts[2:] if part.startswith("Not trained")]
     for row in rows:
         for key in ("val_mse", "seconds", "val_loss"):
             row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
         for key in ("best_epoch", "epochs_run", "max_epochs", "seed"):
             row[key] = int(row[key]) if row.get(key) not in (None, "") else None
         row["stopped_early"] = row.get("stopped_early") == "True"
-    summary = summarise(rows)
-    table = harness.markdown_table(summary, COLUMNS)
-    previous = runs_csv.with_name("table.md")
-    lines = previous.read_text().split("\n\n") if previous.exists() else []
-    header = [lines[0]] if lines and lines[0].startswith("_Command") else []
-    notes = [part for part in lines[2:] if part.startswith("Not trained")] if lines else []
-    body = "\n\n".join(header + [table] + notes).strip()
+    datasets = list(dict.fromkeys(r.get("dataset") for r in rows if r.get("dataset")))
+    if len(datasets) > 1:
+        from benchmarks import recipe_verdict
+
+        spec = read_grid(None if args.grid == "none" else Path(args.grid))
+        rule = spec.get("rule") or {}
+        seeds = len({r["seed"] for r in rows})
+        summary = recipe_verdict.by_dataset(rows)
+        table = recipe_verdict.markdown(rows, rule.get("threshold", recipe_verdict.THRESHOLD),
+                                        rule.get("min_share", recipe_verdict.MIN_SHARE),
+                                        planned_pairs=seeds * len(datasets))
+    else:
+        summary = summarise(rows)
+        table = harness.markdown_table(summary, COLUMNS)
+    body = "\n\n".join(headers + [table] + notes).strip()
     print(body)
     if args.markdown != "none":
         name = args.name or "study"
