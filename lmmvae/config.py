@@ -59,7 +59,8 @@ class ModelConfig:
     # S of the GSNN loss on validation rows: more than training, so that early stopping reads the
     # loss and not the Monte Carlo noise of its estimate (the draws are also the same every epoch)
     gsnn_val_samples: int = 50
-    nll_samples: int = 50  # S of the NLL estimate and of the predictive mean (SPEC 2.4, 6)
+    nll_samples: int = 1000  # draws per row of the importance-sampled test NLL (SPEC 6)
+    predict_samples: int = 500  # draws of the Monte Carlo predictive mean (SPEC 2.4)
     prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
     device: str = "auto"  # auto | cpu | cuda | cuda:N | cuda:any (a free slot on the least-loaded GPU)
     # float32 | bfloat16: the encoder's and decoder's forward passes under bf16 autocast; likelihood,
@@ -104,7 +105,8 @@ class ModelConfig:
 
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {self.objective!r}")
-        for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples"):
+        for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples",
+                    "predict_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:

@@ -11,7 +11,12 @@ The table a ``statsmodels`` / lme4 user looks for, in the latent space of the mo
 * **noise**: ``σ_z`` per latent dimension (oLMM-VAE, SPEC 2.1) or ``σ_ε`` (sLMM-VAE, SPEC 3.1) and
   the likelihood's per-feature variance ``σ_d²`` (mean, min, max; Gaussian likelihoods);
 * **training**: from the run's ``history.csv``: best epoch (the weights kept), its validation loss,
-  epochs run of the budget, and whether early stopping ended it.
+  epochs run of the budget, the warm-up, and why training stopped (``converged``: patience ran out
+  after the warm-up; ``budget``: the epoch budget ended it, not converged);
+* **latent diagnostics** (:mod:`lmmvae.diagnostics`): per latent dimension the mean KL over training
+  rows (active when above 0.01 nats; needs the training data and an encoder) and the share of the
+  latent variance the covariates explain, with a plain-words flag when the model looks collapsed;
+* **notes**: what ``q(A)`` means after GSNN training (SPEC 4).
 
 Sections that do not apply to a variant (no ``A`` for the VAE, no history for a model fitted
 without a run directory) are empty. :class:`Summary` prints as text; its parts are DataFrames.
@@ -40,6 +45,10 @@ class Summary:
     random_effects: pd.DataFrame  # columns: term, group, column, latent, tau, sd_levels, n_levels
     noise: pd.DataFrame  # columns: parameter, value
     training: dict[str, Any] = field(default_factory=dict)
+    # columns: latent, kl, active, explained_share (NaN where not defined: lmmvae.diagnostics)
+    diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
+    collapse: dict[str, Any] = field(default_factory=dict)  # active_dims, explained_share, collapsed, reasons
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (NaN as None)."""
@@ -48,7 +57,8 @@ class Summary:
                     for row in frame.to_dict("records")]
         return {"model": self.model, "fixed_effects": records(self.fixed_effects),
                 "random_effects": records(self.random_effects), "noise": records(self.noise),
-                "training": self.training}
+                "training": self.training, "diagnostics": records(self.diagnostics),
+                "collapse": self.collapse, "notes": list(self.notes)}
 
     def __str__(self) -> str:
         m = self.model
@@ -79,19 +89,45 @@ class Summary:
             lines.append("Noise scales")
             width = max(len(str(name)) for name in self.noise["parameter"])
             lines += [f"{name:<{width}}  {value:.4g}" for name, value in zip(self.noise["parameter"], self.noise["value"])]
+        lines += _diagnostics_lines(self.diagnostics, self.collapse)
+        if self.notes:
+            lines.append("")
+            lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython
         printer.text(str(self))
 
 
+DIAGNOSTIC_COLUMNS = ["latent", "kl", "active", "explained_share"]
+_STOPPED = {"converged": "converged: validation loss stopped improving for `patience` epochs after the warm-up",
+            "budget": "hit the epoch budget: not converged", "unfinished": "unfinished"}
+
+
 def _training_line(training: dict) -> str:
     if not training:
         return "Training: no history (fitted without a run directory)"
-    how = "stopped early" if training.get("stopped_early") else "hit the epoch budget: not converged"
+    how = _STOPPED.get(training.get("stopped"), "stopped early" if training.get("stopped_early") else "")
+    warmup = f", warm-up {training['warmup_epochs']} epochs" if training.get("warmup_epochs") else ""
     return (f"Training: best epoch {training['best_epoch']} of {training['epochs_run']} "
-            f"(budget {training['epoch_budget']}, {how}); validation loss {training['best_val_loss']:.5g}, "
+            f"(budget {training['epoch_budget']}{warmup}; {how}); validation loss {training['best_val_loss']:.5g}, "
             f"last training loss {training['last_train_loss']:.5g}")
+
+
+def _diagnostics_lines(frame: pd.DataFrame, collapse: dict) -> list[str]:
+    from lmmvae.diagnostics import ACTIVE_KL_NATS
+
+    if not len(frame) or frame[["kl", "explained_share"]].isna().all().all():
+        return []
+    lines = ["", "Latent diagnostics (training rows; kl: mean KL(q(z)||p(z|x)) in nats, active if > "
+             f"{ACTIVE_KL_NATS}; explained_share: var(A^T x) / (var(A^T x) + noise variance))"]
+    lines.append(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    if collapse.get("reasons"):
+        lines.append("The model looks collapsed: " + "; ".join(collapse["reasons"]) + ".")
+    if collapse.get("active_dims") is None:
+        lines.append("Active dimensions not computed: "
+                     + ("no encoder after GSNN (SPEC 4)." if collapse.get("gsnn") else "training data not available."))
+    return lines
 
 
 def history_frame(run_dir: str | os.PathLike | None) -> pd.DataFrame:
@@ -185,21 +221,71 @@ def _n_train(fitted) -> int:
     return len(next(iter(covariates.values())).values) if covariates else 0
 
 
-def summarise(fitted, run_dir: str | os.PathLike | None = None) -> Summary:
-    """The :class:`Summary` of a fitted neural model; ``run_dir`` (default: the model's own) for
-    the training history."""
-    from lmmvae.errors import RunError
+def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
+    """Per-dimension latent diagnostics and the collapse verdict (:mod:`lmmvae.diagnostics`)."""
+    from lmmvae.diagnostics import ACTIVE_KL_NATS, collapse_flags, diagnose
 
-    if getattr(fitted, "classical", False):
-        raise RunError(f"summary: {fitted.config.variant} is a classical model without a latent space; "
-                       "see its per-feature fit in the run's model file")
+    found = diagnose(fitted, data)
+    latent = fitted.config.latent_dim
+    nan = np.full(latent, np.nan)
+    kl = found.kl if found.kl is not None else nan
+    frame = pd.DataFrame({"latent": _latent_names(latent), "kl": kl,
+                          "active": [None if np.isnan(v) else bool(v > ACTIVE_KL_NATS) for v in kl],
+                          "explained_share": found.explained if found.explained is not None else nan})
+    reasons = collapse_flags(found, latent)
+    return frame, {"active_dims": found.active_dims, "explained_share": found.explained_share,
+                   "collapsed": bool(reasons), "reasons": reasons, "gsnn": not fitted.config.reads_encoder}
+
+
+def _training_data(fitted, data):
+    """``data``, else the run's data file when it is still there with its recorded size, else None."""
+    if data is not None:
+        return data
+    path, size = fitted.info.get("data_path"), fitted.info.get("data_size")
+    if path and Path(path).is_file() and (size is None or os.path.getsize(path) == size):
+        from lmmvae.h5 import read_h5
+
+        return read_h5(path)
+    return None
+
+
+def _gsnn_notes(fitted) -> list[str]:
+    """What ``q(A)`` is after GSNN (SPEC 4), and whether its spread dwarfs the latent noise."""
+    cfg, prior = fitted.config, fitted.model.prior
+    effects = getattr(prior, "effects", None)
+    if cfg.objective != "gsnn" or effects is None or not getattr(effects, "gaussian", False):
+        return []
+    notes = ["trained by GSNN: q(A) is the variational factor of a lower bound in which y enters only "
+             "through the decoder likelihood (SPEC 4), not a posterior of A given latent codes; its sd is "
+             "not a standard error of the effects"]
+    if effects.shared_mean.shape[0] and hasattr(prior, "sigma_z2"):
+        ratio = _numpy((2 * effects.shared_log_std).exp() / prior.sigma_z2)  # [Q_s, L]
+        if float(ratio.mean()) > GSNN_WIDE_RATIO:
+            notes.append(f"var(A)/sigma_z^2 is {ratio.mean():.3g} on average (max {ratio.max():.3g}): q(A) is "
+                         "wider than the latent noise, and acts as noise injected in front of the decoder")
+    return notes
+
+
+#: a GSNN run's q(A) is called wide when its variance exceeds σ_z² on average (ratio above this)
+GSNN_WIDE_RATIO = 1.0
+
+
+def summarise(fitted, run_dir: str | os.PathLike | None = None, data=None) -> Summary:
+    """The :class:`Summary` of a fitted neural model; ``run_dir`` (default: the model's own) for
+    the training history; ``data`` (default: the run's data file if still there) for the active
+    latent dimensions."""
+    if getattr(fitted, "classical", False):  # mixedlm, mean: a per-feature table (lmmvae.classical_summary)
+        from lmmvae.classical_summary import summarise as summarise_classical
+
+        return summarise_classical(fitted)
     cfg = fitted.config
     run_dir = run_dir if run_dir is not None else getattr(fitted, "run_dir", None)
     model = {"variant": cfg.variant, "objective": cfg.objective, "design": cfg.design, "latent_dim": cfg.latent_dim,
              "data_dim": int(fitted.info["data_dim"]), "image_shape": fitted.info.get("image_shape"),
              "likelihood": cfg.likelihood, "n_train": _n_train(fitted), "seed": fitted.info.get("seed")}
+    diagnostics, collapse = _diagnostics(fitted, _training_data(fitted, data))
     return Summary(model, _fixed_effects(fitted), _random_effects(fitted), _noise(fitted),
-                   training_record(run_dir, cfg.epochs))
+                   training_record(run_dir, cfg.epochs), diagnostics, collapse, _gsnn_notes(fitted))
 
 
 def describe(fitted) -> str:
