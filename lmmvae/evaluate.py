@@ -4,7 +4,8 @@
   training rows against ``/y_full``;
 * prediction / interpolation (SPEC 2.4, 3.4): decode the prior's prediction at the row's
   covariates, conditioned on the training split; scored on observed entries of test rows;
-* NLL: ``−log (1/S) Σ_s p(y_i | g(z^(s)))``, ``z^(s)`` from the predictive at the covariates;
+* NLL: ``−log p(y_i | x_i, training rows)`` by importance sampling (defensive proposal ``½ q(z|y) +
+  ½ p(z|x)``), or by prior sampling after GSNN (SPEC 6), with its Monte Carlo standard error;
 * MCC: posterior latent means against ``/latent_truth`` (or another run's latents).
 """
 
@@ -14,9 +15,9 @@ import numpy as np
 import torch
 
 from lmmvae.h5 import LongitudinalData
-from lmmvae.metrics import mcc, mse
-from lmmvae.predict import (encode_rows, has_posterior, latent_means, posterior_rows, predict_rows,  # noqa: F401
-                            reconstruct_rows)
+from lmmvae.metrics import mcc, mean_se, mse, mse_mc_error
+from lmmvae.predict import (encode_rows, has_posterior, latent_means, nll_rows, posterior_rows,  # noqa: F401
+                            predict_rows, reconstruct_rows, uses_importance_sampling)
 
 
 def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) -> dict[str, float]:
@@ -31,7 +32,7 @@ def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) ->
     metrics: dict[str, float] = {}
     train, test = data.split == 0, data.split == 2
     scored = tensors.indices("test") if test.any() else tensors.indices(None)[:0]
-    pred = predict_rows(fitted, tensors, tensors.indices(None))
+    pred = predict_rows(fitted, tensors, tensors.indices(None), mc_error=True)
     recon = None
     if has_posterior(fitted):  # not after GSNN (SPEC 4)
         recon = posterior_rows(fitted, tensors, tensors.indices("train"))
@@ -41,7 +42,8 @@ def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) ->
     observed_test = (data.mask == 1) & test[:, None]
     if observed_test.any():
         metrics["mse_test"] = mse(data.y, pred["y_pred"], observed_test)
-        metrics["nll_test"] = float(predict_rows(fitted, tensors, scored, with_nll=True)["nll"].mean())
+        metrics["mse_test_mc_se"] = mse_mc_error(data.y, pred["y_pred"], pred["y_pred_mc_var"], observed_test)
+        metrics.update(_nll_metrics(fitted, tensors, scored))
     if recon is not None and data.latent_truth is not None and train.any():
         metrics["mcc_truth"] = mcc(recon["z_mean"], data.latent_truth[train])
     if predictions is not None:
@@ -52,3 +54,15 @@ def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) ->
             y_impute[train], z_mean[train] = recon["y_impute"], recon["z_mean"]
             predictions.update(y_impute=y_impute, z_mean=z_mean)
     return metrics
+
+
+def _nll_metrics(fitted, tensors, rows) -> dict[str, float]:
+    """Test NLL (SPEC 6) and what says how far to trust it, all numbers (metrics.csv is numeric):
+    ``nll_test`` (mean over rows), ``nll_test_se`` (its Monte Carlo standard error, ``sqrt(Σ se_i²)/n``),
+    ``nll_test_half`` (the same estimate from the first half of the draws: equal within a few s.e.
+    once it has stopped moving), ``nll_importance`` (1: importance sampling, 0: prior sampling) and
+    ``nll_draws`` (draws per row)."""
+    nll = nll_rows(fitted, tensors, rows)
+    return {"nll_test": float(nll["nll"].mean()), "nll_test_se": mean_se(nll["nll_se"]),
+            "nll_test_half": float(nll["nll_half"].mean()),
+            "nll_importance": float(uses_importance_sampling(fitted)), "nll_draws": float(fitted.config.nll_samples)}

@@ -6,14 +6,17 @@
   absolute Pearson correlations of their columns, one-to-one matching by the Hungarian algorithm,
   mean of the matched values. **choice:** a constant column has correlation 0 with everything (no
   NaN); with ``L1 != L2`` columns, ``min(L1, L2)`` pairs are matched and averaged.
-* :func:`log_mean_exp`: the stable ``log (1/S) Σ_s exp(x_s)`` of the Monte Carlo NLL.
+* :func:`log_mean_exp`: the stable ``log (1/S) Σ_s exp(x_s)`` of the Monte Carlo NLL, and
+  :func:`log_mean_exp_se`, its Monte Carlo standard error; :func:`mean_se` for a mean over rows.
+* :func:`mse_mc_error`: the Monte Carlo error of an MSE whose prediction is a Monte Carlo mean.
 * :func:`mean_std`, :func:`bold_best`: "mean ± std over seeds" and which table entries are bold.
   **choice:** an entry is bold when its mean is within one standard deviation *of the best entry*
   (``|mean − best_mean| <= best_std``), so the best is always bold.
 
 Inputs may be numpy arrays or torch tensors (any device); results are Python floats. The module
-does not import torch (the report jobs of the workflow use it without torch: issue 14); only
-:func:`log_mean_exp`, which takes a tensor, needs it, and a tensor argument means torch is loaded.
+does not import torch (the report jobs of the workflow use it without torch); only
+:func:`log_mean_exp` and :func:`log_mean_exp_se`, which take tensors, need it, and a tensor
+argument means torch is loaded.
 """
 
 from __future__ import annotations
@@ -90,6 +93,46 @@ def log_mean_exp(x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tens
     import torch
 
     return torch.logsumexp(x, dim=dim, keepdim=keepdim) - math.log(x.shape[dim])
+
+
+def log_mean_exp_se(log_w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Monte Carlo standard error of ``log mean_s exp(log_w_s)`` along ``dim`` (SPEC 6, NLL).
+
+    Delta method on the weights ``w_s = exp(log_w_s)``: ``sd(w) / (√S · mean(w))``, computed on
+    ``w / max w`` so that nothing overflows. An underestimate where the weights are heavy-tailed
+    (prior sampling of a sharp likelihood), hence the half-draws check of the evaluation."""
+    import torch
+
+    n = log_w.shape[dim]
+    w = torch.exp(log_w - log_w.amax(dim=dim, keepdim=True))
+    sd = w.std(dim=dim, unbiased=True) if n > 1 else torch.zeros_like(w.mean(dim=dim))
+    return sd / (math.sqrt(n) * w.mean(dim=dim))
+
+
+def mean_se(se: ArrayLike) -> float:
+    """Standard error of a mean over rows of independent estimates with standard errors ``se``:
+    ``sqrt(Σ se_i²) / n``."""
+    se = _numpy(se).ravel()
+    if se.size == 0:
+        raise ValueError("mean_se: no standard errors")
+    return float(np.sqrt(np.sum(se**2)) / se.size)
+
+
+def mse_mc_error(y: ArrayLike, y_hat: ArrayLike, y_hat_var: ArrayLike, mask: ArrayLike) -> float:
+    """Monte Carlo error of :func:`mse` due to a Monte Carlo prediction ``y_hat`` (SPEC 2.4).
+
+    ``y_hat_var``: the MC variance of each entry of ``y_hat`` (per-draw variance / S). With ``e``
+    the MC error of ``y_hat`` and ``r = y_hat − y``, ``MSE(y_hat) − MSE(E y_hat) = mean(2 r e + e²)``
+    over scored entries: a bias ``mean(var)`` (MC noise adds to the squared error) and a spread of
+    standard deviation ``2 sqrt(Σ r² var) / n``. Returns their root-mean-square combination."""
+    y, y_hat, var, mask = _numpy(y), _numpy(y_hat), _numpy(y_hat_var), _numpy(mask)
+    scored = mask == 1
+    if not scored.any():
+        raise ValueError("mse_mc_error: the mask selects no entries to score")
+    n = scored.sum()
+    bias = var[scored].sum() / n
+    spread = 2 * np.sqrt(np.sum((y_hat[scored] - y[scored]) ** 2 * var[scored])) / n
+    return float(np.sqrt(bias**2 + spread**2))
 
 
 def mean_std(values: ArrayLike) -> tuple[float, float]:

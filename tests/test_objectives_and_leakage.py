@@ -174,7 +174,7 @@ def test_test_rows_change_nothing_but_their_own_scores(data, variant, design):
 def test_prediction_is_the_monte_carlo_predictive_mean(data):
     """SPEC 2.4: the average of decoded draws, which differs from decoding the mean latent."""
     model = lmmvae.fit(data, seed=0, variant="olmm", design="~ time + sex + (1 | id)",
-                       prior={"sigma_z": 1.0, "learn_sigma_z": False}, nll_samples=2000, **COMMON)
+                       prior={"sigma_z": 1.0, "learn_sigma_z": False}, predict_samples=2000, **COMMON)
     frame = data.covariate_frame()
     mc = model.predict_arrays(frame)
     tensors = model.tensors(data)
