@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from lmmvae.design.expressions import evaluate as evaluate_expression
 from lmmvae.design.terms import Factor
 from lmmvae.design.spectral import fourier_features, rff_features, rff_frequencies
 from lmmvae.errors import DesignError
@@ -131,7 +132,7 @@ class LinearBasis(Basis):
     """continuous/time: ``(v - mean) / std`` with train statistics (std 0 -> 1); binary: ``v`` (0/1)."""
 
     @classmethod
-    def fit(cls, factor: Factor, cov: Covariate) -> "LinearBasis":
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "LinearBasis":
         if cov.kind == "binary":
             return cls(factor, {"mean": None, "std": None})
         return cls(factor, _standardiser(cov.values, factor.covariate))
@@ -152,31 +153,44 @@ class LinearBasis(Basis):
 
 
 class CategoricalBasis(Basis):
-    """One-hot of the levels seen in training (code order); ``drop`` removes the first level."""
+    """One-hot of the levels seen in training (code order); ``drop`` removes the reference level:
+    the one ``C(v, Treatment('level'))`` names, else the covariate's stored ``reference`` (the data
+    file's), else the first level."""
 
     @classmethod
-    def fit(cls, factor: Factor, cov: Covariate) -> "CategoricalBasis":
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "CategoricalBasis":
         seen = np.unique(cov.values)
         levels = [cov.levels[c] for c in seen] if cov.levels is not None else [int(c) for c in seen]
-        return cls(factor, {"levels": [plain_value(v) for v in levels]})
+        levels = [plain_value(v) for v in levels]
+        reference = factor.args.get("reference", getattr(cov, "reference", None))
+        index = 0
+        if reference is not None:
+            index = int(match_levels([reference], levels)[0])
+            if index < 0:
+                raise DesignError(f"reference level {plain_value(reference)!r} is not a "
+                                  f"level of {factor.covariate!r} in the training rows (levels: {_preview(levels)})")
+        return cls(factor, {"levels": levels, "reference": index})
 
     def columns(self, drop: bool = False) -> list[str]:
-        levels = self.state["levels"][1:] if drop else self.state["levels"]
-        return [f"{self.label}[{v}]" for v in levels]
+        return [f"{self.label}[{v}]" for j, v in enumerate(self.state["levels"]) if not (drop and j == self._ref)]
+
+    @property
+    def _ref(self) -> int:
+        return int(self.state.get("reference", 0))  # designs saved before references: the first level
 
     def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
         levels = self.state["levels"]
         codes = reader.codes(self.factor.covariate, levels, unseen="error")  # [N]
         onehot = np.zeros((len(codes), len(levels)))  # [N, n_levels]
         onehot[np.arange(len(codes)), codes] = 1.0
-        return onehot[:, 1:] if drop else onehot
+        return np.delete(onehot, self._ref, axis=1) if drop else onehot
 
 
 class PolyBasis(Basis):
     """``z, z², …, z^k`` of the standardised ``z = (v - mean) / std``."""
 
     @classmethod
-    def fit(cls, factor: Factor, cov: Covariate) -> "PolyBasis":
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "PolyBasis":
         return cls(factor, _standardiser(cov.values, factor.covariate))
 
     def columns(self, drop: bool = False) -> list[str]:
@@ -193,7 +207,7 @@ class FourierBasis(Basis):
     """``cos(2πk v/T), sin(2πk v/T)``, k = 1..K, interleaved, on the raw ``v`` (SPEC 1, 5)."""
 
     @classmethod
-    def fit(cls, factor: Factor, cov: Covariate) -> "FourierBasis":
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "FourierBasis":
         return cls(factor, {})
 
     def columns(self, drop: bool = False) -> list[str]:
@@ -209,7 +223,7 @@ class RFFBasis(Basis):
     """Random Fourier features of an RBF kernel on the raw ``v``; frequencies drawn once, stored."""
 
     @classmethod
-    def fit(cls, factor: Factor, cov: Covariate) -> "RFFBasis":
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "RFFBasis":
         args = factor.args
         omega = rff_frequencies(args["n_features"], args["lengthscale"], args["seed"])
         return cls(factor, {"omega": [float(w) for w in omega]})
@@ -223,8 +237,75 @@ class RFFBasis(Basis):
         return rff_features(v, np.asarray(self.state["omega"]))  # [N, 2M]
 
 
+class TransformBasis(Basis):
+    """``I(expr)``, ``scale(expr)``, ``log(expr)`` ...: the expression's values (SPEC 1), standardised
+    like any continuous column with train statistics, so ``scale(v)`` is the column ``v``."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "TransformBasis":
+        return cls(factor, _standardiser(cls._values(factor, reader), factor.label))
+
+    @staticmethod
+    def _values(factor: Factor, reader: CovariateReader) -> np.ndarray:
+        where = f"design {reader.formula!r}, term {factor.label!r}"
+        return np.asarray(evaluate_expression(factor.args["expr"], reader.numbers, where), dtype=np.float64)  # [N]
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [self.label]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        v = self._values(self.factor, reader)  # [N]
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = ((v - self.state["mean"]) / self.state["std"])[:, None]  # [N, 1]
+        return _finite(z, reader, self.factor)
+
+
+class NaturalSplineBasis(Basis):
+    """``ns(v, df)``: R's ``splines::ns`` natural cubic spline basis without intercept (SPEC 1):
+    ``df - 1`` interior knots at the train quantiles ``k/df``, boundary knots at the train min and
+    max (stored); linear beyond the boundary knots, as R extrapolates."""
+
+    @classmethod
+    def fit(cls, factor: Factor, cov: Covariate, reader: CovariateReader | None = None) -> "NaturalSplineBasis":
+        v, df = np.asarray(cov.values, dtype=np.float64), factor.args["df"]
+        if len(np.unique(v)) < df + 1:
+            raise DesignError(f"{factor.covariate!r} has {len(np.unique(v))} distinct "
+                              f"training values; ns(v, {df}) needs at least {df + 1}")
+        interior = np.quantile(v, np.arange(1, df) / df)  # R's quantile type 7
+        return cls(factor, {"knots": [float(k) for k in interior], "boundary": [float(v.min()), float(v.max())]})
+
+    def columns(self, drop: bool = False) -> list[str]:
+        return [f"{self.label}[{j}]" for j in range(1, self.factor.args["df"] + 1)]
+
+    def evaluate(self, reader: CovariateReader, drop: bool = False) -> np.ndarray:
+        v = reader.numbers(self.factor.covariate)  # [N]
+        return _finite(natural_spline(v, self.state["knots"], self.state["boundary"]), reader, self.factor)
+
+
+def natural_spline(x: np.ndarray, knots: list, boundary: list) -> np.ndarray:
+    """R's ``ns(x, knots=, Boundary.knots=, intercept=FALSE)``: ``[N, len(knots) + 1]``.
+
+    The cubic B-splines on the knots (boundary knots of multiplicity 4), first one dropped, times
+    the null space (from a complete QR) of their second derivatives at the two boundary knots;
+    outside ``[lo, hi]`` each column continues along its tangent at the nearer boundary.
+    """
+    from scipy.interpolate import BSpline
+
+    lo, hi = boundary
+    t = np.concatenate([[lo] * 4, knots, [hi] * 4])
+    k = len(t) - 4  # number of cubic B-splines
+    spline = BSpline(t, np.eye(k), 3, extrapolate=False)
+    inside = np.clip(x, lo, hi)
+    basis = np.nan_to_num(spline(inside))  # [N, k]
+    slope = spline.derivative(1)(np.array([lo, hi]))  # [2, k]
+    basis += np.where(x < lo, x - lo, 0.0)[:, None] * slope[0] + np.where(x > hi, x - hi, 0.0)[:, None] * slope[1]
+    const = spline.derivative(2)(np.array([lo, hi]))[:, 1:]  # [2, k-1]
+    q, _ = np.linalg.qr(const.T, mode="complete")  # [k-1, k-1]
+    return basis[:, 1:] @ q[:, 2:]  # [N, k-3]
+
+
 BASIS_CLASSES = {"linear": LinearBasis, "categorical": CategoricalBasis, "poly": PolyBasis,
-                 "fourier": FourierBasis, "rff": RFFBasis}
+                 "fourier": FourierBasis, "rff": RFFBasis, "transform": TransformBasis, "ns": NaturalSplineBasis}
 
 
 def _standardiser(values: np.ndarray, name: str = "") -> dict:
@@ -245,17 +326,20 @@ def _standardiser(values: np.ndarray, name: str = "") -> dict:
 
 
 def _finite(block: np.ndarray, reader: CovariateReader, factor: Factor) -> np.ndarray:
-    """``block`` if finite; else a one-line DesignError naming the covariate and the first row."""
-    if not np.isfinite(block).all():
-        row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+    """``block`` if finite in float32, the dtype the model reads it in (1e308 is finite in float64
+    but inf in float32); else a one-line DesignError naming the covariate and the first row."""
+    fits = np.isfinite(block) & (np.abs(block) <= np.finfo(np.float32).max)
+    if not fits.all():
+        row = int(np.flatnonzero(~fits.all(axis=1))[0])
         raise DesignError(f"design {reader.formula!r}: {factor.label} overflows at row {row} (covariate "
                           f"{factor.covariate!r} is too far outside its training range); rescale it")
     return block
 
 
-def resolve(factor: Factor, cov: Covariate, where: str) -> Factor:
+def resolve(factor: Factor, cov: Covariate, where: str, name: str | None = None) -> Factor:
     """Check the factor's basis against the covariate's kind; a bare categorical name becomes a
-    categorical factor. ``where`` names the term for the error message."""
+    categorical factor. ``where`` names the term, ``name`` the covariate (default the factor's
+    first) for the error message."""
     kind = cov.kind
     if factor.basis == "linear":
         if kind == "categorical":
@@ -269,6 +353,11 @@ def resolve(factor: Factor, cov: Covariate, where: str) -> Factor:
             raise DesignError(f"{where}: C({factor.covariate}) needs a binary, categorical or id covariate, "
                               f"but {factor.covariate!r} is {kind}")
         return factor.with_kind(kind)
+    if factor.basis == "transform":
+        if kind not in NUMERIC_KINDS + ("binary",):
+            raise DesignError(f"{where}: {factor.label} needs continuous, time or binary covariates, "
+                              f"but {name or factor.covariate!r} is {kind}")
+        return factor.with_kind("continuous")
     if kind not in NUMERIC_KINDS:
         raise DesignError(f"{where}: {factor.basis}() needs a continuous or time covariate, "
                           f"but {factor.covariate!r} is {kind}")

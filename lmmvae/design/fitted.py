@@ -150,9 +150,17 @@ class Design:
             factors = []
             for factor in term.factors:
                 cov = lookup(term, factor.covariate)
+                for name in factor.covariates[1:]:
+                    resolve(factor, lookup(term, name), where(term), name)
                 factor = resolve(factor, cov, where(term))
                 if factor.label not in bases:
-                    bases[factor.label] = BASIS_CLASSES[factor.basis].fit(factor, cov)
+                    try:
+                        bases[factor.label] = BASIS_CLASSES[factor.basis].fit(
+                            factor, cov, CovariateReader(covariates, self.formula))
+                    except DesignError as err:
+                        if str(err).startswith("design "):
+                            raise
+                        raise DesignError(f"{where(term)}: {err}") from None
                 factors.append(factor)
             return Term(tuple(factors))
 
@@ -334,5 +342,5 @@ def _covariate_names(terms) -> set[str]:
             names.add(term.group)
             names |= _covariate_names(term.terms)
         else:
-            names |= {f.covariate for f in term.factors}
+            names |= {c for f in term.factors for c in f.covariates}
     return names

@@ -7,11 +7,16 @@ Grammar (whitespace is free)::
     summand  := "0" | "1" | "(" sum "|" NAME ")" | product
     product  := chunk ("*" chunk)*          # a*b  ->  a + b + a:b
     chunk    := factor (":" factor)*        # a:b  ->  one interaction term
-    factor   := NAME | FUNC "(" NAME ("," arg)* ")"      FUNC in C, poly, fourier, rff
+    factor   := NAME | FUNC "(" NAME ("," arg)* ")"      FUNC in poly, fourier, rff, ns
+              | "C(" NAME ["," "Treatment(" [reference "="] LEVEL ")"] ")"   LEVEL a string or number
+              | TRANSFORM "(" expression ")"    TRANSFORM in I, scale, log, exp, sqrt (np.log, ...)
     arg      := [KEY "="] number-expression  (numbers, pi, + - * / and parentheses)
 
+``(f || g)`` is lme4's uncorrelated form: ``(1 | g) + (0 + t | g)`` for every term ``t`` of ``f``.
 ``- 1`` and ``0`` remove the intercept; ``- <term>`` for any other term is not supported. Numeric
-arguments are evaluated by a small recursive-descent evaluator, never by ``eval``.
+arguments and covariate expressions (:mod:`lmmvae.design.expressions`) are evaluated by small
+recursive-descent evaluators, never by ``eval``. A left-hand side (``y ~ x``) is an error: the
+responses of a design are the data's features.
 
 The parse is pure syntax: a bare name ``v`` is a factor with basis ``"linear"`` here; the fitted
 design resolves it to ``"categorical"`` when the covariate turns out to be categorical.
@@ -24,6 +29,7 @@ import re
 from dataclasses import dataclass
 from itertools import combinations
 
+from lmmvae.design.expressions import ALIASES, ExpressionParser, inputs
 from lmmvae.design.terms import Factor, ParsedFormula, RandomTerm, Term
 from lmmvae.errors import DesignError
 
@@ -33,7 +39,11 @@ _FUNCTIONS = {
     "poly": ("poly", ("degree",), ("degree",), ("degree",)),
     "fourier": ("fourier", ("n_frequencies", "period"), ("n_frequencies", "period"), ("n_frequencies",)),
     "rff": ("rff", ("n_features", "lengthscale", "seed"), ("n_features", "lengthscale"), ("n_features", "seed")),
+    "ns": ("ns", ("df",), ("df",), ("df",)),
 }
+#: functions of a covariate expression: a continuous column, standardised (``I``, ``scale``) after
+#: the element-wise transform (``log``, ``exp``, ``sqrt``, also spelt ``np.log`` ...)
+_TRANSFORMS = {"I", "scale"} | set(ALIASES)
 _DEFAULTS = {"rff": {"seed": 0}}
 
 #: limits that turn pathological formulas into one-line errors instead of a RecursionError or an
@@ -42,14 +52,15 @@ _DEFAULTS = {"rff": {"seed": 0}}
 MAX_FORMULA_LENGTH = 10_000
 MAX_DEPTH = 32
 MAX_PRODUCT = 10
-MAX_ARG = {"degree": 20, "n_frequencies": 10_000, "n_features": 10_000}
+MAX_ARG = {"degree": 20, "n_frequencies": 10_000, "n_features": 10_000, "df": 50}
 
 
 # -- tokens -----------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
-    r"|(?P<op>\|\||[~+\-*/:|(),=]))"
+    r"|(?P<string>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")"
+    r"|(?P<op>\|\||\*\*|[~+\-*/:|(),=]))"
 )
 
 
@@ -124,6 +135,11 @@ class _Parser:
     def parse(self) -> ParsedFormula:
         if self.peek().kind == "end":
             self.error("empty formula", locate=False)
+        tilde = next((t for t in self.tokens if t.kind == "op" and t.text == "~"), None)
+        if tilde is not None and tilde is not self.tokens[0]:
+            rhs = self.formula[tilde.pos + 1:].strip()
+            raise DesignError(f"design {self.formula!r}: a design has no response (the data's features are the "
+                              f"responses); write '~ {rhs}'")
         self.accept("~")
         terms, intercept = self.sum(allow_random=True)
         tok = self.peek()
@@ -157,7 +173,7 @@ class _Parser:
                     self.error("nested random-effect terms are not supported", start)
                 if sign == "-":
                     self.error("removing a term with '-' is only supported for '- 1'", start)
-                terms.append(self.random_term())
+                terms.extend(self.random_term())
             else:
                 product_terms = self.product()
                 if sign == "-":
@@ -170,13 +186,12 @@ class _Parser:
                 continue
             return terms, intercept
 
-    def random_term(self) -> RandomTerm:
+    def random_term(self) -> list[RandomTerm]:
         open_tok = self.next()  # "("
         inner, intercept = self.sum(allow_random=False)
         bar = self.peek()
-        if bar.kind == "op" and bar.text == "||":
-            self.error("'||' (uncorrelated random effects) is not supported; write separate terms", bar)
-        if not self.accept("|"):
+        uncorrelated = bar.kind == "op" and bar.text == "||"
+        if not (self.accept("|") or self.accept("||")):
             if bar.kind == "end":
                 self.error(f"unbalanced parenthesis: '(' at position {open_tok.pos} is never closed",
                            bar, locate=False)
@@ -188,7 +203,11 @@ class _Parser:
             self.error(f"unbalanced parenthesis: '(' at position {open_tok.pos} is never closed",
                        self.peek(), locate=False)
         self.expect(")", f"to close the random-effect term opened at position {open_tok.pos}")
-        return RandomTerm(_assemble(inner, intercept), group.text)
+        if not uncorrelated:
+            return [RandomTerm(_assemble(inner, intercept), group.text)]
+        # lme4: (1 + a + b || g) = (1 | g) + (0 + a | g) + (0 + b | g), each its own variance
+        return ([RandomTerm((Term(),), group.text)] if intercept else []) + [
+            RandomTerm((t,), group.text) for t in _assemble(inner, False)]
 
     def product(self) -> list[Term]:
         chunks = [self.chunk()]
@@ -220,9 +239,57 @@ class _Parser:
             self.error(f"expected a covariate name or function, found {what}", tok)
         if not self.accept("("):
             return Factor(tok.text, "linear", {}, tok.text)
+        if tok.text in _TRANSFORMS:
+            return self.transform(tok)
+        if tok.text == "C":
+            return self.categorical(tok)
         if tok.text not in _FUNCTIONS:
-            self.error(f"unknown function {tok.text!r} (known: {', '.join(_FUNCTIONS)})", tok)
+            known = sorted(set(_FUNCTIONS) | {"I", "scale", "log", "exp", "sqrt"}, key=str.lower)
+            self.error(f"unknown function {tok.text!r} (known: {', '.join(known)})", tok)
         return self.call(tok)
+
+    def transform(self, fn: _Token) -> Factor:
+        """``I(expr)``, ``scale(expr)``, ``log(expr)`` ...: one standardised column of an expression
+        over continuous, time or binary covariates, named as patsy names it."""
+        start = self.i - 2
+        parser = ExpressionParser(self)
+        node = parser.expr()
+        parser.close(self.tokens[start + 1], f"{fn.text}(")
+        if fn.text in ALIASES:
+            node = ("call", ALIASES[fn.text], node)
+        names = inputs(node)
+        if not names:
+            self.error(f"{fn.text}() needs a covariate", fn)
+        return Factor(names[0], "transform", {"expr": node, "inputs": names}, _spaced(self.tokens[start:self.i]))
+
+    def categorical(self, fn: _Token) -> Factor:
+        """``C(v)`` and ``C(v, Treatment('level'))`` / ``Treatment(reference='level')``: the
+        reference level (dropped when the rest of the term is in the model) chosen by value."""
+        start = self.i - 2
+        cov = self.next()
+        if cov.kind != "name":
+            self.error("C() needs a covariate name as its first argument", cov)
+        args = {}
+        if self.accept(","):
+            coding = self.next()
+            if coding.text != "Treatment" or not self.accept("("):
+                self.error("C(v, ...) accepts only Treatment('level') (treatment coding with a chosen "
+                           "reference level)", coding)
+            key = self.peek()
+            if key.kind == "name" and self.peek(1).text == "=":
+                if key.text != "reference":
+                    self.error(f"Treatment() has no argument {key.text!r} (valid: reference)", key)
+                self.i += 2
+            level = self.next()
+            if level.kind not in ("string", "number"):
+                self.error("Treatment() needs a reference level, a quoted string or a number", level)
+            args["reference"] = _unquote(level.text) if level.kind == "string" else float(level.text)
+            self.expect(")", "to close Treatment(")
+        if self.peek().kind == "end":
+            self.error(f"unbalanced parenthesis: '(' of C() at position {fn.pos} is never closed", locate=False)
+        self.expect(")", "to close C(")
+        label = _spaced(self.tokens[start:self.i]) if args else f"C({cov.text})"
+        return Factor(cov.text, "categorical", args, label)
 
     def call(self, fn: _Token) -> Factor:
         basis, positional, required, integral = _FUNCTIONS[fn.text]
@@ -333,6 +400,27 @@ class _Arithmetic:
             return value
         what = "end of formula" if tok.kind == "end" else repr(tok.text)
         self.p.error(f"expected a number, 'pi' or '(' in an argument, found {what}", tok)
+
+
+def _unquote(literal: str) -> str:
+    """The text of a quoted string token: quotes removed, backslash escapes resolved."""
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+def _spaced(tokens: list[_Token]) -> str:
+    """Tokens joined as patsy writes a term: ``I(age ** 2)``, ``C(arm, Treatment('a'))``."""
+    out, previous = "", None
+    for tok in tokens:
+        binary = (tok.kind == "op" and tok.text in ("+", "-", "*", "/", "**") and previous is not None
+                  and (previous.kind in ("name", "number", "string") or previous.text == ")"))
+        if binary:
+            out += f" {tok.text} "
+        elif tok.kind == "op" and tok.text == ",":
+            out += ", "
+        else:
+            out += tok.text
+        previous = tok
+    return out
 
 
 def _assemble(terms: list, intercept: bool) -> tuple:

@@ -16,7 +16,8 @@ class Factor:
     """One covariate seen through one basis: ``age``, ``C(icu_type)``, ``fourier(angle, 3, period=2*pi)``.
 
     ``args`` holds the evaluated numeric arguments (``degree``; ``n_frequencies``, ``period``;
-    ``n_features``, ``lengthscale``, ``seed``); ``label`` is the canonical text, used in column
+    ``n_features``, ``lengthscale``, ``seed``; ``df``; ``reference``; for ``transform`` factors the
+    expression tree ``expr`` and its ``inputs``, the first of which is ``covariate``); ``label`` is the canonical text, used in column
     names. ``kind`` is the covariate's kind, known only after fitting (``None`` before).
     """
 
@@ -25,6 +26,11 @@ class Factor:
     args: dict = field(default_factory=dict, compare=False)
     label: str = ""
     kind: str | None = None
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Every covariate the factor reads: one, or the inputs of an ``I(age * dose)`` expression."""
+        return tuple(self.args.get("inputs", (self.covariate,)))
 
     def with_kind(self, kind: str, basis: str | None = None) -> "Factor":
         return replace(self, kind=kind, basis=basis or self.basis)
