@@ -39,6 +39,7 @@ with ``torch.load(weights_only=True)`` (nothing loaded executes code).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,17 +49,19 @@ import numpy as np
 
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.intervals import scale_info
-from lmmvae.mixedlm import (MIN_VARIANCE, blups, fit_feature, gaussian_nll,  # noqa: F401 (blups: tests, callers)
-                            independent_columns, least_squares, random_block)
+from lmmvae.mixedlm import (LEVELS, MIN_VARIANCE, blups, fit_design, gaussian_nll,  # noqa: F401 (blups: tests)
+                            predict_design)
 from lmmvae.variants import Variant, register
 
 #: variants without a latent space, fitted by this module (checked without importing torch)
 CLASSICAL_VARIANTS = ("mixedlm", "mean")
 FORMAT = "lmmvae-classical"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_FILE = "model.pt"
-#: statsmodels' own default order of optimisers for MixedLM.fit
-DEFAULT_METHODS = ["bfgs", "lbfgs", "cg"]
+#: optimisers tried in order (statsmodels' semantics: the next starts where the last stopped
+#: unconverged); lbfgs first, as statsmodels' own default (bfgs first) stops short of regular optima
+DEFAULT_METHODS = ["lbfgs", "bfgs", "cg"]
+_METHODS = ("lbfgs", "bfgs", "cg", "nm", "powell")
 
 
 @dataclass
@@ -68,6 +71,24 @@ class MixedLMOptions:
     reml: bool = True  # REML (lme4's default) or ML estimates of G and σ²
     method: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # optimisers, tried in order
     maxiter: int = 200  # iterations per optimiser
+    # further design formulas to choose from on the validation rows; the candidates are the model's
+    # `design` first, then these (module docstring: the rule)
+    candidates: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from lmmvae.design.formula import parse_formula
+        from lmmvae.errors import DesignError
+
+        for m in self.method:
+            if m not in _METHODS:
+                raise ConfigError(f"prior (mixedlm).method: {m!r} is not one of {', '.join(_METHODS)}")
+        for i, text in enumerate(self.candidates):
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"prior (mixedlm).candidates[{i}]: expected a design formula, got {text!r}")
+            try:
+                parse_formula(text)
+            except DesignError as err:
+                raise ConfigError(f"prior (mixedlm).candidates[{i}] {text!r}: {err}") from None
 
 
 @dataclass
@@ -113,34 +134,29 @@ class ClassicalModel:
             n = _n_rows(covariates)
             return (np.broadcast_to(p["mean"], (n, p["mean"].size)).astype(np.float32),
                     np.broadcast_to(np.maximum(p["var"], MIN_VARIANCE), (n, p["var"].size)).astype(np.float32))
-        matrix = self.design.transform(covariates)
-        x = matrix.shared.astype(float)  # [N, Q_s]
-        mean = x @ p["beta"].T  # [N, D]
-        var = np.broadcast_to(p["scale"], mean.shape).copy()
-        if self.design.random_terms:
-            z, levels, _, _ = random_block(self.design, matrix)
-            z_all = self._unmasked_random_columns(covariates, z, levels)
-            seen = levels >= 0
-            lv = np.where(seen, levels, 0)
-            # fixed part + z_i · b̂_{d,p(i)} (0 for unseen subjects: z is zero on their rows)
-            mean += np.einsum("nf,dnf->nd", z, p["blup"][:, lv, :])
-            cond = np.where(seen[None, :, None, None], p["blup_cov"][:, lv], p["cov_re"][:, None])  # [D, N, F, F]
-            var += np.einsum("nf,dnfg,ng->nd", z_all, cond, z_all)
-        return mean.astype(np.float32), np.maximum(var, MIN_VARIANCE).astype(np.float32)
+        mean, var = predict_design(self.design, p, covariates)
+        return mean.astype(np.float32), var.astype(np.float32)
 
-    def _unmasked_random_columns(self, covariates, z, levels) -> np.ndarray:
-        """The random-effect columns also on rows of unseen subjects (where the design matrix
-        zeroes them), for their prior predictive variance ``z^T G z``."""
-        if (levels >= 0).all():
-            return z
-        if hasattr(covariates, "covariates") and not isinstance(covariates, dict):
-            covariates = covariates.covariates
-        group = self.design.random_terms[0].group
-        first = self.design.random_terms[0].levels[0]
-        swapped = dict(covariates)
-        swapped[group] = np.full(_n_rows(covariates), first, dtype=object)  # any seen level
-        z_all, _, _, _ = random_block(self.design, self.design.transform(swapped))
-        return z_all
+    @property
+    def design_chosen(self) -> str | None:
+        """The design chosen on the validation rows when there were several candidates (else None):
+        ``lmmvae evaluate`` writes it to the metrics file and the tables add it to the row's label."""
+        selection = self.info.get("selection") or {}
+        return selection.get("winner") if len(selection.get("candidates", [])) > 1 else None
+
+    def fit_note(self) -> str:
+        """What ``lmmvae fit`` adds to its line: the design chosen and the features that fell back, by name."""
+        parts = []
+        selection = self.info.get("selection") or {}
+        if len(selection.get("candidates", [])) > 1:
+            parts.append(f"design chosen on validation: {selection['winner']!r}")
+        by_fit: dict[str, list[str]] = {}
+        for rec in self.info.get("features", []):
+            if rec["fit"] not in ("mixedlm", "mean") or (rec["fit"] == "mean" and self.config.variant == "mixedlm"):
+                by_fit.setdefault(rec["fit"], []).append(str(rec["feature"]))
+        for fit_name, names in by_fit.items():
+            parts.append(f"{fit_name}: {', '.join(names[:8])}" + (f" (+{len(names) - 8} more)" if len(names) > 8 else ""))
+        return ("; " + "; ".join(parts) + " (why: lmmvae summary)") if parts else ""
 
     def predict(self, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
         """As :meth:`lmmvae.api.LMMVAE.predict`: a pandas DataFrame gives a DataFrame with its index (its
@@ -171,8 +187,15 @@ class ClassicalModel:
     def latent(self, data, give_var: bool = False):
         raise RunError(f"{self.config.variant} has no latent space")
 
+    def contrast(self, covariate: str, levels, at: dict | None = None, level: float = 0.9, n_samples: int = 500):
+        """mixedlm: the difference of the fixed-effect predictions between ``levels[1]`` and ``levels[0]``
+        of ``covariate``, with its exact normal interval from ``Cov(β̂)`` (:func:`lmmvae.contrast.contrast`)."""
+        from lmmvae.contrast import contrast
+
+        return contrast(self, covariate, levels, at=at, level=level, n_samples=n_samples)
+
     def summary(self):
-        """A one-line RunError, as ``lmmvae summary`` (:func:`lmmvae.summary.summarise`): no latent space."""
+        """The per-feature table of the fit (:mod:`lmmvae.classical_summary`), as ``lmmvae summary``."""
         from lmmvae.summary import summarise
 
         return summarise(self)
@@ -225,6 +248,7 @@ class ClassicalModel:
 
         state = {"format": FORMAT, "version": FORMAT_VERSION, "variant": self.config.variant,
                  "warnings": self.warnings, "status": list(self.info.get("status", [])),
+                 "selection": json.dumps(self.info.get("selection")), "features": json.dumps(self.info.get("features")),
                  "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.params.items()}}
         atomic_save(state, run_dir / MODEL_FILE)
 
@@ -243,13 +267,13 @@ def _n_rows(covariates) -> int:
 
 
 def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=None) -> ClassicalModel:
-    """Fit ``config.variant`` (mixedlm | mean) on the train split of ``data`` (a LongitudinalData or
-    an HDF5 path); with ``out``, write the run directory through ``plan`` (a
+    """Fit ``config.variant`` (mixedlm | mean) on the train and validation rows of ``data`` (a
+    LongitudinalData or an HDF5 path), choosing mixedlm's design on the validation rows first
+    (module docstring); with ``out``, write the run directory through ``plan`` (a
     :class:`lmmvae.rundir.RunPlan`; made here when not given): the same protections as a neural
     run (a finished run is replaced only with ``overwrite``, and only once the new one is written).
     A classical fit is deterministic and takes seconds: ``resume`` refits from scratch."""
     from lmmvae import rundir
-    from lmmvae.design import INTERCEPT, Design
     from lmmvae.h5 import LongitudinalData, read_h5
 
     if out is not None and plan is None:
@@ -259,69 +283,25 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
         path, data = str(data), read_h5(data)
     if not is_classical(config.variant):
         raise ConfigError(f"variant {config.variant!r} is not classical ({', '.join(CLASSICAL_VARIANTS)})")
-    train = data.subset(data.split_index("train"))  # SPEC 6: nothing else is read
-    if train.n_obs == 0:
-        raise ConfigError(f"{path or 'data'}: the train split is empty")
-    if not train.mask.any():
-        raise ConfigError(f"{path or 'data'}: every entry of the train split is missing (/mask is all 0): "
-                          "nothing to fit")
-    design = Design(config.design).fit(train.covariates)
-    y, mask = train.y.astype(float), train.mask == 1
-    d_count = data.n_features
-    status: list[str] = []
-    counts = {"no_observations": 0, "fallback_ols": 0, "random_intercept_only": 0, "singular": 0, "boundary": 0,
-              "rank_deficient": 0}
+    rows = data.subset(np.flatnonzero(data.split != 2))  # train + validation: never a test row (SPEC 6)
+    if rows.n_obs == 0:
+        raise ConfigError(f"{path or 'data'}: the train and validation splits are empty")
+    if not rows.mask.any():
+        raise ConfigError(f"{path or 'data'}: every entry of the train and validation splits is missing "
+                          "(/mask is all 0): nothing to fit")
+    names = [str(n) for n in data.attrs.get("feature_names") or []]
+    names = names if len(names) == data.n_features else [f"y{d}" for d in range(data.n_features)]
     if config.variant == "mean":
-        mean, var = np.zeros(d_count), np.ones(d_count)
-        for d in range(d_count):
-            obs = y[mask[:, d], d]
-            if obs.size == 0:
-                counts["no_observations"] += 1
-                status.append("no observations: mean 0, variance 1")
-                continue
-            mean[d] = obs.mean()
-            var[d] = max(float(obs.var()), 1e-12) if obs.size > 1 else 1.0
-            status.append("mean")
-        params = {"mean": mean, "var": var}
+        design, params, records, selection = _fit_mean(rows, config, names)
     else:
-        options = config.prior_options()
-        matrix = design.transform(train.covariates)
-        x = matrix.shared.astype(float)
-        z, levels, n_groups, _ = random_block(design, matrix)
-        f = z.shape[1]
-        names = [c for t in design.random_terms for c in t.columns]
-        intercept = names.index(INTERCEPT) if INTERCEPT in names else None
-        params = {"beta": np.zeros((d_count, x.shape[1])), "scale": np.ones(d_count),
-                  "cov_re": np.zeros((d_count, f, f)), "blup": np.zeros((d_count, n_groups, f)),
-                  "blup_cov": np.zeros((d_count, n_groups, f, f))}
-        for d in range(d_count):
-            rows = mask[:, d]
-            if not rows.any():
-                counts["no_observations"] += 1
-                status.append("no observations: prediction 0, variance 1")
-                continue
-            if f == 0:
-                beta, scale = least_squares(x[rows], y[rows, d])
-                params["beta"][d], params["scale"][d] = beta, scale
-                dropped = x.shape[1] - independent_columns(x[rows]).size
-                status.append("ols")
-            else:
-                one = fit_feature(x[rows], z[rows], y[rows, d], levels[rows], n_groups, options, intercept)
-                for key in ("beta", "scale", "cov_re", "blup", "blup_cov"):
-                    params[key][d] = one[key]
-                dropped = one["dropped"]
-                status.append(one["status"] + (f" ({one['note']})" if one["note"] else ""))
-                counts["fallback_ols"] += one["status"] == "ols"
-                counts["random_intercept_only"] += one["reduced"]
-                counts["singular"] += "singular" in one["note"]
-                counts["boundary"] += "boundary" in one["note"]
-            counts["rank_deficient"] += dropped > 0
-    info = {"seed": seed, "data_dim": d_count, "image_shape": data.image_shape,
+        design, params, records, selection = _fit_mixedlm(data, rows, config, names)
+    info = {"seed": seed, "data_dim": data.n_features, "image_shape": data.image_shape,
             "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
-            "warnings": counts, "status": status, **scale_info(data.attrs)}
+            "warnings": _counts(records), "status": [_status(r) for r in records], "features": records,
+            "selection": selection, "n_fit_rows": rows.n_obs, **scale_info(data.attrs)}
     if plan is not None:
         info.update(rundir.data_fingerprint(data, path))
-    model = ClassicalModel(config, design, params, train.covariates, info)
+    model = ClassicalModel(config, design, params, rows.covariates, info)
     if plan is not None:
         try:
             plan.start(config.to_dict(), seed, info, model._write_files)
@@ -331,6 +311,87 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
             plan.abort(interrupted=not isinstance(err, Exception))
             raise
     return model
+
+
+def _fit_mean(rows, config, names):
+    """``variant: mean``: per feature, the mean and variance of its observed fit-row entries."""
+    from lmmvae.design import Design
+
+    d_count = rows.n_features
+    mean, var, records = np.zeros(d_count), np.ones(d_count), []
+    for d in range(d_count):
+        obs = rows.y[rows.mask[:, d] == 1, d].astype(float)
+        if obs.size == 0:
+            records.append({"feature": names[d], "fit": "no observations", "level": None,
+                            "why": "no entry in the fit rows: prediction 0, variance 1", "n_obs": 0})
+            continue
+        mean[d] = obs.mean()
+        var[d] = max(float(obs.var()), 1e-12) if obs.size > 1 else 1.0
+        records.append({"feature": names[d], "fit": "mean", "level": 3, "why": "", "n_obs": int(obs.size)})
+    return Design(config.design).fit(rows.covariates), {"mean": mean, "var": var}, records, None
+
+
+def _fit_mixedlm(data, rows, config, names):
+    """Choose the design on the validation rows, then refit the winner on train + validation rows
+    (module docstring: the rule); returns the design, parameters, feature records and the selection."""
+    options = config.prior_options()
+    candidates = list(dict.fromkeys([config.design, *options.candidates]))
+    train = data.subset(np.flatnonzero(data.split == 0))
+    val = data.subset(np.flatnonzero(data.split == 1))
+    scored, start = [], None
+    if val.n_obs and val.mask.any() and train.n_obs and train.mask.any():
+        scored = [_score(formula, train, val, options, names) for formula in candidates]
+        mses = [s["validation_mse"] if s["validation_mse"] is not None else math.inf for s in scored]
+        best = int(np.argmin(mses))  # the first of equal ones
+        start = scored[best].pop("levels") if math.isfinite(mses[best]) else None
+        for s in scored:
+            s.pop("levels", None)
+        rule = RULE
+    else:
+        best, rule = 0, "no validation rows: the first candidate (the model's design), not compared"
+    design, params, records = fit_design(candidates[best], rows, options, names, start=start)
+    selection = {"rule": rule, "winner": candidates[best], "fit_rows": "train + validation",
+                 "candidates": scored or [{"design": c, "validation_mse": None} for c in candidates]}
+    return design, params, records, selection
+
+
+#: how mixedlm's design is chosen (recorded in every run)
+RULE = ("lowest validation MSE (observed entries of the validation rows, all features pooled) of the "
+        "candidate fitted on the train rows; the winner refitted on train + validation rows, each feature "
+        "starting at the fallback level it reached on validation")
+
+
+def _score(formula, train, val, options, names) -> dict:
+    """A candidate design fitted on the train rows, scored on the validation rows (SPEC 6 MSE)."""
+    from lmmvae.errors import DesignError
+    from lmmvae.metrics import mse
+
+    try:
+        design, params, records = fit_design(formula, train, options, names, check=val)
+    except DesignError as err:
+        if "no covariate named" in str(err):
+            raise
+        return {"design": formula, "validation_mse": None, "error": str(err).splitlines()[0][:160]}
+    mean, _ = predict_design(design, params, val.covariates, mean_only=True)
+    value = mse(val.y, mean, val.mask == 1)
+    return {"design": formula, "validation_mse": float(value) if np.isfinite(value) else None,
+            "fallbacks": _counts(records), "levels": records}
+
+
+def _counts(records: list[dict]) -> dict[str, int]:
+    """Features per fit other than the first level: ``no observations``, each fallback, dropped columns."""
+    counts = {"no_observations": 0, "random_intercept_only": 0, "fixed_effects_only": 0, "mean": 0,
+              "rank_deficient": 0}
+    for r in records:
+        key = r["fit"].replace(" ", "_")
+        if key in counts and r.get("level") != 3 or key == "mean" and "criterion" in r:  # mean: a fallback only in mixedlm
+            counts[key] += 1
+        counts["rank_deficient"] += r.get("dropped_columns", 0) > 0
+    return counts
+
+
+def _status(record: dict) -> str:
+    return record["fit"] + (f" ({record['why']})" if record["why"] else "")
 
 
 def is_classical_run(run_dir: str | os.PathLike) -> bool:
@@ -369,7 +430,7 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
     if state.get("variant") != config.variant:
         raise RunError(f"{path}: holds {state.get('variant')!r}, config.json says {config.variant!r}; retrain the run")
     arrays = state.get("arrays")
-    expected = {"mean", "var"} if config.variant == "mean" else {"beta", "scale", "cov_re", "blup", "blup_cov"}
+    expected = {"mean", "var"} if config.variant == "mean" else set(_MIXEDLM_ARRAYS)
     if not isinstance(arrays, dict) or set(arrays) != expected or not all(
             isinstance(v, torch.Tensor) for v in arrays.values()):
         raise RunError(f"{path}: does not hold the arrays of {config.variant} ({', '.join(sorted(expected))}); "
@@ -380,6 +441,9 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
     return ClassicalModel(config, design, params, skeleton.covariates, saved["info"])
 
 
+_MIXEDLM_ARRAYS = ("beta", "beta_cov", "scale", "cov_re", "blup", "blup_cov", "offset", "loglik")
+
+
 def _check_shapes(path: Path, variant: str, params: dict, design, d: int) -> None:
     """The saved arrays fit the design and the data size (a one-line RunError otherwise)."""
     if variant == "mean":
@@ -387,8 +451,9 @@ def _check_shapes(path: Path, variant: str, params: dict, design, d: int) -> Non
     else:
         f = sum(len(t.columns) for t in design.random_terms)
         p = design.random_terms[0].n_levels if design.random_terms else 0
-        shapes = {"beta": (d, design.n_shared), "scale": (d,), "cov_re": (d, f, f), "blup": (d, p, f),
-                  "blup_cov": (d, p, f, f)}
+        q = design.n_shared
+        shapes = {"beta": (d, q), "beta_cov": (d, q, q), "scale": (d,), "cov_re": (d, f, f), "blup": (d, p, f),
+                  "blup_cov": (d, p, f, f), "offset": (d,), "loglik": (d,)}
     for key, shape in shapes.items():
         if params[key].shape != shape:
             raise RunError(f"{path}: {key} has shape {params[key].shape}, the run's design and data need {shape}; "

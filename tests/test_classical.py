@@ -1,5 +1,5 @@
 """The classical rows of the benchmark (lmmvae/classical.py): MixedLM per feature and the feature
-mean, fitted on the train split only, through the API and the command line."""
+mean, fitted on the train and validation rows (never a test row), through the API and the command line."""
 
 import json
 import math
@@ -116,10 +116,11 @@ def test_predictions_equal_statsmodels_predict_plus_blups(sim):
     data = LongitudinalData(y=data.y[:, :1], mask=data.mask[:, :1], split=data.split, covariates=data.covariates)
     model = fit(data)
     assert model.info["status"] == ["mixedlm"]
-    train = data.split == 0
+    train = data.split != 2  # the refit uses train + validation rows
     design = model.design.transform(data.covariates)
     x, z, g = design.shared.astype(float), design.values[0].astype(float), design.levels[0]
-    result = MixedLM(data.y[train, 0].astype(float), x[train], groups=g[train], exog_re=z[train]).fit(reml=True)
+    result = MixedLM(data.y[train, 0].astype(float), x[train], groups=g[train], exog_re=z[train]).fit(
+        reml=True, method=["lbfgs"])
     np.testing.assert_allclose(model.params["beta"][0], result.fe_params, rtol=1e-6, atol=1e-8)
     by_hand = result.predict(x) + np.array([z[i] @ np.asarray(result.random_effects[g[i]]) for i in range(len(g))])
     out = model.predict_arrays(data.covariate_frame())
@@ -148,10 +149,10 @@ def test_unseen_subject_gets_zero_random_effect(fitted):
     np.testing.assert_allclose(out["y_var"], expected, rtol=1e-5)
 
 
-def test_changing_validation_and_test_rows_changes_nothing_fitted(sim, fitted):
+def test_changing_test_rows_changes_nothing_fitted(sim, fitted):
     data, _ = sim
     rng = np.random.default_rng(9)
-    held = data.split != 0
+    held = data.split == 2
     y = data.y.copy()
     y[held] = rng.normal(5.0, 3.0, size=y[held].shape)
     changed = LongitudinalData(y=y, mask=data.mask, split=data.split, y_full=np.where(held[:, None], y, data.y_full),
@@ -167,7 +168,7 @@ def test_changing_validation_and_test_rows_changes_nothing_fitted(sim, fitted):
 def test_mean_is_the_observed_training_mean_and_variance(sim):
     data, _ = sim
     model = fit(data, "mean", design="~ 1")
-    train = data.split == 0
+    train = data.split != 2
     for d in range(data.n_features):
         obs = data.y[train & (data.mask[:, d] == 1), d]
         assert model.params["mean"][d] == pytest.approx(obs.mean())
@@ -184,13 +185,13 @@ def test_mean_is_the_observed_training_mean_and_variance(sim):
 def test_design_without_random_term_is_least_squares(sim):
     data, _ = sim
     model = fit(data, design="~ time + sex")
-    train = data.split == 0
+    train = data.split != 2
     x = model.design.transform(data.covariates).shared.astype(float)
     for d in range(data.n_features):
         rows = train & (data.mask[:, d] == 1)
         beta = np.linalg.lstsq(x[rows], data.y[rows, d].astype(float), rcond=None)[0]
         np.testing.assert_allclose(model.params["beta"][d], beta, rtol=1e-6, atol=1e-8)
-    assert model.info["status"] == ["ols"] * 3
+    assert model.info["status"] == ["fixed effects only"] * 3
 
 
 def test_hard_features_fall_back_and_are_counted():
@@ -205,10 +206,13 @@ def test_hard_features_fall_back_and_are_counted():
     model = fit(hard)
     status = model.info["status"]
     assert status[0] == "mixedlm"
-    assert status[1].startswith("ols (constant feature")
-    assert status[2].startswith("ols (") and "fewer than two subjects" in status[2]
+    assert status[1].startswith("mean (on validation, mixedlm: constant feature")
+    assert status[2].startswith("fixed effects only (on validation, mixedlm: fewer than two subjects")
     assert status[3].startswith("no observations")
-    assert model.warnings["fallback_ols"] == 2 and model.warnings["no_observations"] == 1
+    assert model.warnings["fixed_effects_only"] == 1 and model.warnings["mean"] == 1
+    assert model.warnings["no_observations"] == 1
+    # the note names the features that fell back
+    assert "fixed effects only: y2" in model.fit_note() and "mean: y1" in model.fit_note()
     out = model.predict_arrays(hard.covariate_frame())
     assert np.isfinite(out["y_pred"]).all() and (out["y_var"] >= classical.MIN_VARIANCE).all()
     np.testing.assert_allclose(out["y_pred"][:, 1], 0.7, atol=1e-5)
@@ -218,15 +222,17 @@ def test_too_many_random_effects_reduce_to_the_random_intercept():
     # 2 visits per subject: (1 + time | id) has as many random effects as observations (lme4 refuses)
     data, _ = simulate(n_subjects=40, n_times=2, n_future=0, missing=0.0)
     model = fit(data)
-    assert all(s.startswith("mixedlm (random intercept only") for s in model.info["status"])
-    assert model.warnings["random_intercept_only"] == 3
-    assert np.all(model.params["cov_re"][:, 1, :] == 0) and np.all(model.params["cov_re"][:, 0, 0] > 0.1)
+    status = model.info["status"]
+    assert all("mixedlm: 75 observations <= 80 random effects" in s for s in status)  # 5 rows are validation
+    ri = [d for d, s in enumerate(status) if s.startswith("random intercept only")]
+    assert len(ri) >= 2 and model.warnings["random_intercept_only"] == len(ri)
+    assert np.all(model.params["cov_re"][ri, 1, :] == 0) and np.all(model.params["cov_re"][ri, 0, 0] > 0.1)
 
 
 def test_config_validates_through_the_registry():
     config = ModelConfig.from_dict({"variant": "mixedlm", "prior": {"reml": False, "method": ["lbfgs"]}})
     assert config.prior_options() == classical.MixedLMOptions(reml=False, method=["lbfgs"])
-    with pytest.raises(ConfigError, match="unknown key.*valid: reml, method, maxiter"):
+    with pytest.raises(ConfigError, match="unknown key.*valid: reml, method, maxiter, candidates"):
         ModelConfig.from_dict({"variant": "mixedlm", "prior": {"q_A": "point"}})
     with pytest.raises(ConfigError, match="valid: none"):
         ModelConfig.from_dict({"variant": "mean", "prior": {"reml": True}})

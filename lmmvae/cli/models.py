@@ -69,9 +69,7 @@ def _fit(args) -> int:
     fitted = fit(args.data, out=args.out, seed=args.seed, resume=resume, progress=not args.quiet, config=config,
                  overwrite=args.overwrite)
     if getattr(fitted, "classical", False):  # mixedlm, mean (lmmvae.classical): refitted, never resumed
-        counts = {k: v for k, v in fitted.warnings.items() if v}
-        notes = f"; warnings (features): {', '.join(f'{k} {v}' for k, v in counts.items())}" if counts else ""
-        print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{notes}")
+        print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{fitted.fit_note()}")
     else:
         from lmmvae.reporting.curves import read_history
 
@@ -146,7 +144,8 @@ def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictio
     neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent, no epochs
     _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if neural else None,
                  "latent_dim": cfg.latent_dim if neural else None, "design": cfg.design, "seed": fitted.info.get("seed"),
-                 "dataset": data.name, "run": str(run), **_training(run, cfg.epochs if neural else None)}, out)
+                 "dataset": data.name, "run": str(run), **_training(run, cfg.epochs if neural else None),
+                 **({"design_chosen": fitted.design_chosen} if getattr(fitted, "design_chosen", None) else {})}, out)
     if predictions_path:
         predictions["split"] = data.split
         _write_arrays(predictions, predictions_path)
