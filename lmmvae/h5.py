@@ -125,7 +125,12 @@ def _read_open(f, path: Path) -> LongitudinalData:
         if kind not in CODED_KINDS and ds.dtype.kind not in "biuf":
             raise DataFormatError(f"{path}: /covariates/{name} ({kind}) must hold numbers, got dtype {ds.dtype} "
                                   "(store text as a categorical: integer codes plus a 'levels' attribute)")
-        covariates[name] = Covariate(ds[()], kind, levels)
+        reference = ds.attrs.get("reference")  # JSON of one level, categorical only (docs/data_format.md)
+        try:
+            reference = None if reference is None else json.loads(plain_value(reference))
+            covariates[name] = Covariate(ds[()], kind, levels, reference)
+        except (json.JSONDecodeError, TypeError, DataFormatError) as err:
+            raise DataFormatError(f"{path}: /covariates/{name} attribute reference: {err}") from None
     attrs = {}
     for key, value in f.attrs.items():
         if key == "format_version":
@@ -196,6 +201,8 @@ def write_h5(data: LongitudinalData, path: str | os.PathLike) -> Path:
             ds.attrs["kind"] = cov.kind
             if cov.levels is not None:
                 ds.attrs["levels"] = json.dumps(cov.levels)
+            if cov.reference is not None:
+                ds.attrs["reference"] = json.dumps(cov.reference)
         for key, value in data.attrs.items():
             if key == "args" and not isinstance(value, str):
                 value = json.dumps(value, sort_keys=True)

@@ -31,6 +31,8 @@ class Covariate:
     values: np.ndarray  # [N]
     kind: str
     levels: list | None = None
+    #: categorical only: the level a design's ``C(v)`` / ``v`` drops as its reference (default: the first)
+    reference: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in COVARIATE_KINDS:
@@ -48,13 +50,26 @@ class Covariate:
             self.values = self.values.astype(np.float64)
         if self.levels is not None:
             self.levels = [plain_value(v) for v in self.levels]
+        if self.reference is not None:
+            self.reference = _reference_level(self.reference, self.kind, self.levels)
 
     @property
     def is_coded(self) -> bool:
         return self.kind in CODED_KINDS
 
     def subset(self, index: np.ndarray) -> "Covariate":
-        return Covariate(self.values[index], self.kind, self.levels)
+        return Covariate(self.values[index], self.kind, self.levels, self.reference)
+
+
+def _reference_level(reference: Any, kind: str, levels: list | None) -> Any:
+    """The stored level that ``reference`` names (``2``, ``2.0`` and ``"2"`` are one level)."""
+    if kind != "categorical":
+        raise DataFormatError(f"a reference level is for categorical covariates, this one is {kind}")
+    keys = [level_key(v) for v in levels]
+    if level_key(reference) not in keys:
+        shown = ", ".join(repr(v) for v in levels[:8]) + (", ..." if len(levels) > 8 else "")
+        raise DataFormatError(f"reference level {plain_value(reference)!r} is not one of the levels ({shown})")
+    return levels[keys.index(level_key(reference))]
 
 
 @dataclass

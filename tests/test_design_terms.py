@@ -226,3 +226,40 @@ def test_left_hand_side_says_the_features_are_the_responses(formula, rhs):
     with pytest.raises(DesignError) as err:
         Design(formula)
     assert "no response" in str(err.value) and f"write '{rhs}'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_from_table_reference_is_stored_in_the_data_file_and_read_by_designs(tmp_path, capsys):
+    import h5py
+
+    from lmmvae.cli import main
+    from lmmvae.h5 import read_h5, write_h5
+
+    df = frame()
+    df["crp"] = np.arange(len(df), dtype=float)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "t.h5"
+    assert main(["data", "from-table", "--table", str(tmp_path / "t.csv"), "--subject", "id", "--time", "age",
+                 "--features", "crp", "--covariates", "site,arm", "--reference", "site=North clinic",
+                 "--out", str(out)]) == 0
+    with h5py.File(out) as f:
+        assert json.loads(f["covariates/site"].attrs["reference"]) == "North clinic"
+        assert "reference" not in f["covariates/arm"].attrs
+    data = read_h5(out)
+    cols = Design("~ site + C(arm)").fit(data.covariates).shared_columns
+    assert cols == ["(Intercept)", "site[East]", "site[South clinic]", "C(arm)[low]", "C(arm)[placebo]"]
+    write_h5(data, tmp_path / "again.h5")  # the reference survives a rewrite
+    assert read_h5(tmp_path / "again.h5").covariates["site"].reference == "North clinic"
+    with h5py.File(tmp_path / "again.h5", "a") as f:
+        f["covariates/site"].attrs["reference"] = json.dumps("West")
+    with pytest.raises(ValueError, match=r"/covariates/site attribute reference: reference level 'West' is not one"):
+        read_h5(tmp_path / "again.h5")
+    capsys.readouterr()
+    for bad, says in (("site=West", "reference level 'West' is not one of the levels ('East', 'North clinic'"),
+                      ("age=3", "a reference level is for categorical covariates, this one is time"),
+                      ("site", "expected COLUMN=LEVEL")):
+        assert main(["data", "from-table", "--table", str(tmp_path / "t.csv"), "--subject", "id", "--time", "age",
+                     "--features", "crp", "--covariates", "site", "--reference", bad,
+                     "--out", str(tmp_path / "x.h5")]) != 0
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.h5").exists()

@@ -101,6 +101,8 @@ def register(subparsers) -> None:
                    help="covariate columns to keep (default: the columns that are not features; .h5ad: obs)")
     p.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
                    help="override an inferred kind: continuous, binary, categorical, id or time (repeatable)")
+    p.add_argument("--reference", action="append", default=[], metavar="COL=LEVEL",
+                   help="reference level of categorical COL: a design's C(COL) or COL drops it (repeatable)")
     p.add_argument("--validation-fraction", type=T.FINITE, default=0.2,
                    help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
     p.add_argument("--test-after", type=T.FINITE, default=None, metavar="T",
@@ -219,10 +221,16 @@ def _from_table(args) -> int:
         if not sep or not column.strip() or not kind.strip():
             raise ConfigError(f"--kind {item!r}: expected COLUMN=KIND, e.g. --kind visit=continuous")
         kinds[column.strip()] = kind.strip()
+    references = {}
+    for item in args.reference:
+        column, sep, level = item.partition("=")
+        if not sep or not column.strip() or not level.strip():
+            raise ConfigError(f"--reference {item!r}: expected COLUMN=LEVEL, e.g. --reference arm=placebo")
+        references[column.strip()] = level.strip()
     data = from_table(args.table, subject=args.subject, time=args.time, features=args.features,
                       covariates=args.covariates, kinds=kinds, validation_fraction=args.validation_fraction,
                       test_after=args.test_after, test_fraction=args.test_fraction, seed=args.seed,
-                      standardise=args.standardise)
+                      standardise=args.standardise, references=references)
     code = _write(data, args, started)
     counts = [int((data.split == s).sum()) for s in (0, 1, 2)]
     kinds_text = ", ".join(f"{n} {c.kind}" for n, c in data.covariates.items())

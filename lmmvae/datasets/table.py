@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from lmmvae.h5 import COVARIATE_KINDS, Covariate, DataFormatError, LongitudinalD
 
 def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | None = None,
                covariates: Iterable[str] | str | None = None, kinds: dict[str, str] | None = None,
+               references: dict[str, Any] | None = None,
                validation_fraction: float = 0.2, test_after: float | None = None, test_fraction: float = 1.0,
                seed: int = 0, standardise: bool = True, source: str = "data frame",
                name: str | None = None, _csv: bool = False) -> LongitudinalData:
@@ -112,12 +113,21 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
     for col in [subject, time, *covariates]:
         kind = kinds.get(col) or ("id" if col == subject else "time" if col == time else infer_kind(frame[col]))
         covs[col] = covariate(frame[col], col, kind, where)
+    for col, level in (references or {}).items():  # the level a design's C(col) drops (docs/data_format.md)
+        if col not in covs:
+            raise DataFormatError(f"{source}: a reference level is given for {col!r}, which is not a covariate")
+        try:
+            covs[col] = Covariate(covs[col].values, covs[col].kind, covs[col].levels, level)
+        except DataFormatError as err:
+            raise DataFormatError(f"{source}: column {col!r}: {err}") from None
 
     split = table_split(covs[subject].values, covs[time].values, validation_fraction=validation_fraction,
                         test_after=test_after, test_fraction=test_fraction, seed=seed)
     args = {"subject": subject, "time": time, "features": features, "covariates": covariates,
             "kinds": kinds, "validation_fraction": validation_fraction, "test_after": test_after,
             "test_fraction": test_fraction, "standardise": standardise, "source": source}
+    if references:
+        args["references"] = dict(references)
     attrs = generator_attrs(name or Path(source).stem or "data", __name__, seed, args)
     attrs["feature_names"] = list(features)
     if standardise:
@@ -159,7 +169,7 @@ def from_table(path: str | os.PathLike, subject: str, time: str, features=None, 
 
 #: keyword arguments of ``lmmvae.fit(df, …)`` that describe the table rather than the model
 FRAME_KEYS = ("time", "features", "covariates", "kinds", "validation_fraction", "test_after", "test_fraction",
-              "standardise")
+              "standardise", "references")
 
 
 def frame_for_fit(frame, settings: dict) -> tuple[LongitudinalData, dict]:
