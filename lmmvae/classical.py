@@ -5,7 +5,7 @@ Both are models of the benchmark like the neural ones (``variant:`` in a model Y
 space, so no MCC and no ``z``.
 
 ``variant: mixedlm`` — for each output feature ``d``, one statsmodels ``MixedLM`` fitted on the
-observed (``mask == 1``) entries of feature ``d`` in the **train split only** (SPEC 6):
+observed (``mask == 1``) entries of feature ``d`` (SPEC 6):
 
     y_id = x_i^s · β_d + z_i · b_{d,p(i)} + ε_id,   b_{d,p} ~ N(0, G_d),   ε_id ~ N(0, σ_d²)
 
@@ -26,10 +26,19 @@ subject and ``C = G_d`` (the prior) for an unseen one; the uncertainty of ``β̂
 variance parameters is ignored (plug-in). Entries are independent across features given the
 covariates, so ``−log p(y_i | x_i) = −Σ_{d observed} log N(y_id; ŷ_id, var_id)``.
 
-The fitting of one feature (BLUPs, fallbacks, dropped columns) is :mod:`lmmvae.mixedlm`.
+**Choice (design and rows):** the design is chosen among candidates, ``design`` then ``prior:
+{candidates: […]}``: each is fitted on the train rows and scored by its MSE on the observed
+entries of the validation rows (all features pooled, SPEC 6's ``mse``); the lowest wins (the first
+of equal ones), and the winner is refitted on the train + validation rows, each feature starting
+at the fallback it reached on validation. A neural model spends its validation rows on early
+stopping; a closed-form model has nothing to stop early, so after the choice it uses every
+non-test row. Without validation rows the first candidate is taken and the run says so
+(``info.selection``: the rule, every candidate's validation MSE, the winner). The fitting of one
+feature (BLUPs, fallbacks and their rule, dropped columns) is :mod:`lmmvae.mixedlm`; the summary
+table :mod:`lmmvae.classical_summary`.
 
-``variant: mean`` — ``ŷ_id`` = mean of the observed training entries of feature ``d``; predictive
-variance their variance.
+``variant: mean`` — ``ŷ_id`` = mean of the observed train + validation entries of feature ``d``;
+predictive variance their variance.
 
 A run directory holds ``config.json``, ``design.json``, ``train_covariates.h5`` (as for neural
 runs) and ``model.pt``: the fitted parameters as a dict of tensors and plain containers, loadable

@@ -261,7 +261,7 @@ def test_classical_rows_get_exact_normal_intervals_in_table_units(tmp_path):
                                rtol=1e-5)
     assert set(model.predict(data)) == {"y_pred", "y_var"}  # LongitudinalData: the arrays
     assert repr(model) == f"<mean model, design {DESIGN!r}, {D} features>"
-    for ask in (model.summary, lambda: model.latent(data, give_var=True), lambda: model.history):
+    for ask in (lambda: model.latent(data, give_var=True), lambda: model.history):  # summary: tests/test_sleepstudy.py
         with pytest.raises(RunError, match="latent space|no training history"):  # one line, not an AttributeError
             ask()
     np.testing.assert_allclose(bounds(table, "_mean"), pred["y_pred"] * std + mean, rtol=1e-5)
