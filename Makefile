@@ -24,7 +24,9 @@ test: $(STAMP)
 test-slurm: $(STAMP)
 	LMMVAE_TEST_SLURM=1 workflow/scripts/local_slurm.sh $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_slurm.py
 
+# the config is checked first: Snakemake would evaluate a YTE config (`__use_yte__`) as it loads it
 reproduce: $(STAMP)
+	$(BIN)/lmmvae workflow check-config config/default.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/default.yaml
 
 bench: $(STAMP)

@@ -7,19 +7,20 @@ Common keys are the fields of :class:`ModelConfig`; the variant's own options li
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lmmvae.errors import ConfigError
 
 PREDICTIONS = ("mean", "plugin")
 #: arithmetic of the encoder and decoder forward passes (:meth:`lmmvae.model.LatentVariableModel._network`)
 PRECISIONS = ("float32", "bfloat16")
+#: upper bounds of the size keys (others: 10**7): `latent_dim: 1000000000` is a one-line error
+MAX_SIZES = {"latent_dim": 4096, "gsnn_samples": 10**5, "gsnn_val_samples": 10**5, "nll_samples": 10**5}
 
 
 @dataclass
@@ -88,15 +89,9 @@ class ModelConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ModelConfig":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such model file")
-        from lmmvae.yamlio import safe_load  # YAML 1.2 floats: `lr: 1e-3` is a number
+        from lmmvae.yamlio import read_yaml  # YAML 1.2 floats; duplicate keys, size and alias limits
 
-        try:
-            values = safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        values = read_yaml(path, "model file") or {}
         return cls.from_dict(values, where=str(path))
 
     def validate(self, where: str = "model config") -> None:
@@ -107,8 +102,9 @@ class ModelConfig:
             raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {self.objective!r}")
         for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples",
                     "predict_samples"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
+            most = MAX_SIZES.get(key, 10**7)  # an upper bound too: no allocation of absurd size
+            if not 1 <= getattr(self, key) <= most:
+                raise ConfigError(f"{where}: {key} must be between 1 and {most}, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {self.lr_decay}")
         from lmmvae.runtime import check_device
@@ -202,6 +198,8 @@ def _check_type(where: str, value: Any, hint: Any) -> Any:
         raise ConfigError(f"{where}: expected null, got {value!r}")
     base = origin or hint
     if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if base is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")

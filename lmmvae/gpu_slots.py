@@ -28,7 +28,11 @@ from typing import Callable, Sequence
 JOBS_PER_GPU_ENV = "LMMVAE_JOBS_PER_GPU"
 LOCK_DIR_ENV = "LMMVAE_GPU_LOCK_DIR"
 DEFAULT_JOBS_PER_GPU = 8  # matches profiles/gpu's gpu=8 on one GPU
+MAX_JOBS_PER_GPU = 1024  # one lock file per slot: more is a typo, not a plan
 LOG_EVERY_S = 30.0  # while waiting for a slot, one log line this often
+#: the claim lock is held for milliseconds; a holder stuck longer than this (a stopped process) is
+#: named in a log line, and the claimant gives up with a one-line error after CLAIM_TIMEOUT_S
+CLAIM_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -64,8 +68,9 @@ def jobs_per_device_from_env() -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigError(f"{JOBS_PER_GPU_ENV}={text!r}: expected a positive integer (training jobs per GPU)")
+    if not 1 <= value <= MAX_JOBS_PER_GPU:
+        raise ConfigError(f"{JOBS_PER_GPU_ENV}={text!r}: expected a positive integer up to {MAX_JOBS_PER_GPU} "
+                          "(training jobs per GPU)")
     return value
 
 
@@ -118,8 +123,35 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+def _hold_claim_lock(fd: int, path: Path, timeout_s: float, log: Callable[[str], None]) -> None:
+    """Take the claim lock (one claimant at a time; held for milliseconds). A holder stuck longer
+    is named in a log line every LOG_EVERY_S, and after ``timeout_s`` this is a one-line error."""
+    from lmmvae.errors import ConfigError
+
+    started = time.monotonic()
+    last_log = started
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # names this claimant to a waiting one
+            return
+        except BlockingIOError:
+            pass
+        waited = time.monotonic() - started
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        if waited >= timeout_s:
+            raise ConfigError(f"{path}: held by process {holder} for {waited:.0f} s (claims take milliseconds); "
+                              "stop that process or remove the lock directory's claim.lock")
+        if time.monotonic() - last_log >= min(LOG_EVERY_S, timeout_s / 2):
+            log(f"waiting for the GPU claim lock {path}, held by process {holder} for {waited:.0f} s")
+            last_log = time.monotonic()
+        time.sleep(min(0.05 + waited / 20, 1.0))
+
+
 def try_claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike,
-              names: Sequence[str] | None = None) -> Slot | None:
+              names: Sequence[str] | None = None, claim_timeout_s: float = CLAIM_TIMEOUT_S,
+              log: Callable[[str], None] | None = None) -> Slot | None:
     """One free slot on the least-loaded device, or None when all are taken (never waits).
 
     ``names`` (one per device) name the lock files, ``<name>.slot<j>.lock``; default ``cuda<k>``.
@@ -135,7 +167,7 @@ def try_claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike,
     _own_directory(lock_dir)
     guard = _open(lock_dir / "claim.lock")
     try:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # one claimant at a time (held for milliseconds)
+        _hold_claim_lock(guard, lock_dir / "claim.lock", claim_timeout_s, log or _log)
         free: dict[int, list[tuple[int, int, Path]]] = {}  # device -> its free slots, locked by us
         for k, name in enumerate(names):
             free[k] = []
@@ -168,7 +200,7 @@ def claim(n_devices: int, jobs_per_device: int, lock_dir: str | os.PathLike, *,
     started = time.monotonic()
     last_log = None
     while True:
-        slot = try_claim(n_devices, jobs_per_device, lock_dir, names)
+        slot = try_claim(n_devices, jobs_per_device, lock_dir, names, log=log)
         if slot is not None:
             return slot
         now = time.monotonic()

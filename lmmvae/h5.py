@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lmmvae.atomic import atomic_output
+from lmmvae.atomic import hdf5_output
 from lmmvae.levels import is_blank, level_key, match_levels, plain_value
 from lmmvae.levels import plain_value as _plain  # noqa: F401 (the name lmmvae.tables and datasets.table import)
 from lmmvae.longitudinal import (COVARIATE_KINDS, CODED_KINDS, SPLITS, Covariate, DataFormatError,
@@ -186,7 +186,7 @@ def write_h5(data: LongitudinalData, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
     data.validate()
     path = Path(path)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with hdf5_output(path) as f:  # built in memory: a full disk is an OSError, never a crash in HDF5
         f.create_dataset("y", data=data.y.astype(np.float32), compression="gzip", compression_opts=4)
         f.create_dataset("mask", data=data.mask.astype(np.uint8), compression="gzip", compression_opts=4)
         f.create_dataset("split", data=data.split.astype(np.uint8))

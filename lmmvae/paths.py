@@ -128,7 +128,7 @@ def _values(args, dests: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def _flag(dest: str) -> str:
-    return dest.upper() if dest in ("file", "runs", "run_dir") else "--" + dest.replace("_", "-")
+    return dest.upper() if dest in ("file", "files", "runs", "run_dir") else "--" + dest.replace("_", "-")
 
 
 def check_command(args) -> None:

@@ -19,12 +19,15 @@ NUMERIC_KINDS = ("continuous", "time", "binary")
 CODED_KINDS = ("categorical", "id")
 
 
-def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, required: tuple[str, ...] = ()):
+def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, required: tuple[str, ...] = (),
+             text: tuple[str, ...] = ()):
     """Read a CSV into a DataFrame and check it.
 
     ``kinds`` maps columns to covariate kinds: numeric kinds become float64 (a value that is not
     a number, blank or non-finite is an error naming column and row; binary must be 0 or 1);
-    categorical and id columns must have no blank. ``required`` columns must be present.
+    categorical and id columns must have no blank. ``required`` columns must be present. ``text``
+    columns (subject ids) are read as text, never as numbers: ``007`` and ``7`` are two subjects. A
+    column name given twice is an error (pandas would rename the second one).
     """
     import pandas as pd
 
@@ -45,9 +48,14 @@ def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, requi
         if err.start < len(head) - 4:  # not just a character cut at the end of the sample
             raise DataFormatError(f"{path}: is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
     try:
-        frame = pd.read_csv(path, skip_blank_lines=False)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if not twice:
+            frame = pd.read_csv(path, skip_blank_lines=False, dtype={c: str for c in text if c in header} or None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise DataFormatError(f"{path}: not a readable CSV ({(str(err).splitlines() or [''])[0][:120]})") from None
+    if twice:
+        raise DataFormatError(f"{path}: column {twice[0]!r} is named twice in the header; rename one")
     if len(frame) == 0:
         raise DataFormatError(f"{path}: has a header but no rows")
     missing = [c for c in required if c not in frame.columns]

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: sub-modules of lmmvae.cli that register commands, in help order
-_COMMAND_MODULES = ("models", "answers", "data", "report")
+_COMMAND_MODULES = ("models", "answers", "data", "report", "workflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +64,11 @@ PATHS = {
     ("predict",): dict(inputs=("covariates",), outputs=("out",), runs=("run_dir", "run")),
     ("summary",): dict(outputs=("out",), runs=("run_dir",)),
     ("effects",): dict(outputs=("png", "csv"), runs=("run_dir",)),
+    ("contrast",): dict(outputs=("csv",), runs=("run_dir",)),
+    ("contrast",): dict(outputs=("csv",), runs=("run_dir",)),
     ("data", "from-table"): dict(inputs=("table",), outputs=("out",)),
     ("data", "show"): dict(inputs=("file",), outputs=("png",)),
+    ("data", "example"): dict(outputs=("out", "csv")),
     ("report", "aggregate"): dict(inputs=("manifest",), outputs=("out",)),
     ("report", "table"): dict(inputs=("metrics",), outputs=("md", "tex", "html")),
     ("report", "claims"): dict(inputs=("metrics",), outputs=("md",)),
@@ -73,6 +76,7 @@ PATHS = {
     ("report", "trajectories"): dict(inputs=("data", "predictions"), outputs=("png", "pdf")),
     ("report", "grid"): dict(inputs=("data",), outputs=("out",)),
     ("report", "latent-effects"): dict(inputs=("grid", "latent"), outputs=("png", "pdf")),
+    ("workflow", "check-config"): dict(inputs=("files",)),
 }
 #: every other command that writes one --out file (the data generators)
 _DEFAULT_PATHS = dict(outputs=("out",))
@@ -80,7 +84,7 @@ _DEFAULT_PATHS = dict(outputs=("out",))
 
 def _paths(args) -> dict:
     key = tuple(k for k in (args.command, getattr(args, "data_command", None),
-                            getattr(args, "report_command", None)) if k)
+                            getattr(args, "report_command", None), getattr(args, "workflow_command", None)) if k)
     return PATHS.get(key, _DEFAULT_PATHS)
 
 

@@ -55,20 +55,21 @@ def _run(args) -> str:
     return run
 
 
-def _read_covariates(path: str):
+def _read_covariates(path: str, subject: str):
     import pandas as pd
 
     from lmmvae.errors import ConfigError
     from lmmvae.tables import read_csv
 
-    if Path(path).suffix.lower() == ".parquet":
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such file")
-        try:
-            return pd.read_parquet(path)
-        except ImportError:
-            raise ConfigError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give a CSV") from None
-    return read_csv(path)
+    if Path(path).suffix.lower() != ".parquet":
+        return read_csv(path, text=(subject,))  # ids as text: 007 is not 7
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError:
+        raise ConfigError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow); or give a CSV") from None
+    if frame.columns.duplicated().any():
+        raise ConfigError(f"{path}: column {frame.columns[frame.columns.duplicated()][0]!r} is named twice")
+    return frame
 
 
 def _predict(args) -> int:
@@ -77,7 +78,7 @@ def _predict(args) -> int:
 
     run = _run(args)
     fitted = load(run, device=args.device)
-    frame = _read_covariates(args.covariates)
+    frame = _read_covariates(args.covariates, fitted.config.subject)
     arrays: dict = {}
     table = predict_frame(fitted, frame, level=args.level, n_samples=args.samples or N_SAMPLES,
                           where=args.covariates, row=lambda i: f"row {i + 1} (line {i + 2})", arrays=arrays,

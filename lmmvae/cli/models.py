@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lmmvae.cli import argtypes as T
-from lmmvae.atomic import atomic_output, write_text
+from lmmvae.atomic import hdf5_output, write_text
 
 
 def register(subparsers) -> None:
@@ -112,9 +112,7 @@ def _write_json(obj, path: str) -> None:
 
 
 def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
-    import h5py
-
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+    with hdf5_output(path) as f:
         for key, value in arrays.items():
             f.create_dataset(key, data=value, compression="gzip" if value.ndim == 2 and value.size > 4096 else None)
 

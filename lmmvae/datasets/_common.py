@@ -42,9 +42,16 @@ def standardise_on_train(y: np.ndarray, mask: np.ndarray, split: np.ndarray):
     counts = train.sum(axis=0)  # [D]
     sums = np.where(train, y, 0.0).sum(axis=0, dtype=np.float64)
     mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)  # [D]
-    sq = np.where(train, (y - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        sq = np.where(train, (y - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
     var = np.divide(sq, counts - 1, out=np.ones_like(sq), where=counts > 1)
     std = np.sqrt(var)
+    if not np.isfinite(sq).all():  # values near 1e200: squares overflow (std inf: every value -> 0)
+        centred = np.where(train, y - mean, 0.0)  # [N, D], scaled by its largest deviation first
+        scale = np.abs(centred).max(axis=0, initial=0.0)  # [D]
+        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        scaled = np.divide(((centred / scale) ** 2).sum(axis=0), counts - 1, out=np.ones_like(sq), where=counts > 1)
+        std = np.where(np.isfinite(sq), std, np.sqrt(scaled) * scale)
     std[~(std > 1e-12)] = 1.0
     y_std = np.where(observed, (y - mean) / std, 0.0).astype(np.float32)  # [N, D]
     return y_std, mean, std

@@ -65,6 +65,9 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
     where = Where(source, _csv)
     frame = frame.reset_index(drop=True)
     columns = [str(c) for c in frame.columns]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise DataFormatError(f"{source}: column {twice[0]!r} is named twice; rename one")
     frame.columns = columns
     features, covariates = column_names(features, "features"), column_names(covariates, "covariates")
     for role, col in (("subject", subject), ("time", time)):
@@ -133,7 +136,17 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
     if standardise:
         y, mean, std = standardise_on_train(y, mask, split)
         attrs["feature_mean"], attrs["feature_std"] = mean.tolist(), std.tolist()
+    _fits_float32(y, features, where)
     return LongitudinalData(y=y.astype(np.float32), mask=mask, split=split, covariates=covs, attrs=attrs)
+
+
+def _fits_float32(y: np.ndarray, features: list[str], where: Where) -> None:
+    """``y`` [N, D] is stored as float32: a value beyond its range (3.4e38) would become inf."""
+    big = ~(np.abs(y) <= np.finfo(np.float32).max)
+    if big.any():
+        i, j = (int(k[0]) for k in np.nonzero(big))
+        raise where.error(features[j], i, "is beyond the float32 range (3.4e38) the data file stores; "
+                                          "rescale the feature, or keep the default standardisation")
 
 
 def table_split(subject: np.ndarray, time: np.ndarray, validation_fraction: float = 0.2,
@@ -143,6 +156,8 @@ def table_split(subject: np.ndarray, time: np.ndarray, validation_fraction: floa
     or validation at random by row, every subject keeping a training row."""
     check_fraction("--validation-fraction", validation_fraction)
     check_fraction("--test-fraction", test_fraction, low_open=True, high_open=False)
+    if test_after is not None and not (isinstance(test_after, (int, float)) and np.isfinite(test_after)):
+        raise DataFormatError(f"--test-after must be a finite number, got {test_after!r}")
     subject, time = np.asarray(subject, dtype=np.int64), np.asarray(time, dtype=np.float64)
     test_rng, validation_rng = streams(seed, 2)
     split = np.full(len(subject), TRAIN, dtype=np.uint8)
@@ -160,7 +175,7 @@ def from_table(path: str | os.PathLike, subject: str, time: str, features=None, 
                **options) -> LongitudinalData:
     """:func:`read_table` then :func:`from_frame`; errors name the file. For an AnnData file the
     features default to ``X``'s columns (its ``var`` names) and the covariates to ``obs``'s."""
-    frame, default_features = read_table(path)
+    frame, default_features = read_table(path, text=(subject,) if isinstance(subject, str) else ())
     if features is None and default_features is not None:
         features = default_features
     return from_frame(frame, subject=subject, time=time, features=features, covariates=covariates,

@@ -16,11 +16,12 @@ from lmmvae.h5 import DataFormatError, _plain
 TABLE_SUFFIXES = (".csv", ".parquet", ".h5ad")
 
 
-def read_table(path: str | os.PathLike):
+def read_table(path: str | os.PathLike, text: tuple[str, ...] = ()):
     """A CSV, Parquet or AnnData file as a DataFrame: ``(frame, default_features)``.
 
     ``default_features`` are the AnnData file's ``var`` names (its ``X`` columns), ``None`` for
-    CSV and Parquet. One-line errors name the file.
+    CSV and Parquet. ``text`` columns of a CSV (the subject id) are read as text (``007`` is not
+    ``7``). One-line errors name the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -34,7 +35,7 @@ def read_table(path: str | os.PathLike):
     if suffix == ".csv":
         from lmmvae.tables import read_csv
 
-        return read_csv(path), None
+        return read_csv(path, text=text), None
     if suffix == ".parquet":
         return _read_parquet(path), None
     return _read_h5ad(path)
