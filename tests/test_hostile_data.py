@@ -200,3 +200,39 @@ def test_binary_grid_csv_for_the_latent_figure(tmp_path, capsys):
                    "--png", tmp_path / "f.png", "--pdf", tmp_path / "f.pdf"], capsys)
     one_line_error(rc, err, str(grid), "is binary")
     assert not (tmp_path / "f.png").exists()
+
+
+def _h5ad(path: Path, codes=(0, 0), indices=(0,), x_dense=True) -> Path:
+    with h5py.File(path, "w") as f:
+        obs = f.create_group("obs")
+        obs.attrs["_index"] = "_index"
+        obs.create_dataset("_index", data=np.array([b"a", b"b"]))
+        obs.create_dataset("id", data=np.array([1, 2]))
+        obs.create_dataset("t", data=np.array([0.0, 1.0]))
+        cat = obs.create_group("c")
+        cat.create_dataset("categories", data=np.array([b"u"]))
+        cat.create_dataset("codes", data=np.array(codes))
+        var = f.create_group("var")
+        var.attrs["_index"] = "_index"
+        var.create_dataset("_index", data=np.array([b"g"]))
+        if x_dense:
+            f.create_dataset("X", data=np.ones((2, 1)))
+        else:
+            x = f.create_group("X")
+            x.attrs["encoding-type"], x.attrs["shape"] = "csr_matrix", [2, 1]
+            x.create_dataset("data", data=[1.0])
+            x.create_dataset("indices", data=list(indices))
+            x.create_dataset("indptr", data=[0, 1, 1])
+    return path
+
+
+@pytest.mark.parametrize("layout,fragment", [
+    (dict(codes=(0, 7)), "codes need to be between"),
+    (dict(x_dense=False, indices=(5,)), "not a readable AnnData layout"),
+])
+def test_malformed_h5ad_layout_is_one_line(tmp_path, capsys, layout, fragment):
+    path = _h5ad(tmp_path / "t.h5ad", **layout)
+    rc, err = cli(["data", "from-table", "--table", path, "--subject", "id", "--time", "t", "--out",
+                   tmp_path / "o.h5"], capsys)
+    one_line_error(rc, err, str(path), fragment)
+    assert not (tmp_path / "o.h5").exists()

@@ -73,9 +73,16 @@ def _read_h5ad(path: Path):
         for key in ("X", "obs", "var"):
             if key not in f:
                 raise DataFormatError(f"{path}: missing /{key}; an AnnData file has X (features), obs and var")
-        obs = _h5ad_frame(f["obs"], path, "obs")
-        var_names = [str(v) for v in _h5ad_index(f["var"], path, "var")]
-        x = _h5ad_matrix(f["X"], path)
+        try:
+            obs = _h5ad_frame(f["obs"], path, "obs")
+            var_names = [str(v) for v in _h5ad_index(f["var"], path, "var")]
+            x = _h5ad_matrix(f["X"], path)
+        except DataFormatError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError) as err:
+            # a layout this reader does not expect (codes out of range, a dataset where a group belongs, ...)
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
+            raise DataFormatError(f"{path}: not a readable AnnData layout ({type(err).__name__}: {reason})") from None
     if x.shape != (len(obs), len(var_names)):
         raise DataFormatError(f"{path}: /X has shape {x.shape} but obs has {len(obs)} rows and var {len(var_names)} names")
     clash = sorted(set(var_names) & set(obs.columns))
@@ -162,4 +169,5 @@ def _h5ad_matrix(node, path: Path) -> np.ndarray:
 
     cls = scipy.sparse.csr_matrix if encoding == "csr_matrix" else scipy.sparse.csc_matrix
     matrix = cls((node["data"][()], node["indices"][()], node["indptr"][()]), shape=shape)
+    matrix.check_format(full_check=True)  # an index outside the shape: ValueError, not a wrong matrix
     return matrix.toarray().astype(np.float64)
