@@ -4,8 +4,16 @@ other covariates held at reference values (``lmmvae effects RUN --covariate age 
 This is the interpretability argument of the paper made usable: the covariate moves the latent
 mean ``A^T x`` (SPEC 2.1) and the decoder shows what that does in data space — features for tabular
 data, images for image data. Each grid row is predicted from covariates alone, as
-:func:`lmmvae.intervals.predict_frame` does: the predictive mean (SPEC 2.4) and a predictive
-interval (latent uncertainty and the likelihood's noise).
+:func:`lmmvae.intervals.predict_frame` does: the predicted mean (SPEC 2.4) with two bands,
+
+* the **band of the mean**: the distribution of ``E[y | g(z)]`` over ``z ~ p(z | x*, train)``, each
+  latent draw decoded to the likelihood's mean, no observation noise (latent uncertainty only);
+* the **predictive band**: latent uncertainty *and* the likelihood's noise (where one new
+  observation falls).
+
+Whether a covariate *matters* is a question about the difference of means with its own interval:
+:mod:`lmmvae.contrast` (two bands that overlap do not say the difference is uncertain). Classical
+rows: the band of the fixed-effect mean (from the covariance of ``β̂``) and the Gaussian predictive.
 
 Reference values (**choice**, as an LMM's "typical subject"): a continuous or time covariate at
 its training mean, a binary one at 0 (its first level), a categorical one at its reference level
@@ -72,25 +80,26 @@ def interaction_partners(fitted, covariate: str) -> list[str]:
     return sorted(p for p in partners if p in fitted.train_covariates and fitted.train_covariates[p].kind == "binary")
 
 
-def _held_value(fitted, name: str, text):
-    """A value given as ``--at name=text``, checked against the covariate's kind and levels."""
+def _held_value(fitted, name: str, text, where: str | None = None):
+    """A value given as ``--at name=text`` (or as a contrast's level: ``where``), checked against the
+    covariate's kind and levels."""
     from lmmvae.levels import match_levels
 
+    where = where or f"at {name}={text}"
     cov = fitted.train_covariates[name]
     if cov.levels is not None:
         if cov.kind != "id" and match_levels([text], list(cov.levels))[0] < 0:
-            raise ConfigError(f"at {name}={text}: not a training level of {name} "
+            raise ConfigError(f"{where}: not a training level of {name} "
                               f"(levels: {', '.join(map(str, _train_levels(cov)))})")
         return text
     try:
         return float(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"at {name}={text}: {name} is {cov.kind}, give a number") from None
+        raise ConfigError(f"{where}: {name} is {cov.kind}, give a number") from None
 
 
-def effect_grid(fitted, covariate: str, n_points: int = 25, at: dict | None = None) -> pd.DataFrame:
-    """Covariate rows: ``covariate`` along its grid, every other covariate at its reference value
-    (binary interaction partners at 1: :func:`interaction_partners`), or at the value ``at`` gives."""
+def check_covariate(fitted, covariate: str):
+    """The training covariate ``covariate`` of the design (a one-line ConfigError otherwise)."""
     from lmmvae.intervals import needed_columns
 
     used = needed_columns(fitted)
@@ -100,12 +109,13 @@ def effect_grid(fitted, covariate: str, n_points: int = 25, at: dict | None = No
     cov = fitted.train_covariates[covariate]
     if cov.kind == "id":
         raise ConfigError(f"{covariate!r} is the subject id: its effect is a random effect, not a covariate effect")
-    if cov.levels is not None or cov.kind in ("categorical", "binary"):
-        values = _train_levels(cov)
-    else:
-        if n_points < 2:
-            raise ConfigError(f"the grid needs at least 2 points (got {n_points})")
-        values = np.linspace(float(np.min(cov.values)), float(np.max(cov.values)), n_points)
+    return cov
+
+
+def held_values(fitted, covariate: str, at: dict | None = None) -> dict:
+    """Every other covariate where the effect of ``covariate`` is read: its reference value
+    (:func:`reference_values`), a binary interaction partner at 1 (:func:`interaction_partners`),
+    or the value ``at`` gives. ``effects`` and ``contrast`` read effects at the same values."""
     reference = reference_values(fitted)
     for partner in interaction_partners(fitted, covariate):
         levels = _train_levels(fitted.train_covariates[partner])
@@ -115,21 +125,36 @@ def effect_grid(fitted, covariate: str, n_points: int = 25, at: dict | None = No
             raise ConfigError(f"at {name}=…: not another covariate of the design "
                               f"(covariates: {', '.join(c for c in reference if c != covariate)})")
         reference[name] = _held_value(fitted, name, value)
-    grid = pd.DataFrame({name: [value] * len(values) for name, value in reference.items()})
-    grid[covariate] = list(values)
-    return grid[[covariate] + [c for c in grid.columns if c != covariate]]
+    reference.pop(covariate, None)
+    return reference
+
+
+def effect_grid(fitted, covariate: str, n_points: int = 25, at: dict | None = None) -> pd.DataFrame:
+    """Covariate rows: ``covariate`` along its grid, every other covariate at its reference value
+    (binary interaction partners at 1: :func:`interaction_partners`), or at the value ``at`` gives."""
+    cov = check_covariate(fitted, covariate)
+    if cov.levels is not None or cov.kind in ("categorical", "binary"):
+        values = _train_levels(cov)
+    else:
+        if n_points < 2:
+            raise ConfigError(f"the grid needs at least 2 points (got {n_points})")
+        values = np.linspace(float(np.min(cov.values)), float(np.max(cov.values)), n_points)
+    reference = held_values(fitted, covariate, at)
+    return pd.DataFrame({covariate: list(values), **{name: [value] * len(values) for name, value in reference.items()}})
 
 
 def covariate_effect(fitted, covariate: str, n_points: int = 25, level: float = 0.9,
                      at: dict | None = None) -> pd.DataFrame:
-    """The grid of :func:`effect_grid` with each feature's predictive mean and interval
-    (``F_mean``, ``F_lower``, ``F_upper``: :func:`lmmvae.intervals.predict_frame`)."""
+    """The grid of :func:`effect_grid` with, per feature, the predictive mean ``F_mean``, the
+    ``level`` band of the mean ``F_mean_lower``, ``F_mean_upper`` (latent uncertainty only; classical
+    rows: the fixed-effect mean's, NaN if the run has none) and the predictive band ``F_lower``,
+    ``F_upper`` (latent uncertainty and the likelihood's noise): :func:`lmmvae.intervals.predict_frame`."""
     from lmmvae.intervals import predict_frame
 
     grid = effect_grid(fitted, covariate, n_points, at)
     with warnings.catch_warnings():  # the population subject is unseen on purpose
         warnings.filterwarnings("ignore", message=r".*not seen in training.*")
-        return predict_frame(fitted, grid, level=level, where=f"effect of {covariate}")
+        return predict_frame(fitted, grid, level=level, where=f"effect of {covariate}", mean_band=True)
 
 
 def _image(row: np.ndarray, shape) -> np.ndarray:
@@ -144,27 +169,99 @@ def _label(value) -> str:
     return f"{value:.3g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
+#: category labels longer than this are wrapped; more categories than ``ROTATE_OVER`` are rotated
+WRAP_AT, ROTATE_OVER = 12, 3
+
+
+def _category_ticks(ax, labels: list[str]) -> None:
+    """Category labels that do not overlap: long ones wrapped onto lines, many rotated 40°."""
+    import textwrap
+
+    wrapped = ["\n".join(textwrap.wrap(text, WRAP_AT, break_long_words=True)) or text for text in labels]
+    rotate = len(labels) > ROTATE_OVER or sum(len(t) for t in labels) > 24
+    ax.set_xticks(np.arange(len(labels)), wrapped, fontsize=6 if rotate else 7,
+                  rotation=40 if rotate else 0, ha="right" if rotate else "center",
+                  rotation_mode="anchor" if rotate else "default")
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+
+
+def band_labels(fitted, level: float, has_mean_band: bool) -> tuple[str, str]:
+    """Legend texts of the two bands: (band of the mean, predictive band), saying what each holds."""
+    share = f"{level:.0%}"
+    if getattr(fitted, "classical", False):
+        if fitted.config.variant == "mean":
+            mean = f"{share} band of the mean (its standard error)"
+            pred = f"{share} predictive band (the entries' variance)"
+        else:
+            mean = f"{share} band of the fixed-effect mean (Cov of the fixed effects)"
+            pred = f"{share} predictive band (random effect + residual noise)"
+        return (mean if has_mean_band else "no band of the mean (this run stores no Cov of the fixed effects)"), pred
+    return (f"{share} band of the mean (latent uncertainty, no noise)",
+            f"{share} predictive band (latent uncertainty + likelihood noise)")
+
+
+def _draw_panel(ax, table, f: str, x: list, categorical: bool) -> None:
+    """One feature: the mean, its band (dark) inside the predictive band (light)."""
+    mean, mlo, mhi, lo, hi = (table[f"{f}{s}"].to_numpy(dtype=float)
+                              for s in ("_mean", "_mean_lower", "_mean_upper", "_lower", "_upper"))
+    if categorical:
+        positions = np.arange(len(x))
+        ax.errorbar(positions, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="tab:blue", alpha=0.35,
+                    elinewidth=1, capsize=4)
+        if np.isfinite(mlo).any():
+            ax.errorbar(positions, mean, yerr=[mean - mlo, mhi - mean], fmt="none", ecolor="tab:blue",
+                        elinewidth=3.5, capsize=0)
+        ax.plot(positions, mean, "o", color="tab:blue", markersize=4)
+        _category_ticks(ax, [_label(v) for v in x])
+    else:
+        positions = np.asarray(x, dtype=float)
+        ax.fill_between(positions, lo, hi, color="tab:blue", alpha=0.15, linewidth=0)
+        if np.isfinite(mlo).any():
+            ax.fill_between(positions, mlo, mhi, color="tab:blue", alpha=0.4, linewidth=0)
+        ax.plot(positions, mean, color="tab:blue")
+
+
+def _legend(fig, fitted, table, level: float, categorical: bool) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    has_band = np.isfinite(table[[c for c in table.columns if str(c).endswith("_mean_lower")]].to_numpy(float)).any()
+    mean_text, pred_text = band_labels(fitted, level, has_band)
+    if categorical:
+        handles = [Line2D([], [], color="tab:blue", marker="o", linestyle="none", label="predicted mean"),
+                   Line2D([], [], color="tab:blue", linewidth=3.5, label=mean_text),
+                   Line2D([], [], color="tab:blue", alpha=0.35, linewidth=1, label=pred_text)]
+    else:
+        handles = [Line2D([], [], color="tab:blue", label="predicted mean"),
+                   Patch(color="tab:blue", alpha=0.4, label=mean_text),
+                   Patch(color="tab:blue", alpha=0.15, label=pred_text)]
+    if not has_band:
+        handles[1] = Line2D([], [], linestyle="none", label=mean_text)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
 def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | None = None,
                 level: float = 0.9, features: list[str] | None = None, at: dict | None = None) -> pd.DataFrame:
     """Draw the decoded effect of ``covariate`` to ``png``; returns the table drawn.
 
     Tabular data: one panel per feature (``features``, else the ``MAX_PANELS`` the covariate moves
-    most), the predictive mean as a line with its ``level`` interval as a band (points with error
-    bars for a categorical covariate). Images: the predictive-mean image at each grid value."""
+    most), the predicted mean with the band of the mean (dark) inside the predictive band (light),
+    both at ``level`` (:func:`covariate_effect`); points with two error bars for a categorical
+    covariate. Images: the predicted-mean image at each grid value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lmmvae.intervals import feature_names
+    from lmmvae.intervals import feature_names, table_scale
     from lmmvae.reporting.figures import save
 
     image_shape = fitted.info.get("image_shape")
     n_points = n_points or (8 if image_shape else 25)
     table = covariate_effect(fitted, covariate, n_points, level, at)
     names = feature_names(fitted)
-    reference = {k: table[k].iloc[0] for k in reference_values(fitted) if k != covariate}  # as held in the grid
-    held = ", ".join(f"{k} = {_label(v)}" for k, v in reference.items()) or "none"
+    held = ", ".join(f"{k} = {_label(table[k].iloc[0])}" for k in table.columns
+                     if k != covariate and k in reference_values(fitted)) or "none"
     x = table[covariate].tolist()
     categorical = not all(isinstance(v, (int, float, np.integer, np.floating)) for v in x) or len(x) <= 3
     if image_shape:
@@ -177,53 +274,37 @@ def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | 
         axes[0, 0].set_ylabel(covariate, fontsize=8)
         fig.suptitle(f"Decoded effect of {covariate} (value above each image): the predicted mean image\n"
                      f"others held at {held}", fontsize=8, y=1.08)
-    else:
-        if features:
-            unknown = [f for f in features if f not in names]
-            if unknown:
-                raise ConfigError(f"unknown feature(s) {', '.join(unknown)}; the model's features: "
-                                  f"{', '.join(names[:20])}{', …' if len(names) > 20 else ''}")
-            chosen = list(features)
-        else:
-            spread = [np.ptp(table[f"{f}_mean"].to_numpy()) for f in names]
-            chosen = [names[i] for i in sorted(np.argsort(spread)[::-1][:MAX_PANELS])]
-        n_cols = min(4, len(chosen))
-        n_rows = -(-len(chosen) // n_cols)
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.1 * n_rows + 0.6), squeeze=False)
-        positions = np.arange(len(x)) if categorical else np.asarray(x, dtype=float)
-        for ax, f in zip(axes.flat, chosen):
-            mean, lo, hi = (table[f"{f}{s}"].to_numpy() for s in ("_mean", "_lower", "_upper"))
-            if categorical:
-                ax.errorbar(positions, mean, yerr=[mean - lo, hi - mean], fmt="o", color="tab:blue",
-                            ecolor="tab:blue", capsize=3)
-                ax.set_xticks(positions, [_label(v) for v in x], fontsize=7)
-                ax.set_xlim(-0.5, len(x) - 0.5)
-            else:
-                ax.fill_between(positions, lo, hi, color="tab:blue", alpha=0.2, linewidth=0)
-                ax.plot(positions, mean, color="tab:blue")
-            ax.set_title(f, fontsize=8)
-            ax.set_xlabel(covariate, fontsize=7)
-            ax.tick_params(labelsize=7)
-        for ax in list(axes.flat)[len(chosen):]:
-            ax.set_visible(False)
-        from lmmvae.intervals import table_scale
-
-        units = "table units" if table_scale(fitted) is not None else "stored scale"
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"value ({units})", fontsize=7)
-        from matplotlib.patches import Patch
-        from matplotlib.lines import Line2D
-
-        interval = f"{level:.0%} predictive interval (latent + noise)"
-        if categorical:
-            handles = [Line2D([], [], color="tab:blue", marker="o", linestyle="none", label="predictive mean"),
-                       Line2D([], [], color="tab:blue", marker="|", markersize=12, linestyle="none", label=interval)]
-        else:
-            handles = [Line2D([], [], color="tab:blue", label="predictive mean"),
-                       Patch(color="tab:blue", alpha=0.2, label=interval)]
-        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
-        fig.suptitle(f"Decoded effect of {covariate} on each feature; others held at {held}", fontsize=9)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        save(fig, Path(png))
+        return table
+    chosen = _chosen_features(table, names, features)
+    n_cols = min(4, len(chosen))
+    n_rows = -(-len(chosen) // n_cols)
+    tall = 0.5 if categorical and (len(x) > ROTATE_OVER or sum(len(_label(v)) for v in x) > 24) else 0.0
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.8 * n_cols, (2.2 + tall) * n_rows + 0.9), squeeze=False)
+    for ax, f in zip(axes.flat, chosen):
+        _draw_panel(ax, table, f, x, categorical)
+        ax.set_title(f, fontsize=8)
+        ax.set_xlabel(covariate, fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.set_visible(False)
+    units = "table units" if table_scale(fitted) is not None else "stored scale"
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"value ({units})", fontsize=7)
+    _legend(fig, fitted, table, level, categorical)
+    fig.suptitle(f"Decoded effect of {covariate} on each feature; others held at {held}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 + 0.1 / n_rows, 1, 1))
     save(fig, Path(png))
     return table
+
+
+def _chosen_features(table, names: list[str], features: list[str] | None) -> list[str]:
+    """``features`` (checked), else the ``MAX_PANELS`` features whose mean moves most along the grid."""
+    if features:
+        unknown = [f for f in features if f not in names]
+        if unknown:
+            raise ConfigError(f"unknown feature(s) {', '.join(unknown)}; the model's features: "
+                              f"{', '.join(names[:20])}{', …' if len(names) > 20 else ''}")
+        return list(features)
+    spread = [np.ptp(table[f"{f}_mean"].to_numpy()) for f in names]
+    return [names[i] for i in sorted(np.argsort(spread)[::-1][:MAX_PANELS])]

@@ -151,6 +151,10 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
     ``y_pred`` (its mean, SPEC 2.4; the plug-in decoding if the run's config says ``prediction:
     plugin``), ``y_lower``, ``y_upper`` [N, D], and the latent predictive ``z_mean``, ``z_var`` [N, L].
 
+    Also the **band of the mean** ``mean_lower``, ``mean_upper`` [N, D]: the ``level`` quantiles of
+    ``E[y | g(z^(s))]`` over the same latent draws, without the likelihood's noise (latent
+    uncertainty only: what a covariate does to the mean, not to one new observation).
+
     The standard-normal draws behind ``z^(s)`` and ``y^(s)`` are drawn once, from a generator seeded
     with the run's seed, and shared by all rows (common random numbers): the table does not depend
     on how rows are chunked, and a grid of covariates gives smooth curves (each row's draws are
@@ -168,7 +172,8 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
     noise = torch.randn((n_samples, 1, d), generator=generator).to(tensors.device)  # [S, 1, D]
     plugin = fitted.config.prediction == "plugin"
     chunk = max(1, MAX_DRAWS // (n_samples * max(d, 1)))
-    out: dict[str, list] = {"y_pred": [], "y_lower": [], "y_upper": [], "z_mean": [], "z_var": []}
+    out: dict[str, list] = {"y_pred": [], "y_lower": [], "y_upper": [], "z_mean": [], "z_var": [],
+                            "mean_lower": [], "mean_upper": []}
     with torch.no_grad():
         for start in Progress(range(0, n, chunk), desc="lmmvae: predictive intervals", unit="batches", delay=2.0):
             batch = tensors.batch(rows[start:start + chunk])
@@ -177,9 +182,12 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
             params = model.decode(z, batch)  # [S, B, D]
             y = sample_observations(model.likelihood, params, noise.to(params.dtype))  # [S, B, D]
             lower, upper = _quantiles(y, probs)
-            mean = model.likelihood.mean(model.decode(dist.mean, batch)) if plugin else model.likelihood.mean(params).mean(0)
+            means = model.likelihood.mean(params)  # [S, B, D]: E[y | g(z^(s))], no observation noise
+            mean_lower, mean_upper = _quantiles(means, probs)
+            mean = model.likelihood.mean(model.decode(dist.mean, batch)) if plugin else means.mean(0)
             for key, value in (("y_pred", mean), ("y_lower", lower), ("y_upper", upper),
-                               ("z_mean", dist.mean), ("z_var", dist.variance)):
+                               ("z_mean", dist.mean), ("z_var", dist.variance),
+                               ("mean_lower", mean_lower), ("mean_upper", mean_upper)):
                 out[key].append(value.cpu().numpy())
     widths = {"z_mean": n_latent, "z_var": n_latent}
     return {k: np.concatenate(v) if v else np.zeros((0, widths.get(k, d)), np.float32) for k, v in out.items()}
@@ -187,7 +195,7 @@ def predictive(fitted, clean, level: float, n_samples: int = N_SAMPLES) -> dict[
 
 def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES, where: str = "covariates",
                   row: Callable[[int], str] = _default_row, arrays: dict | None = None, table_units: bool = True,
-                  intervals: bool = True):
+                  intervals: bool = True, mean_band: bool = False):
     """``frame`` followed by ``F_mean, F_lower, F_upper`` per feature (module docstring), with
     ``frame``'s index. ``arrays``, if given, receives ``y_pred``, ``y_lower``, ``y_upper`` [N, D] and the
     prediction's other arrays (``z_mean``, ``z_var``; ``y_var`` for classical rows).
@@ -197,7 +205,12 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     (``y * std + mean``; ``y_var`` times ``std²``); otherwise on the scale the data were stored in.
 
     ``intervals=False``: ``F_mean`` only, from ``fitted.predict_arrays`` (its ``nll_samples`` draws), for callers
-    that want means and latents fast (the workflow's latent figures)."""
+    that want means and latents fast (the workflow's latent figures).
+
+    ``mean_band=True`` (``lmmvae effects``): also ``F_mean_lower``, ``F_mean_upper`` after ``F_mean``, the
+    ``level`` band of the mean (latent uncertainty only, :func:`predictive`; classical rows: the
+    fixed-effect mean's normal band, :func:`lmmvae.contrast.classical_mean_band`, NaN where the run
+    stores no covariance of the fixed effects)."""
     import pandas as pd
 
     if not 0.0 < float(level) < 1.0:
@@ -220,12 +233,18 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
         half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(pred["y_var"])
         pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)
+        if mean_band:
+            from lmmvae.contrast import classical_mean_band
+
+            pred["mean_lower"], pred["mean_upper"] = classical_mean_band(fitted, clean, level)
     else:
         pred = predictive(fitted, clean, level, n_samples)
+    if not (mean_band and intervals):
+        pred.pop("mean_lower", None), pred.pop("mean_upper", None)
     scale = table_scale(fitted) if table_units else None
     if scale is not None:  # a positive affine map: means and quantiles map alike
         mean_d, std_d = scale
-        for key in ("y_pred", "y_lower", "y_upper"):
+        for key in ("y_pred", "y_lower", "y_upper", "mean_lower", "mean_upper"):
             if key in pred:
                 pred[key] = pred[key] * std_d + mean_d
         if "y_var" in pred:
@@ -234,7 +253,10 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
         arrays.update(pred)
     suffixes = SUFFIXES if intervals else SUFFIXES[:1]
     parts = [pred["y_pred"], pred["y_lower"], pred["y_upper"]] if intervals else [pred["y_pred"]]
-    block = np.stack(parts, axis=2).reshape(len(frame), -1)  # [N, 3D]: F_mean, F_lower, F_upper, …
+    if "mean_lower" in pred:
+        suffixes = ("_mean", "_mean_lower", "_mean_upper", "_lower", "_upper")
+        parts = [pred["y_pred"], pred["mean_lower"], pred["mean_upper"], pred["y_lower"], pred["y_upper"]]
+    block = np.stack(parts, axis=2).reshape(len(frame), -1)  # [N, kD]: F_mean, (F_mean_lower, F_mean_upper,) F_lower, F_upper, …
     columns = [f + s for f in names for s in suffixes]
     out = pd.DataFrame(block, index=frame.index, columns=columns)
     return pd.concat([frame, out], axis=1)
