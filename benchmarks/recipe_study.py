@@ -277,6 +277,23 @@ def study_datasets(spec: dict, args) -> dict[str, dict]:
     return out
 
 
+def previous_rows(runs_csv: Path) -> list[dict]:
+    """The rows of an earlier (interrupted) study's ``runs.csv``, numbers parsed; none if absent."""
+    import csv
+
+    if not runs_csv.exists():
+        return []
+    with open(runs_csv) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("val_mse", "seconds", "val_loss"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+        for key in ("best_epoch", "epochs_run", "max_epochs", "seed"):
+            row[key] = int(row[key]) if row.get(key) not in (None, "") else None
+        row["stopped_early"] = row.get("stopped_early") == "True"
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default=str(DEFAULT_GRID), help=f"grid YAML (default: {DEFAULT_GRID}); 'none' for none")
@@ -296,6 +313,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--from-runs", default=None, nargs="+", metavar="RUNS_CSV",
                         help="no training: rebuild the table from previous studies' runs.csv (several: merged)")
     parser.add_argument("--datasets", nargs="+", default=None, help="data sets of the YAML's datasets: to run (default: all)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs of OUT/runs.csv and train only the plan's runs missing there")
     parser.add_argument("--no-defaults", action="store_true",
                         help="skip the defaults point (its runs come from another runs.csv, merged by --from-runs)")
     args = parser.parse_args(argv)
@@ -328,8 +347,11 @@ def main(argv=None) -> list[dict]:
                     seen[key] = label(overrides)
                     plan += [(seed, dname, model, overrides, settings) for seed in seeds]
     plan.sort(key=lambda item: seeds.index(item[0]))  # stable: seed-major, then data set, model, point
-    loaded, rows = {}, []
+    loaded, rows = {}, previous_rows(out / "runs.csv") if args.resume else []
+    done = {(r["dataset"], r["model"], r["setting"], int(r["seed"])) for r in rows}
     for seed, dname, model, overrides, settings in plan:
+        if (dname, model, label(overrides), seed) in done:
+            continue
         if dname not in loaded:
             ds = datasets[dname]
             loaded[dname] = load_data(ds["data"], ds["simulate"] if ds["data"] == "simulated" else None)
@@ -377,24 +399,15 @@ def rebuild(runs_csvs: list[Path], args) -> list[dict]:
     split over processes by ``--datasets``); the header lines are kept from each study's ``table.md``
     next to it when there is one. Rows with a ``dataset`` column of more than one data set get the
     per-data-set table and the verdict (rule from ``--grid``)."""
-    import csv
-
     rows, headers, notes = [], [], []
     for runs_csv in runs_csvs:
         if not runs_csv.exists():
             raise ConfigError(f"{runs_csv}: no such runs file")
-        with open(runs_csv) as f:
-            rows += list(csv.DictReader(f))
+        rows += previous_rows(runs_csv)
         previous = runs_csv.with_name("table.md")
         parts = previous.read_text().split("\n\n") if previous.exists() else []
         headers += [parts[0]] if parts and parts[0].startswith("_Command") else []
         notes += [part for part in parts[2:] if part.startswith("Not trained")]
-    for row in rows:
-        for key in ("val_mse", "seconds", "val_loss"):
-            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
-        for key in ("best_epoch", "epochs_run", "max_epochs", "seed"):
-            row[key] = int(row[key]) if row.get(key) not in (None, "") else None
-        row["stopped_early"] = row.get("stopped_early") == "True"
     datasets = list(dict.fromkeys(r.get("dataset") for r in rows if r.get("dataset")))
     if len(datasets) > 1:
         from benchmarks import recipe_verdict
