@@ -153,6 +153,16 @@ class LMMVAE:
             return plot_effect(self, covariate, png, n_points=n_points, level=level, at=at)
         return covariate_effect(self, covariate, n_points=n_points or 25, level=level, at=at)
 
+    def contrast(self, covariate: str, levels, at: dict | None = None, level: float = 0.9, n_samples: int = 500,
+                 data=None, uncertainty: str = "collapsed"):
+        """The decoded difference of the mean, per feature, ``levels[1]`` minus ``levels[0]`` of ``covariate``
+        (others held as :meth:`effect` holds them), with a ``level`` interval over the uncertainty of ``A``
+        (``data``: the training data, else the run's recorded file): a DataFrame ``feature, difference,
+        lower, upper, sd`` (:func:`lmmvae.contrast.contrast`)."""
+        from lmmvae.contrast import contrast
+        return contrast(self, covariate, levels, at=at, level=level, n_samples=n_samples, data=data,
+                        uncertainty=uncertainty)
+
     @property
     def history(self):
         """The run's ``history.csv`` as a DataFrame (one row per epoch)."""

@@ -65,7 +65,6 @@ PATHS = {
     ("summary",): dict(outputs=("out",), runs=("run_dir",)),
     ("effects",): dict(outputs=("png", "csv"), runs=("run_dir",)),
     ("contrast",): dict(outputs=("csv",), runs=("run_dir",)),
-    ("contrast",): dict(outputs=("csv",), runs=("run_dir",)),
     ("data", "from-table"): dict(inputs=("table",), outputs=("out",)),
     ("data", "show"): dict(inputs=("file",), outputs=("png",)),
     ("data", "example"): dict(outputs=("out", "csv")),

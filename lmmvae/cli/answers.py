@@ -1,4 +1,4 @@
-"""`lmmvae predict | summary | effects`: answers from a finished run, as tables and figures."""
+"""`lmmvae predict | summary | effects | contrast`: answers from a finished run, as tables and figures."""
 
 from __future__ import annotations
 
@@ -35,13 +35,30 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN", help="run directory")
     p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. age")
     p.add_argument("--png", required=True, help="figure to write")
-    p.add_argument("--csv", default=None, help="also write the grid with F_mean, F_lower, F_upper per feature")
+    p.add_argument("--csv", default=None, help="also write the grid with, per feature F, F_mean, the band of the mean "
+                                               "F_mean_lower, F_mean_upper and the predictive band F_lower, F_upper")
     p.add_argument("--points", type=T.POINTS, default=None, help="grid points of a continuous covariate (default 25; images 8)")
     p.add_argument("--features", default=None, help="comma-separated features to draw (default: the 12 it moves most)")
-    p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of the predictive band (default 0.9)")
+    p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of both bands (default 0.9)")
     p.add_argument("--at", action="append", default=[], metavar="COL=VALUE",
                    help="hold another covariate at VALUE instead of its reference (repeatable)")
     p.set_defaults(handler=_effects)
+    _register_contrast(subparsers)
+
+
+def _register_contrast(subparsers) -> None:
+    p = subparsers.add_parser("contrast", help="difference of the mean between two values of one covariate, "
+                                               "per feature, with an interval")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. arm")
+    p.add_argument("--levels", required=True, metavar="FROM,TO",
+                   help="two values of the covariate: the difference is TO minus FROM (e.g. placebo,high or 40,60)")
+    p.add_argument("--at", action="append", default=[], metavar="COL=VALUE",
+                   help="hold another covariate at VALUE instead of its reference, as effects does (repeatable)")
+    p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of the interval (default 0.9)")
+    p.add_argument("--samples", type=T.SAMPLES, default=500, help="draws of A ~ q(A) (default 500)")
+    p.add_argument("--csv", default=None, help="also write feature, difference, lower, upper, sd")
+    p.set_defaults(handler=_contrast)
 
 
 def _run(args) -> str:
@@ -124,4 +141,27 @@ def _effects(args) -> int:
     if args.csv:
         write_frame(table, args.csv)
     print(f"lmmvae: effect of {args.covariate} ({len(table)} grid points) -> {args.png}")
+    return 0
+
+
+def _contrast(args) -> int:
+    from lmmvae.api import load
+    from lmmvae.contrast import contrast, describe
+    from lmmvae.errors import ConfigError
+    from lmmvae.intervals import write_frame
+
+    at = {}
+    for item in args.at:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
+        at[name.strip()] = value.strip()
+    levels = [v.strip() for v in args.levels.split(",")]
+    if len(levels) != 2 or not all(levels):
+        raise ConfigError(f"--levels {args.levels!r}: expected two values FROM,TO, e.g. --levels placebo,high")
+    table = contrast(load(args.run_dir), args.covariate, levels, at=at, level=args.level, n_samples=args.samples)
+    print(describe(table))
+    if args.csv:
+        write_frame(table, args.csv)
+        print(f"lmmvae: contrast of {args.covariate} -> {args.csv}")
     return 0
