@@ -264,3 +264,24 @@ def test_mse_mc_error_matches_the_spread_over_seeds():
     actual = math.sqrt(np.mean(np.square(errors)))
     assert 0.6 < np.mean(reported) / actual < 1.6, (np.mean(reported), actual)
     assert np.mean(errors) > 0  # MC noise adds to the squared error: a bias, not only a spread
+
+
+def test_tables_show_the_nll_with_its_monte_carlo_error():
+    """SPEC 6: an estimated NLL carries ``(MC ± sqrt(Σ se_s²)/n)``; an exact one (no ``_se`` rows) none."""
+    import pandas as pd
+
+    from lmmvae.reporting.tables import build_table, to_markdown
+
+    rows = []
+    for model, value, se in (("olmm", 5.0, 0.03), ("olmm", 5.4, 0.04), ("mixedlm", 6.0, None), ("mixedlm", 6.2, None)):
+        seed = len([r for r in rows if r["model"] == model and r["metric"] == "nll_test"])
+        common = dict(dataset="d", model=model, base_model=model, label=model, sweep_value=None, seed=seed,
+                      seed_b=pd.NA)
+        rows.append({**common, "metric": "nll_test", "value": value})
+        if se is not None:
+            rows.append({**common, "metric": "nll_test_se", "value": se})
+    table = build_table(pd.DataFrame(rows), {"dataset": "d", "models": ["olmm", "mixedlm"],
+                                             "metrics": {"nll_test": "Test NLL"}})
+    assert table.cells[0][0].mc_se == pytest.approx(math.sqrt(0.03**2 + 0.04**2) / 2)
+    text = to_markdown(table)
+    assert "5.20 ± 0.28 (MC ± 0.03)" in text and "6.10 ± 0.14 |" in text

@@ -14,6 +14,10 @@ When the metrics table says how the runs' training ended (``stopped_early``, wri
 row, the runs that early stopping ended before the epoch budget (converged) out of all its runs
 (all seeds and sweep values), e.g. ``2/2``; the caption gives the totals: stopped early vs hit the
 budget. Classical rows (mixedlm, mean) have no epochs: "–", and are not counted.
+
+An estimated NLL (neural rows) shows its Monte Carlo standard error after the spread over seeds,
+``12.3 ± 0.4 (MC ± 0.02)``, from the runs' ``nll_test_se`` (SPEC 6); exact NLLs (classical rows)
+show none.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Cell:
     std: float
     n: int  # number of seeds (or seed pairs) behind the mean
     bold: bool = False
+    mc_se: float | None = None  # Monte Carlo standard error of the mean (the NLL's, SPEC 6); None: exact
 
 
 @dataclass
@@ -55,8 +60,8 @@ class Table:
 
 def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """Mean, std (ddof=1) and count per model x metric of the spec's dataset and models."""
-    rows = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(spec["models"])]
-    rows = rows[rows["metric"].isin(list(spec["metrics"]))]
+    rows_all = frame[(frame["dataset"] == spec["dataset"]) & frame["model"].isin(spec["models"])]
+    rows = rows_all[rows_all["metric"].isin(list(spec["metrics"]))]
     out = []
     for (model, metric), group in rows.groupby(["model", "metric"], sort=False):
         values = group["value"].to_numpy(dtype=float)
@@ -65,6 +70,7 @@ def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
             continue
         mean, std = mean_std(values)
         first = group.iloc[0]
+        mc_se = _mc_se(rows_all, model, metric)
         out.append(
             {
                 "model": model,
@@ -75,10 +81,25 @@ def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 "mean": mean,
                 "std": std,
                 "n": int(values.size),
+                "mc_se": mc_se,
             }
         )
     return pd.DataFrame(out, columns=["model", "base_model", "label", "sweep_value", "metric",
-                                      "mean", "std", "n"])
+                                      "mean", "std", "n", "mc_se"])
+
+
+#: metrics whose runs also report a Monte Carlo standard error, as metric ``<name>_se`` (SPEC 6)
+MC_ERRORS = {"nll_test": "nll_test_se"}
+
+
+def _mc_se(rows: pd.DataFrame, model: str, metric: str) -> float | None:
+    """Monte Carlo standard error of the mean over seeds, ``sqrt(Σ se_s²) / n``, from the runs'
+    ``<metric>_se`` rows; None when the runs report none (classical rows are exact)."""
+    if metric not in MC_ERRORS:
+        return None
+    se = rows[(rows["model"] == model) & (rows["metric"] == MC_ERRORS[metric])]["value"].to_numpy(dtype=float)
+    se = se[np.isfinite(se)]
+    return float(np.sqrt(np.sum(se**2)) / se.size) if se.size else None
 
 
 def build_table(frame: pd.DataFrame, spec: dict) -> Table:
@@ -111,7 +132,8 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
         for i, base in enumerate(bases):
             hit = lookup.get((base, value, metric)) or lookup.get((base, None, metric))
             if hit is not None:
-                cells[i][j] = Cell(hit.mean, hit.std, hit.n)
+                mc_se = hit.mc_se if _is_set(hit.mc_se) else None
+                cells[i][j] = Cell(hit.mean, hit.std, hit.n, mc_se=mc_se)
         present_rows = [i for i in range(len(bases)) if cells[i][j] is not None]
         if present_rows:
             flags = bold_best(
@@ -191,6 +213,8 @@ def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
     text = f"{cell.mean:.{decimals}f}"
     if cell.n > 1:
         text += f" {pm} {cell.std:.{decimals}f}"
+    if cell.mc_se is not None:  # the Monte Carlo error of the estimate itself (NLL, SPEC 6)
+        text += f" (MC {pm} {cell.mc_se:.{max(decimals, _decimals([cell.mc_se], 1))}f})"
     return text
 
 
@@ -217,7 +241,12 @@ def to_markdown(table: Table) -> str:
 def _caption_note(table: Table) -> str:
     """The caption after the title, shared by the Markdown and HTML tables."""
     note = f"; {_training_note(table)}" if table.training is not None else ""
-    return f"mean ± std over {_seeds(table.n_seeds)}; bold: within one std of the best{note}"
+    mc = "; MC ±: Monte Carlo standard error of an estimated NLL" if _has_mc(table) else ""
+    return f"mean ± std over {_seeds(table.n_seeds)}; bold: within one std of the best{mc}{note}"
+
+
+def _has_mc(table: Table) -> bool:
+    return any(c is not None and c.mc_se is not None for row in table.cells for c in row)
 
 
 def to_html(table: Table) -> str:
@@ -263,6 +292,8 @@ def to_latex(table: Table) -> str:
     trained = table.training is not None
     header = [*table.column_labels] + (["Stopped early"] if trained else [])
     note = f"; {_tex_escape(_training_note(table))}" if trained else ""
+    if _has_mc(table):
+        note = r"; MC $\pm$: Monte Carlo standard error of an estimated NLL" + note
     lines = [
         r"\begin{table}[t]",
         r"\centering",
