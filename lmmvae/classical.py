@@ -11,7 +11,7 @@ observed (``mask == 1``) entries of feature ``d`` (SPEC 6):
 
 with ``x_i^s`` the design's dense shared columns (SPEC 1, the same columns LMM-VAE uses as fixed
 effects) and ``z_i`` the columns ``f`` of the design's random-effect term(s) ``(f | g)``, grouped by
-``g``. Terms of one grouping factor share one joint ``G_d``; random terms of two different grouping
+``g``. The columns of one term share a joint covariance, separate terms of one factor (``(t || g)``) are independent (a block-diagonal ``G_d``); random terms of two different grouping
 factors are refused (MixedLM fits one grouping factor). Prediction at covariates:
 
     ŷ_id = x_i^s · β_d + z_i · b̂_{d,p(i)}

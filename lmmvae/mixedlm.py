@@ -109,12 +109,13 @@ BOUNDARY = 1e-8
 
 
 def fit_feature(x, z, y, groups, n_groups, options: MixedLMOptions, intercept: int | None,
-                check=None, start: int = 0, why: str = "") -> dict[str, Any]:
+                check=None, start: int = 0, why: str = "", blocks: np.ndarray | None = None) -> dict[str, Any]:
     """One feature, down the ladder of :data:`LEVELS` from ``start`` (module docstring).
 
     ``x`` [n, Q], ``z`` [n, F], ``y`` [n], ``groups`` [n]: the fit rows; ``check``: ``(x, z, y,
     groups)`` of held-out rows (validation) for the blow-up test, or None to test on the fit rows.
-    ``why``: why the levels above ``start`` were left (on validation). Returns the parameters,
+    ``why``: why the levels above ``start`` were left (on validation); ``blocks`` [F, F]: which
+    entries of ``G`` are free (:func:`term_blocks`; None: all). Returns the parameters,
     ``level`` (index into LEVELS) and ``reasons`` (why each level above it was left)."""
     f = z.shape[1]
     check = check if check is not None and len(check[2]) else (x, z, y, groups)
@@ -122,7 +123,7 @@ def fit_feature(x, z, y, groups, n_groups, options: MixedLMOptions, intercept: i
     reasons: list[str] = [f"on validation, {why}"] if why else []
     for level in range(start, len(LEVELS)):
         try:
-            one = _fit_level(level, x, z, y, groups, n_groups, options, intercept)
+            one = _fit_level(level, x, z, y, groups, n_groups, options, intercept, blocks)
         except _Skip as skip:
             if str(skip):
                 reasons.append(f"{LEVELS[level]}: {skip}")
@@ -140,7 +141,7 @@ class _Skip(Exception):
     """A level that does not apply or cannot be fitted (the message says why; empty: not applicable)."""
 
 
-def _fit_level(level, x, z, y, groups, n_groups, options, intercept) -> dict[str, Any]:
+def _fit_level(level, x, z, y, groups, n_groups, options, intercept, blocks=None) -> dict[str, Any]:
     """The parameters of one level of :data:`LEVELS` (raises :class:`_Skip`)."""
     q, f = x.shape[1], z.shape[1]
     keep = independent_columns(x)
@@ -166,7 +167,8 @@ def _fit_level(level, x, z, y, groups, n_groups, options, intercept) -> dict[str
         if len(y) <= n_subjects * cols.size:  # lme4's nobs <= nRE check
             raise _Skip(f"{len(y)} observations <= {n_subjects * cols.size} random effects")
         try:
-            beta_k, cov_sub, scale, loglik, cov_k = _mixedlm(x[:, keep], z[:, cols], y, groups, options)
+            free = None if blocks is None else blocks[np.ix_(cols, cols)]
+            beta_k, cov_sub, scale, loglik, cov_k = _mixedlm(x[:, keep], z[:, cols], y, groups, options, free)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
             raise _Skip(str(err).splitlines()[0][:120] if str(err) else type(err).__name__) from None
         out["beta"][keep], out["scale"], out["loglik"] = beta_k, scale, loglik
@@ -190,17 +192,22 @@ def _check_mse(one: dict, x, z, y, groups) -> float:
         return float(np.mean((y - pred) ** 2)) if np.isfinite(pred).all() else math.inf
 
 
-def _mixedlm(x, z, y, groups, options: MixedLMOptions):
+def _mixedlm(x, z, y, groups, options: MixedLMOptions, free: np.ndarray | None = None):
     """statsmodels MixedLM: ``β`` [q], ``G`` [F, F], ``σ²``, the (REML or ML) log-likelihood and
     the covariance of ``β̂`` [q, q]; raises ValueError when it does not converge, returns
-    non-finite parameters, or ``G`` is at the boundary (:data:`BOUNDARY`)."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
+    non-finite parameters, or ``G`` is at the boundary (:data:`BOUNDARY`). ``free`` [F, F]: the
+    entries of ``G`` that are estimated, the others held at 0 (separate terms of one grouping
+    factor, lme4's ``(1 | g) + (0 + t | g)`` = ``(t || g)``: a block-diagonal ``G``)."""
+    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
     f = z.shape[1]
+    fit_options = {}
+    if free is not None and not np.all(free):
+        fit_options["free"] = MixedLMParams.from_components(np.ones(x.shape[1]), np.asarray(free, dtype=float))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # judged here: convergence, finiteness, boundary
         result = MixedLM(y, x, groups=groups, exog_re=z).fit(
-            reml=options.reml, method=list(options.method), maxiter=options.maxiter)
+            reml=options.reml, method=list(options.method), maxiter=options.maxiter, **fit_options)
         try:
             cov = np.asarray(result.cov_params(), dtype=float)[: x.shape[1], : x.shape[1]]
         except (ValueError, np.linalg.LinAlgError):
@@ -218,9 +225,19 @@ def _mixedlm(x, z, y, groups, options: MixedLMOptions):
     return beta, cov_re, scale, float(result.llf), cov
 
 
+def term_blocks(design) -> np.ndarray:
+    """``[F, F]`` mask of the entries of ``G`` that are estimated: the columns of one random term
+    share a joint covariance; separate terms (``(1 | g) + (0 + t | g)``, ``(t || g)``) are
+    independent, as in lme4."""
+    sizes = [len(t.columns) for t in design.random_terms]
+    term = np.repeat(np.arange(len(sizes)), sizes)  # [F]
+    return term[:, None] == term[None, :]
+
+
 def random_block(design, matrix) -> tuple[np.ndarray, np.ndarray, int, str | None]:
     """The random-effect columns ``z`` [N, F], subject codes [N] and subject count of a design
-    matrix; terms of one grouping factor are joined (one joint covariance)."""
+    matrix; the terms of one grouping factor are laid side by side (their covariance:
+    :func:`term_blocks`)."""
     terms = design.random_terms
     if not terms:
         return np.zeros((matrix.n_rows, 0)), np.full(matrix.n_rows, -1, np.int64), 0, None
@@ -258,6 +275,7 @@ def fit_design(formula: str, fit, options: MixedLMOptions, names: list[str], che
         xc, zc, lc, _ = _arrays(design, check.covariates)
         held = (xc, zc, lc, check.y.astype(float), check.mask == 1)
     names_re = [c for t in design.random_terms for c in t.columns]
+    blocks = term_blocks(design)  # [F, F]
     intercept = names_re.index(INTERCEPT) if INTERCEPT in names_re else None
     d_count, q, f = fit.n_features, x.shape[1], z.shape[1]
     params = {"beta": np.zeros((d_count, q)), "beta_cov": np.full((d_count, q, q), np.nan),
@@ -277,7 +295,7 @@ def fit_design(formula: str, fit, options: MixedLMOptions, names: list[str], che
             chk = (held[0][r], held[1][r], held[3][r, d], held[2][r])
         one = fit_feature(x[rows], z[rows], y[rows, d], levels[rows], n_groups, options, intercept,
                           check=chk, start=(start[d] or {}).get("level") or 0 if start else 0,
-                          why=(start[d] or {}).get("why", "") if start else "")
+                          why=(start[d] or {}).get("why", "") if start else "", blocks=blocks)
         for key in params:
             params[key][d] = one[key]
         records.append(_record(names[d], one, options))
