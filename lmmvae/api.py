@@ -36,8 +36,9 @@ from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
 from lmmvae.intervals import scale_info
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
+from lmmvae.networks import is_image_network
 from lmmvae.predict import condition  # noqa: F401  (fit conditions the prior on the training split)
-from lmmvae.runtime import choose_device
+from lmmvae.runtime import choose_device, set_threads
 from lmmvae.train import Trainer
 
 MODEL_FILE = rundir.MODEL_FILE
@@ -193,7 +194,7 @@ def _as_data(data) -> tuple[LongitudinalData, str | None]:
 
 def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool = False,
         progress: bool = True, config: ModelConfig | None = None, overwrite: bool = False,
-        **settings) -> LMMVAE:
+        threads: int | None = None, **settings) -> LMMVAE:
     """Fit a model to ``data`` (a LongitudinalData or a path to an HDF5 file).
 
     ``settings`` are model-config keys (``variant``, ``design``, ``latent_dim``, ``epochs``, …);
@@ -205,7 +206,11 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     ``data`` may also be a long-format pandas DataFrame: ``fit(df, subject=…, time=…,
     features=…, design=…)`` (optional ``covariates``, ``kinds``, ``validation_fraction``,
     ``test_after``, ``split_seed``: :func:`lmmvae.datasets.table.frame_for_fit`).
+
+    ``threads``: torch's intra-op threads (:func:`lmmvae.runtime.set_threads`; default: one for dense
+    networks, two for image networks, or the ``OMP_NUM_THREADS`` you exported).
     """
+    settings["_threads"] = threads
     if out is None:
         return _fit(data, out, seed, resume, progress, config, overwrite, settings)
     from lmmvae.runlock import hold
@@ -217,11 +222,13 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
 def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig | None, overwrite: bool,
          settings: dict) -> LMMVAE:
     """:func:`fit`, with the run directory's write lock held when there is one."""
+    threads = settings.pop("_threads", None)
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
         from lmmvae.datasets.table import frame_for_fit
 
         data, settings = frame_for_fit(data, settings)
     config = config or ModelConfig.from_dict(settings)
+    set_threads(threads, image=is_image_network(config.network))
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)
         from lmmvae import classical
@@ -261,14 +268,16 @@ def _fitted(recipe: assemble.Recipe, model: LatentVariableModel, device: torch.d
     return LMMVAE(recipe.config, recipe.design, model, recipe.covariates, recipe.info, device, recipe.prior)
 
 
-def load(run_dir: str | os.PathLike, device: str = "auto") -> LMMVAE:
+def load(run_dir: str | os.PathLike, device: str = "auto", threads: int | None = None) -> LMMVAE:
     """Load a finished run directory written by :func:`fit` / ``lmmvae fit``, from its JSON files and
-    ``model.pt`` alone (no data are read)."""
+    ``model.pt`` alone (no data are read). ``threads``: as for :func:`fit`."""
     run_dir = Path(run_dir)
     from lmmvae import classical
     if classical.is_classical_run(run_dir):  # mixedlm, mean
+        set_threads(threads, image=False)
         return classical.load(run_dir)
     recipe = assemble.read_recipe(run_dir, device=None if device == "auto" else device)
+    set_threads(threads, image=is_image_network(recipe.config.network))
     model = assemble.build(recipe)
     rundir.load_weights(model, run_dir / MODEL_FILE)
     # a GPU slot (`cuda:any`, lmmvae.gpu_slots) is claimed by a training process only: a model loaded

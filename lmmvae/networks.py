@@ -348,6 +348,12 @@ NETWORKS.register(Architecture("trial", TrialOptions, _dense_networks))
 NETWORKS.register(Architecture("mlp", DenseOptions, _dense_networks))
 
 
+def is_image_network(name: str) -> bool:
+    """Whether the network ``name`` reads images (convolutions): it gets more torch threads
+    (:func:`lmmvae.runtime.set_threads`). An unknown name counts as dense."""
+    return name in NETWORKS and NETWORKS.get(name).default_shape is not None
+
+
 def network_options(name: str, values: dict[str, Any]):
     """The options dataclass of network ``name`` from the config's ``network_options:``."""
     return parse_options(NETWORKS.get(name).options, values, f"networks {name!r}")

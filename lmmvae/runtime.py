@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -70,3 +71,36 @@ def _gpu_name(index: int) -> str:
     CUDA_VISIBLE_DEVICES says), else ``cuda<index>``."""
     uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
     return f"gpu-{uuid}" if uuid else f"cuda{index}"
+
+
+#: torch intra-op threads for a model by its networks (benchmarks/threads.py measured the choice):
+#: dense (tabular) networks do small matrix products whose threads cost more in synchronisation than
+#: they save, and stall each other on a machine shared with another process; convolutional image
+#: networks gain from a second thread on a quiet machine.
+DENSE_THREADS = 1
+IMAGE_THREADS = 2
+
+
+def default_threads(image: bool) -> int:
+    """The thread count :func:`set_threads` uses when none is asked for (``image``: the network
+    convolves images). Never more than the CPUs this process may run on."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(IMAGE_THREADS if image else DENSE_THREADS, available))
+
+
+def set_threads(requested: int | None, image: bool) -> int:
+    """Set torch's intra-op thread count: ``requested`` if given, else the ``OMP_NUM_THREADS`` the
+    user exported, else :func:`default_threads`. Returns the count in force. The count depends on
+    the model and the machine only, never on the load, so a run's numbers do not depend on what
+    else was running."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= 1024:
+            raise ConfigError(f"threads must be an integer from 1 to 1024, got {requested!r}")
+        count = requested
+    elif os.environ.get("OMP_NUM_THREADS", "").strip().isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
+        count = int(os.environ["OMP_NUM_THREADS"])
+    else:
+        count = default_threads(image)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

@@ -24,11 +24,13 @@ def register(subparsers) -> None:
                    help="values on the scale the data were stored in (default: the table's units when the run "
                         "recorded them, as for data from `lmmvae data from-table`)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    T.add_threads(p)
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("summary", help="fixed effects, random-effect variances, noise and training of a run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
     p.add_argument("--out", default=None, metavar="JSON", help="also write the summary as JSON")
+    T.add_threads(p)
     p.set_defaults(handler=_summary)
 
     p = subparsers.add_parser("effects", help="draw the decoded effect of one covariate (others at reference values)")
@@ -42,6 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of both bands (default 0.9)")
     p.add_argument("--at", action="append", default=[], metavar="COL=VALUE",
                    help="hold another covariate at VALUE instead of its reference (repeatable)")
+    T.add_threads(p)
     p.set_defaults(handler=_effects)
     _register_contrast(subparsers)
 
@@ -58,6 +61,7 @@ def _register_contrast(subparsers) -> None:
     p.add_argument("--level", type=T.LEVEL, default=0.9, help="coverage of the interval (default 0.9)")
     p.add_argument("--samples", type=T.SAMPLES, default=500, help="draws of A ~ q(A) (default 500)")
     p.add_argument("--csv", default=None, help="also write feature, difference, lower, upper, sd")
+    T.add_threads(p)
     p.set_defaults(handler=_contrast)
 
 
@@ -94,7 +98,7 @@ def _predict(args) -> int:
     from lmmvae.intervals import N_SAMPLES, predict_frame, table_scale, write_frame
 
     run = _run(args)
-    fitted = load(run, device=args.device)
+    fitted = load(run, device=args.device, threads=args.threads)
     frame = _read_covariates(args.covariates, fitted.config.subject)
     arrays: dict = {}
     table = predict_frame(fitted, frame, level=args.level, n_samples=args.samples or N_SAMPLES,
@@ -115,7 +119,7 @@ def _summary(args) -> int:
     from lmmvae.atomic import write_text
     from lmmvae.summary import summarise
 
-    summary = summarise(load(args.run_dir), run_dir=args.run_dir)
+    summary = summarise(load(args.run_dir, threads=args.threads), run_dir=args.run_dir)
     print(summary)
     if args.out:
         write_text(json.dumps(summary.to_dict(), indent=2, default=str), args.out)
@@ -128,7 +132,7 @@ def _effects(args) -> int:
     from lmmvae.errors import ConfigError
     from lmmvae.intervals import write_frame
 
-    fitted = load(args.run_dir)
+    fitted = load(args.run_dir, threads=args.threads)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
     at = {}
     for item in args.at:
@@ -159,7 +163,7 @@ def _contrast(args) -> int:
     levels = [v.strip() for v in args.levels.split(",")]
     if len(levels) != 2 or not all(levels):
         raise ConfigError(f"--levels {args.levels!r}: expected two values FROM,TO, e.g. --levels placebo,high")
-    table = contrast(load(args.run_dir), args.covariate, levels, at=at, level=args.level, n_samples=args.samples)
+    table = contrast(load(args.run_dir, threads=args.threads), args.covariate, levels, at=at, level=args.level, n_samples=args.samples)
     print(describe(table))
     if args.csv:
         write_frame(table, args.csv)

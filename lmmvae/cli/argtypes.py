@@ -57,3 +57,11 @@ SIZE = integer(1, 10**7)  # instances, time points of a generator
 LEVEL = number(0, 1, open_low=True, open_high=True)  # coverage of an interval
 FRACTION = number(0, 1)  # a fraction of subjects or rows
 FINITE = number()
+THREADS = integer(1, 1024)
+
+
+def add_threads(parser) -> None:
+    """``--threads N``: torch's intra-op threads (lmmvae.runtime.set_threads)."""
+    parser.add_argument("--threads", type=THREADS, default=None,
+                        help="torch threads (default: 1 for tabular networks, 2 for image networks, "
+                             "or OMP_NUM_THREADS if set)")

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=T.SEED, default=0, help="random seed of initialisation and minibatches (default 0)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the YAML)")
+    T.add_threads(p)
     p.add_argument("--epochs", type=T.EPOCHS, default=None, help="override the YAML's epochs")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
     p.add_argument("--overwrite", action="store_true",
@@ -38,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--predictions", default=None, help="also write predictions (HDF5)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    T.add_threads(p)
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser("mcc", help="mean correlation coefficient between two runs' latents")
@@ -45,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="longitudinal HDF5 file whose rows are embedded")
     p.add_argument("--out", default=None, help="JSON to write (default: print)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    T.add_threads(p)
     p.set_defaults(handler=_mcc)
 
 
@@ -67,7 +70,7 @@ def _fit(args) -> int:
             print(f"lmmvae: stale checkpoint in {args.out} ({stale}): starting afresh")
             resume = False
     fitted = fit(args.data, out=args.out, seed=args.seed, resume=resume, progress=not args.quiet, config=config,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, threads=args.threads)
     if getattr(fitted, "classical", False):  # mixedlm, mean (lmmvae.classical): refitted, never resumed
         print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{fitted.fit_note()}")
     else:
@@ -121,7 +124,7 @@ def _evaluate(args) -> int:
     from lmmvae.api import load
     from lmmvae.h5 import read_h5
 
-    fitted = load(args.run, device=args.device)
+    fitted = load(args.run, device=args.device, threads=args.threads)
     _evaluate_fitted(fitted, read_h5(args.data), args.data, args.run, args.out, args.predictions)
     return 0
 
@@ -176,7 +179,7 @@ def _mcc(args) -> int:
         raise DataFormatError(f"{args.data}: has no rows: no latents to correlate")
     latents = []
     for run in args.runs:
-        fitted = load(run, device=args.device)
+        fitted = load(run, device=args.device, threads=args.threads)
         if getattr(fitted, "classical", False):
             raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
         if not fitted.config.reads_encoder:  # GSNN (SPEC 4): decided by ModelConfig.reads_encoder
