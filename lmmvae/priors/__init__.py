@@ -7,6 +7,7 @@ record (saved as the run's ``prior.json``), *build* the prior from options + sum
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 
 from lmmvae.errors import ConfigError
@@ -46,10 +47,15 @@ def summarise_slmm(options: SLMMOptions, design, covariates, subject: str) -> di
     if cov is None or cov.levels is None:
         raise ConfigError(f"sLMM-VAE needs a subject covariate of kind id/categorical named {subject!r} "
                           f"(config key `subject`); the data have: {', '.join(covariates)}")
-    return {**summarise_effects(design, covariates), "n_subjects": len(cov.levels)}
+    if options.random_effects not in ("gaussian", "point"):
+        raise ConfigError(f"prior.random_effects must be 'gaussian' or 'point', got {options.random_effects!r}")
+    return {**summarise_effects(design, covariates), "n_subjects": len(cov.levels),
+            "random_effects": options.random_effects}
 
 
 def build_slmm(options: SLMMOptions, summary: dict, latent_dim: int) -> SLMMPrior:
+    # a run summarised before `random_effects` existed had point random-effect rows: it loads so
+    options = dataclasses.replace(options, random_effects=summary.get("random_effects", "point"))
     return SLMMPrior(latent_dim, summary["n_shared"], [tuple(t) for t in summary["random_terms"]],
                      summary["n_subjects"], options, level_counts=summary["level_counts"])
 

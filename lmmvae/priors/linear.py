@@ -6,7 +6,9 @@ Random-effect rows are *gathered* for the subjects of a batch (``F.embedding(...
 so the cost of a step and the gradient it produces are O(batch), whatever the number of subjects.
 
 With ``q(A)`` mean-field Gaussian (``posterior="gaussian"``) each table has a mean ``M`` and a
-log standard deviation ``log S``; with ``posterior="point"`` only ``M``.
+log standard deviation ``log S``; with ``posterior="point"`` only ``M``. ``random_posterior`` sets
+the random-effect tables apart from the shared rows: sLMM-VAE keeps its shared rows a point
+parameter (no prior, SPEC 3.1) and gives its random-effect rows a Gaussian ``q`` (SPEC 3.1, 3.3).
 """
 
 from __future__ import annotations
@@ -38,15 +40,20 @@ class MixedEffects(nn.Module):
     """Coefficients ``A`` [Q, L] split into shared rows and random-effect tables."""
 
     def __init__(self, n_shared: int, random_terms: list[tuple[int, int]], latent_dim: int,
-                 posterior: str = "gaussian", level_counts: list | None = None):
+                 posterior: str = "gaussian", level_counts: list | None = None,
+                 random_posterior: str | None = None):
         """``random_terms``: one ``(n_levels, n_columns)`` per random-effect term ``(f | g)``;
         ``level_counts``: training rows per level of each term (the weights ``1/n_p`` with which
-        :meth:`kl_random_rows` spreads a level's KL over its rows; default 1 per level)."""
+        :meth:`kl_random_rows` spreads a level's KL over its rows; default 1 per level);
+        ``random_posterior``: ``q`` of the random-effect rows (default: ``posterior``)."""
         super().__init__()
-        if posterior not in ("gaussian", "point"):
-            raise ValueError(f"posterior must be 'gaussian' or 'point', got {posterior!r}")
+        random_posterior = posterior if random_posterior is None else random_posterior
+        for name, value in (("posterior", posterior), ("random_posterior", random_posterior)):
+            if value not in ("gaussian", "point"):
+                raise ValueError(f"{name} must be 'gaussian' or 'point', got {value!r}")
         self.latent_dim = latent_dim
-        self.gaussian = posterior == "gaussian"
+        self.gaussian = posterior == "gaussian"  # shared rows (and random rows unless set apart)
+        self.random_gaussian = random_posterior == "gaussian"
         self.term_shapes = [(int(p), int(f)) for p, f in random_terms]
         self.shared_mean = nn.Parameter(torch.zeros(n_shared, latent_dim))  # [Q_s, L]
         # each table row holds the F_t x L coefficients of one level, flattened for F.embedding
@@ -58,6 +65,7 @@ class MixedEffects(nn.Module):
             self.register_buffer(f"inv_count_{t}", torch.as_tensor(inv, dtype=torch.float32))  # [P_t]
         if self.gaussian:
             self.shared_log_std = nn.Parameter(torch.full((n_shared, latent_dim), _INIT_LOG_STD))
+        if self.random_gaussian:
             self.random_log_std = nn.ParameterList(
                 [nn.Parameter(torch.full((p, f * latent_dim), _INIT_LOG_STD)) for p, f in self.term_shapes]
             )
@@ -71,9 +79,9 @@ class MixedEffects(nn.Module):
             idx = levels.clamp(min=0)
             seen.append((levels >= 0).to(x.shared.dtype))  # [B]
             mean.append(F.embedding(idx, self.random_mean[t], sparse=True))  # [B, F*L]
-            if self.gaussian:
+            if self.random_gaussian:
                 log_std.append(F.embedding(idx, self.random_log_std[t], sparse=True))  # [B, F*L]
-        return RandomRows(mean, log_std if self.gaussian else None, seen)
+        return RandomRows(mean, log_std if self.random_gaussian else None, seen)
 
     def _terms(self, x: DesignBatch, rows: "RandomRows"):
         """Per random term: (values [B, F], seen [B], mean rows [B, F, L], log-std rows or None)."""
@@ -92,10 +100,12 @@ class MixedEffects(nn.Module):
 
     def variance(self, x: DesignBatch, rows: "RandomRows | None" = None) -> torch.Tensor:
         """``(x_i ⊙ x_i)^T (S ⊙ S)``, the variance of ``x_i^T a_l`` under ``q(A)``: [B, L]."""
-        if not self.gaussian:
-            return x.shared.new_zeros(x.n_rows, self.latent_dim)
+        out = x.shared.new_zeros(x.n_rows, self.latent_dim)
+        if self.gaussian:
+            out = out + x.shared.square() @ (2 * self.shared_log_std).exp()
+        if not self.random_gaussian:
+            return out
         rows = rows or self.gather(x)
-        out = x.shared.square() @ (2 * self.shared_log_std).exp()
         for values, seen, _, log_std in self._terms(x, rows):
             out = out + torch.einsum("bf,bfl->bl", values.square() * seen.unsqueeze(-1), (2 * log_std).exp())
         return out
@@ -106,18 +116,22 @@ class MixedEffects(nn.Module):
         The shared rows of ``A`` are drawn once; a random-effect row once per level present in the
         batch, so that two rows of one subject read the same row of ``A`` (SPEC 4: ``A`` is drawn
         outside the per-row log-mean-exp). Only the gathered rows are drawn (cost O(batch), SPEC 1).
-        With a point estimate, ``x_i^T M``.
+        With a point estimate, ``x_i^T M`` (for the shared rows or the random rows alone, their ``M``).
         """
         rows = rows or self.gather(x)
-        if not self.gaussian:
+        if not (self.gaussian or self.random_gaussian):
             return self.mean(x, rows)
-        noise = torch.randn_like(self.shared_mean)  # [Q_s, L]
-        out = x.shared @ (self.shared_mean + self.shared_log_std.exp() * noise)  # [B, L]
+        shared = self.shared_mean  # [Q_s, L]
+        if self.gaussian:
+            shared = shared + self.shared_log_std.exp() * torch.randn_like(shared)
+        out = x.shared @ shared  # [B, L]
         for levels, (values, seen, mean, log_std) in zip(x.levels, self._terms(x, rows)):
-            present, level_of_row = torch.unique(levels, return_inverse=True)  # one draw per level
-            noise = torch.randn(present.shape[0], *mean.shape[1:], dtype=mean.dtype,
-                                device=mean.device)  # [levels in batch, F, L]
-            coef = mean + log_std.exp() * noise[level_of_row]  # [B, F, L]
+            coef = mean  # [B, F, L]
+            if log_std is not None:
+                present, level_of_row = torch.unique(levels, return_inverse=True)  # one draw per level
+                noise = torch.randn(present.shape[0], *mean.shape[1:], dtype=mean.dtype,
+                                    device=mean.device)  # [levels in batch, F, L]
+                coef = mean + log_std.exp() * noise[level_of_row]  # [B, F, L]
             out = out + torch.einsum("bf,bfl->bl", values * seen.unsqueeze(-1), coef)
         return out
 
@@ -156,6 +170,6 @@ class MixedEffects(nn.Module):
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         params = list(self.random_mean)
-        if self.gaussian:
+        if self.random_gaussian:
             params += list(self.random_log_std)
         return params

@@ -20,13 +20,20 @@ class SLMMOptions:
 
     Defaults (chosen on validation data, docs/recipe_study.md): under the ELBO ``σ_ε = 1``, fixed
     (SPEC 3.1); under GSNN ``σ_ε`` is learned from a small start (SPEC 4: the GSNN loss is a
-    marginal likelihood in it). ``tau_random`` is the prior std of the random-effect rows of ``A``,
-    a penalty ``‖A_r‖²/(2τ_r²)`` (SPEC 4: under GSNN the subject enters only through them).
+    marginal likelihood in it). The random-effect rows ``A_r`` of ``A`` (the design's ``(f | g)``
+    terms) have the prior ``N(0, τ_r²)`` (SPEC 3.1): with ``random_effects: gaussian`` a mean-field
+    Gaussian ``q(A_r)`` whose KL is in the ELBO and ``τ_r`` learned by type-II maximum likelihood, one
+    per random column and latent dimension (``learn_tau``, as oLMM-VAE), so that subject slopes the
+    data do not support shrink to 0; with ``random_effects: point`` a point estimate with the fixed
+    MAP penalty ``‖A_r‖²/(2τ_r²)`` (the behaviour before; a run saved then loads as it was).
+    ``tau_random`` is the fixed ``τ_r``, or where a learned one starts.
     """
 
     sigma_eps: float | None = None  # prior std σ_ε of a subject's latent deviation (SPEC 3.1)
     learn_sigma_eps: bool | None = None
-    tau_random: float = 1.0  # prior std τ_r of the random-effect rows of A (MAP penalty)
+    tau_random: float = 1.0  # prior std τ_r of the random-effect rows of A (fixed, or the start)
+    random_effects: str = "gaussian"  # q of the random-effect rows of A: "gaussian" | "point"
+    learn_tau: bool = True  # type-II ML of τ_r per random column and latent dimension (gaussian only)
 
     def resolve(self, objective: str) -> "SLMMOptions":
         gsnn = objective == "gsnn"
@@ -34,6 +41,8 @@ class SLMMOptions:
             sigma_eps=self.sigma_eps if self.sigma_eps is not None else (GSNN_SIGMA_INIT if gsnn else 1.0),
             learn_sigma_eps=self.learn_sigma_eps if self.learn_sigma_eps is not None else gsnn,
             tau_random=self.tau_random,
+            random_effects=self.random_effects,
+            learn_tau=self.learn_tau,
         )
 
 
@@ -68,12 +77,15 @@ def subject_posterior(residual: torch.Tensor, var: torch.Tensor, subject: torch.
 
 
 class SLMMPrior(Prior):
-    """SPEC 3: structured prior; ``A`` a parameter (no prior), one deviation per subject.
+    """SPEC 3: structured prior; shared rows of ``A`` a parameter, one deviation per subject.
 
     Batches are whole subjects (``batching = "subjects"``); the local KL is a sum over the batch's
-    subjects of ``KL(q(ε_p) || N(0, σ_ε² I))``, scaled by ``P/|B_subjects|`` in the objective.
-    ``q(z_i) = N(A^T x_i + ν_p, ω_p²)``; the reconstruction term draws each row from this marginal
-    (unbiased for the per-row expectations of SPEC 3.3).
+    subjects of ``KL(q(ε_p) || N(0, σ_ε² I))`` plus the batch rows' shares of ``KL(q(A_r) || p(A_r))``,
+    scaled by ``P/|B_subjects|`` in the objective. With ``M`` the mean of ``A`` (``q(A_r)`` Gaussian,
+    or a point), the subject posterior reads the residuals ``μ_i − M^T x_i`` (SPEC 3.2) and
+    ``q(z_i) = N(M^T x_i + ν_p, ω_p² + (x_i⊙x_i)^T (S⊙S))``, the marginal of ``A^T x_i + ε_p`` under
+    ``q(A_r) q(ε_p)``; the reconstruction term draws each row from it (unbiased for the per-row
+    expectations of SPEC 3.3).
     """
 
     batching = "subjects"
@@ -83,9 +95,17 @@ class SLMMPrior(Prior):
         super().__init__(latent_dim)
         options = options.resolve("elbo") if options.sigma_eps is None else options
         self.options = options
+        if options.random_effects not in ("gaussian", "point"):
+            raise ValueError(f"random_effects must be 'gaussian' or 'point', got {options.random_effects!r}")
         self.effects = MixedEffects(n_shared, random_terms, latent_dim, posterior="point",
-                                    level_counts=level_counts)
+                                    level_counts=level_counts, random_posterior=options.random_effects)
         self.register_buffer("tau_random", torch.tensor(float(options.tau_random)))
+        # a point estimate has no KL whose log τ terms would hold τ (it would only grow): fixed then
+        if options.random_effects == "gaussian" and options.learn_tau:
+            self.log_tau_random = nn.ParameterList(  # each [F_t*L], laid out as the table's columns
+                [nn.Parameter(torch.full((f * latent_dim,), math.log(options.tau_random))) for _, f in random_terms])
+        else:
+            self.log_tau_random = None
         log_sigma = torch.tensor(math.log(options.sigma_eps))
         if options.learn_sigma_eps:
             self.log_sigma_eps = nn.Parameter(log_sigma)
@@ -101,33 +121,45 @@ class SLMMPrior(Prior):
     def sigma_eps2(self) -> torch.Tensor:
         return (2 * self.log_sigma_eps).exp()
 
-    def _subject_posterior(self, encoded: Encoded, batch: Batch) -> tuple[torch.Tensor, SubjectPosterior]:
-        fixed = self.effects.mean(batch.x)  # [B, L]
+    def tau(self) -> "torch.Tensor | list[torch.Tensor]":
+        """``τ_r``: one learned std per term as ``[F_t*L]`` tensors, or the fixed scalar."""
+        if self.log_tau_random is None:
+            return self.tau_random
+        return [log_tau.exp() for log_tau in self.log_tau_random]
+
+    def _subject_posterior(self, encoded: Encoded, batch: Batch, rows=None) -> tuple[torch.Tensor, SubjectPosterior]:
+        fixed = self.effects.mean(batch.x, rows)  # [B, L], M^T x_i
         post = subject_posterior(encoded.mean - fixed, encoded.var, batch.subject, self.sigma_eps2)
         return fixed, post
 
     def infer(self, encoded: Encoded, batch: Batch, kl: bool = True) -> Inference:
-        """``q(z_i) = N(A^T x_i + ν_p, ω_p²)`` and ``Σ_p KL(q(ε_p) ‖ N(0, σ_ε² I))`` from one subject
-        posterior (SPEC 3.2-3.3)."""
-        fixed, post = self._subject_posterior(encoded, batch)
-        q_z = Normal(fixed + post.mean[post.row_subject], post.var[post.row_subject].sqrt())
+        """``q(z_i) = N(M^T x_i + ν_p, ω_p² + var(x_i^T A_r))`` and ``Σ_p KL(q(ε_p) ‖ N(0, σ_ε² I))``
+        plus the random rows' KL, from one subject posterior and one gather (SPEC 3.2-3.3)."""
+        rows = self.effects.gather(batch.x)
+        fixed, post = self._subject_posterior(encoded, batch, rows)
+        var = post.var[post.row_subject] + self.effects.variance(batch.x, rows)  # [B, L]
+        q_z = Normal(fixed + post.mean[post.row_subject], var.sqrt())
         if not kl:
             return Inference(q_z, None)
         s2 = self.sigma_eps2
         terms = 0.5 * (s2.log() - post.var.log() - 1 + (post.var + post.mean.square()) / s2)
-        # the random rows' penalty is a sum over rows (weights 1/n_p); the subject KL a sum over
+        # the random rows' KL is a sum over rows (weights 1/n_p); the subject KL a sum over
         # subjects: both are scaled by P/|B_subjects| with subject batches
-        local = terms.sum() + self.prior_kl(batch).local
+        local = terms.sum() + self._prior_kl(batch, rows).local
         return Inference(q_z, KLTerms(local=local, global_=terms.new_zeros(())))
 
-    def prior_kl(self, batch: Batch) -> KLTerms:
-        """``Σ_t Σ_p ‖A_{t,p}‖² / (2 τ_r²)``, the MAP penalty of the random-effect rows (SPEC 4),
-        spread over each level's training rows with weight ``1/n_p`` (exact in sum)."""
-        local = self.effects.kl_random_rows(batch.x, self.tau_random).sum()
+    def _prior_kl(self, batch: Batch, rows=None) -> KLTerms:
+        local = self.effects.kl_random_rows(batch.x, self.tau(), rows).sum()
         return KLTerms(local=local, global_=local.new_zeros(()))
 
+    def prior_kl(self, batch: Batch) -> KLTerms:
+        """``Σ_t Σ_p KL(q(A_{t,p}) ‖ N(0, τ_r²))`` of the random-effect rows (SPEC 3.1, 4), or the MAP
+        penalty ``‖A_{t,p}‖² / (2 τ_r²)`` with ``random_effects: point``, spread over each level's
+        training rows with weight ``1/n_p`` (exact in sum). The shared rows have no prior."""
+        return self._prior_kl(batch)
+
     def condition(self, encoded: Encoded, batch: Batch) -> None:
-        """Store ``ν_p, ω_p²`` of every training subject (SPEC 3.4)."""
+        """Store ``ν_p, ω_p²`` of every training subject (SPEC 3.4), from the residuals to ``M^T x_i``."""
         _, post = self._subject_posterior(encoded, batch)
         codes = torch.unique(batch.subject)
         keep = codes >= 0
@@ -138,23 +170,27 @@ class SLMMPrior(Prior):
         self.conditioned.fill_(True)
 
     def predict(self, batch: Batch) -> Normal:
-        """SPEC 3.4: ``z* = A^T x* + ν_p``; ``ν_p = 0`` (variance σ_ε²) for an unseen subject."""
-        fixed = self.effects.mean(batch.x)
+        """SPEC 3.4: ``z* = M^T x* + ν_p``, variance ``ω_p² + (x*⊙x*)^T (S⊙S)`` (the random rows'
+        ``q``); ``ν_p = 0`` (``ω_p² = σ_ε²``) for an unseen subject, whose random rows are 0."""
+        rows = self.effects.gather(batch.x)
+        fixed = self.effects.mean(batch.x, rows)
         seen = ((batch.subject >= 0) & self.conditioned).unsqueeze(-1)
         idx = batch.subject.clamp(min=0)
         offset = torch.where(seen, self.train_offset_mean[idx], torch.zeros_like(fixed))
         var = torch.where(seen, self.train_offset_var[idx], self.sigma_eps2.expand_as(fixed))
+        var = var + self.effects.variance(batch.x, rows)
         return Normal(fixed + offset, var.clamp_min(1e-12).sqrt())
 
     def sample(self, batch: Batch, n_samples: int) -> torch.Tensor:
-        """SPEC 4: ``z_i^(s) = A^T x_i + ε^(s)``, ``ε^(s) ~ N(0, σ_ε² I)``.
+        """SPEC 4: ``z_i^(s) = A^T x_i + ε^(s)``, ``ε^(s) ~ N(0, σ_ε² I)``, with ONE ``A ~ q(A)`` per call.
 
-        ``A`` is a point parameter here (its random-effect rows carry only a MAP penalty), so there is
-        no ``q(A)`` to draw inside the log: the sum of per-row log-mean-exps over ``ε`` is already
-        a lower bound on ``log p(Y | A)`` in expectation (SPEC 4, "where A is drawn"). A draw of ``ε``
-        shared by a subject's rows would carry nothing more (SPEC 4, "subject identity").
+        The shared rows of ``A`` are a point; the random-effect rows (Gaussian ``q``) are drawn once
+        per level present and shared by the batch's rows (:meth:`MixedEffects.sample`), outside the
+        per-row log-mean-exp over ``ε``, so the GSNN loss stays a lower bound on ``log p(Y)`` in
+        expectation (SPEC 4, "where A is drawn"). With ``random_effects: point`` it is ``M^T x_i``.
+        A draw of ``ε`` shared by a subject's rows would carry nothing more (SPEC 4, "subject identity").
         """
-        fixed = self.effects.mean(batch.x)  # [B, L]
+        fixed = self.effects.sample(batch.x)  # [B, L], x_i^T A for one A ~ q(A)
         eps = torch.randn(n_samples, *fixed.shape, device=fixed.device, dtype=fixed.dtype)  # [S, B, L]
         return fixed + eps * self.log_sigma_eps.exp()
 
