@@ -181,7 +181,8 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
     for path in tmp_path.joinpath("run").iterdir():
         if path.suffix == ".h5" or path.name == "checkpoint.pt":
             path.unlink()
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+    # the hidden writer lock (lmmvae.runlock) stays, empty of meaning once its holder is gone
+    assert {p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".")} == {
         "config.json", "design.json", "prior.json", "covariates.json", "history.csv", "model.pt"}
 
     def refuse(*args, **kwargs):
