@@ -6,7 +6,9 @@
   covariates, conditioned on the training split; scored on observed entries of test rows;
 * NLL: ``−log p(y_i | x_i, training rows)`` by importance sampling (defensive proposal ``½ q(z|y) +
   ½ p(z|x)``), or by prior sampling after GSNN (SPEC 6), with its Monte Carlo standard error;
-* MCC: posterior latent means against ``/latent_truth`` (or another run's latents).
+* MCC: posterior latent means against ``/latent_truth`` (or another run's latents);
+* collapse (:mod:`lmmvae.diagnostics`): active latent dimensions and the share of the latent
+  variance the covariates explain, so that a collapsed model shows in the tables.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lmmvae.diagnostics import collapse_metrics
 from lmmvae.h5 import LongitudinalData
 from lmmvae.metrics import mcc, mean_se, mse, mse_mc_error
 from lmmvae.predict import (encode_rows, has_posterior, latent_means, nll_rows, posterior_rows,  # noqa: F401
@@ -46,6 +49,7 @@ def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) ->
         metrics.update(_nll_metrics(fitted, tensors, scored))
     if recon is not None and data.latent_truth is not None and train.any():
         metrics["mcc_truth"] = mcc(recon["z_mean"], data.latent_truth[train])
+    metrics.update(collapse_metrics(fitted, data))  # active latent dims, share the covariates explain
     if predictions is not None:
         predictions.update(y_pred=pred["y_pred"], z_pred=pred["z_mean"])
         if recon is not None:  # training rows only; NaN elsewhere
