@@ -47,11 +47,14 @@ def test_fit_evaluate_predict_mcc(tmp_path, data_file, capsys):
     assert main(["evaluate", "--run", str(run), "--data", str(data_file), "--out", str(tmp_path / "m.json"),
                  "--predictions", str(tmp_path / "p.h5")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert set(metrics["metrics"]) == {"mse_test", "nll_test", "mcc_truth"}  # no /y_full -> no imputation
+    # no /y_full -> no imputation; the estimators' Monte Carlo errors and the collapse diagnostics
+    assert set(metrics["metrics"]) == {"mse_test", "mse_test_mc_se", "nll_test", "nll_test_se", "nll_test_half",
+                                       "nll_importance", "nll_draws", "mcc_truth", "active_dims", "explained_share"}
     assert metrics["variant"] == "olmm" and metrics["seed"] == 0 and metrics["latent_dim"] == 2
     history = pd.read_csv(run / "history.csv")  # 3 epochs, patience 50: the run hit its budget
     assert (metrics["epochs_run"], metrics["epoch_budget"], metrics["stopped_early"]) == (3, 3, False)
-    assert metrics["best_epoch"] == history["epoch"][history["val_loss"].idxmin()]
+    after = history[history["warmup"] == 0] if (history["warmup"] == 0).any() else history.tail(1)  # warm-up
+    assert metrics["best_epoch"] == after["epoch"][after["val_loss"].idxmin()]
     with h5py.File(tmp_path / "p.h5") as f:
         assert f["y_pred"].shape == (120, 12) and f["z_mean"].shape == (120, 2)
 
