@@ -175,14 +175,19 @@ def resolved(settings: dict) -> tuple[str | None, str | None]:
     import json
 
     from lmmvae import train
-    from lmmvae.config import ModelConfig
 
+    try:  # the registry checks live in lmmvae.checks where it exists, on ModelConfig before
+        from lmmvae.checks import config_from_dict, prior_options
+    except ImportError:
+        from lmmvae.config import ModelConfig
+
+        config_from_dict, prior_options = ModelConfig.from_dict, lambda config: config.prior_options()
     try:
-        config = ModelConfig.from_dict(settings)
+        config = config_from_dict(settings)
+        values = config.to_dict()
+        values["prior"] = dataclasses.asdict(prior_options(config))
     except ConfigError as err:
         return None, str(err)
-    values = config.to_dict()
-    values["prior"] = dataclasses.asdict(config.prior_options())
     if values["lr_random_effects"] is None:
         values["lr_random_effects"] = getattr(train, "RANDOM_EFFECTS_LR_FACTOR", 10) * config.lr
     return json.dumps(values, sort_keys=True, default=str), None

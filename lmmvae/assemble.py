@@ -143,6 +143,11 @@ def read_recipe(run_dir: Path, device: str | None = None) -> Recipe:
     if device is not None:
         config.device = device
     design = rundir.read_design(run_dir)
+    prior_file = run_dir / rundir.PRIOR_FILE
+    if config.variant == "olmm" and "q_A" not in config.prior and not (
+            prior_file.exists() and "q_A" in rundir.read_prior(run_dir)):
+        # summarised before the ELBO's default q(A) became a point: it had the Gaussian q(A) then
+        config.prior = {**config.prior, "q_A": "gaussian"}
     legacy = run_dir / "train_covariates.h5"
     if not (run_dir / rundir.PRIOR_FILE).exists() and legacy.exists():
         from lmmvae.h5 import read_h5

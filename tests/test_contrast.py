@@ -45,7 +45,7 @@ def trial(tmp_path_factory):
     data, truth = simulate()
     run = tmp_path_factory.mktemp("contrast") / "run"
     lmmvae.fit(data, out=run, progress=False, variant="olmm", design=DESIGN, latent_dim=L, network="mlp",
-               network_options={"hidden": [16]}, epochs=300, batch_size=64, lr=0.01)
+               network_options={"hidden": [16]}, epochs=300, batch_size=64, lr=0.01, prior={"q_A": "gaussian"})
     return lmmvae.load(run), run, data, truth
 
 
@@ -121,7 +121,7 @@ def test_linear_decoder_gaussian_q_A_sd_is_analytic():
     """Mean-field q(A), linear decoder: Δ^(s) = W A^(s)T c is normal with sd_d² = Σ_l W_dl² Σ_q c_q² S_ql²."""
     data, _ = simulate(1)
     model = lmmvae.fit(data, progress=False, variant="olmm", design=DESIGN, latent_dim=L, network="mlp",
-                       network_options={"hidden": [4]}, epochs=1)
+                       network_options={"hidden": [4]}, epochs=1, prior={"q_A": "gaussian"})
     w = _linear(model)
     effects = model.model.prior.effects
     with torch.no_grad():

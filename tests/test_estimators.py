@@ -180,7 +180,7 @@ def _fitted_linear(noise_var: float, objective: str = "elbo", n_samples: int = 1
     t = rng.uniform(0, 2, 24)
     covariates = {"t": Covariate(t, "continuous")}
     design = Design("~ t").fit(covariates)
-    prior = OLMMPrior(2, design.n_shared, [], [], OLMMOptions(sigma_z=0.8, learn_sigma_z=False))
+    prior = OLMMPrior(2, design.n_shared, [], [], OLMMOptions(q_A="gaussian", sigma_z=0.8, learn_sigma_z=False))
     with torch.no_grad():
         prior.effects.shared_mean.copy_(torch.tensor([[0.3, -0.5], [0.7, 0.4]]))
         prior.effects.shared_log_std.fill_(math.log(0.3))

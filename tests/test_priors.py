@@ -50,7 +50,7 @@ def dense_tables(effects: MixedEffects):
 
 
 def make_prior(gen, sigma_z=0.7):
-    opts = OLMMOptions(sigma_z=sigma_z, tau_shared=1.3, tau_random=0.6)
+    opts = OLMMOptions(q_A="gaussian", sigma_z=sigma_z, tau_shared=1.3, tau_random=0.6)
     prior = OLMMPrior(L, Q_S, [(P, F_COLS)], [np.array([3, 1, 2, 4, 1])], opts)
     with torch.no_grad():
         for p in prior.effects.parameters():

@@ -74,3 +74,30 @@ def test_rule_shared_key_needs_every_model_and_all_pairs():
     # a comparison with missing pairs is marked incomplete
     rows = [r for r in _rows(lambda m, d: 0.9) if not (r["dataset"] == "d" and r["setting"] != "defaults")]
     assert all("incomplete: 9 of 12" in r["verdict"] for r in verdict(rows, planned_pairs=12))
+
+
+def test_elbo_defaults_to_a_point_q_A_gsnn_to_gaussian_and_old_runs_load_as_they_were(tmp_path):
+    """The study's verdict (docs/recipe_study.md, "Defaults that generalise"): ``q_A`` point under
+    the ELBO; GSNN keeps the Gaussian; an asked value wins; a run whose prior.json predates the
+    change (no ``q_A``) loads with the Gaussian q(A) it was trained with."""
+    import json
+
+    import lmmvae
+    from lmmvae.priors.olmm import OLMMOptions
+
+    assert OLMMOptions().resolve("elbo").q_A == "point" and OLMMOptions().resolve("gsnn").q_A == "gaussian"
+    assert OLMMOptions(q_A="gaussian").resolve("elbo").q_A == "gaussian"
+    assert OLMMOptions(q_A="gaussian").resolve("elbo").learn_tau  # τ learned with the Gaussian q(A)
+    data = simulate_lmm(n_subjects=6, n_visits=5, data_dim=3, seed=0)
+    kw = dict(variant="olmm", design="~ time + (1 | id)", latent_dim=2, epochs=1, progress=False)
+    model = lmmvae.fit(data, out=tmp_path / "new", **kw)
+    assert not model.model.prior.effects.gaussian and json.loads((tmp_path / "new" / "prior.json").read_text())["q_A"] == "point"
+    assert not lmmvae.load(tmp_path / "new").model.prior.effects.gaussian
+    lmmvae.fit(data, out=tmp_path / "old", prior={"q_A": "gaussian"}, **kw)
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    config["model"]["prior"].pop("q_A")  # as written before q_A had an objective-dependent default
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    summary = json.loads((tmp_path / "old" / "prior.json").read_text())
+    summary.pop("q_A")
+    (tmp_path / "old" / "prior.json").write_text(json.dumps(summary))
+    assert lmmvae.load(tmp_path / "old").model.prior.effects.gaussian

@@ -34,7 +34,7 @@ def summarise_effects(design, covariates) -> dict:
 def summarise_olmm(options: OLMMOptions, design, covariates, subject: str) -> dict:
     if options.q_A not in ("gaussian", "point"):
         raise ConfigError(f"prior.q_A must be 'gaussian' or 'point', got {options.q_A!r}")
-    return summarise_effects(design, covariates)
+    return {**summarise_effects(design, covariates), "q_A": options.q_A}  # read_recipe: a run without it
 
 
 def build_olmm(options: OLMMOptions, summary: dict, latent_dim: int) -> OLMMPrior:
