@@ -57,6 +57,9 @@ def test_claim_words():
 def metrics_frame():
     rows = []
     for seed, (a, b) in enumerate([(0.30, 0.40), (0.31, 0.42), (0.29, 0.41)]):
+        for value, mse in (("1", a + 0.2), ("4", a)):  # a swept model: its base name and sweep values
+            rows.append(dict(dataset="d", model=f"swept_n{value}", base_model="swept", variant="olmm", seed=seed,
+                             seed_b=None, metric="mse_test", value=mse, sweep_value=value))
         rows += [dict(dataset="d", model="lmm", variant="olmm", seed=seed, seed_b=None, metric="mse_test",
                       value=a, sweep_value=None),
                  dict(dataset="d", model="gp", variant="svgpvae", seed=seed, seed_b=None, metric="mse_test",
@@ -77,9 +80,12 @@ def test_claims_from_a_metrics_table():
     spec = {"c1": {"claim": "LMM beats GP and MixedLM", "compare": [
         {"experiment": "e", "metric": "mse_test", "x": "lmm", "y": "gp"},
         {"experiment": "e", "metric": "mse_test", "x": "lmm", "y": "mixedlm"}]},
-        "c2": {"claim": "identifiable", "compare": [{"experiment": "e", "metric": "mcc_seeds", "x": "lmm", "y": "vae"}]}}
+        "c2": {"claim": "identifiable", "compare": [{"experiment": "e", "metric": "mcc_seeds", "x": "lmm", "y": "vae"}]},
+        "c3": {"claim": "more basis functions help", "compare": [
+            {"experiment": "e", "metric": "mse_test", "x": "swept", "x_at": 4, "y": "swept", "y_at": 1}]}}
     results = evaluate(metrics_frame(), parse_claims(spec, experiments), experiments)
-    assert [verdict for _, _, verdict in results] == ["reproduced", "reproduced"]
+    assert [verdict for _, _, verdict in results] == ["reproduced", "reproduced", "reproduced"]
+    assert results[2][1][0].gap == pytest.approx(0.2)
     assert results[1][1][0].n == 3  # three seed pairs
     text = to_markdown(results)
     assert "lmm ahead of gp: mse_test, e" in text and "**reproduced**" in text

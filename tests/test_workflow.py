@@ -1,4 +1,4 @@
-"""The Snakemake workflow (issue 5): the tiny .test config run for real (every rule type), the HTML
+"""The Snakemake workflow: the tiny .test config run for real (every rule type), the HTML
 report, lint, a dry run of the paper config listing every job, which jobs rerun after editing one
 model, identical models trained once, a killed training job resuming from its checkpoint, readable
 config errors, the profiles.
@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lmmvae.reporting.experiments import load_plan, training_yaml
+from lmmvae.reporting.experiments import load_plan
+from lmmvae.reporting.trainings import training_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -100,7 +101,10 @@ def test_tiny_config_runs_every_rule_type_and_writes_tables_and_figures(tiny):
     assert pairs[["seed", "seed_b"]].values.tolist() == [[0, 1]]
     assert 0 <= pairs["value"].iloc[0] <= 1
     gsnn = metrics[metrics["objective"] == "gsnn"]
-    assert set(gsnn["metric"]) == {"mse_test", "nll_test"}  # no imputation/MCC without q(z|y)
+    # no imputation, MCC or active dimensions without q(z|y); the NLL by prior sampling (SPEC 6)
+    assert set(gsnn["metric"]) == {"mse_test", "mse_test_mc_se", "nll_test", "nll_test_se", "nll_test_half",
+                                   "nll_importance", "nll_draws", "explained_share"}
+    assert (gsnn[gsnn["metric"] == "nll_importance"]["value"] == 0).all()
     # every neural run says how its training ended (2-epoch budget: every run hits it)
     neural = metrics[~metrics["variant"].isin(["mixedlm", "mean"])]
     assert (neural["epoch_budget"] == 2).all() and (neural["epochs_run"] == 2).all()
@@ -133,15 +137,17 @@ def test_training_job_writes_the_metrics_of_a_separate_evaluation(tiny, tmp_path
     written = tiny / run.replace("results/train", "results/eval") / "metrics.json"
     assert out.read_text() == written.read_text()
     result = json.loads(out.read_text())
-    assert set(result["metrics"]) == {"mse_test", "nll_test"}
+    assert set(result["metrics"]) == {"mse_test", "mse_test_mc_se", "nll_test", "nll_test_se", "nll_test_half",
+                                      "nll_importance", "nll_draws", "active_dims", "explained_share"}
     history = pd.read_csv(tiny / run / "history.csv")
     assert (result["epochs_run"], result["epoch_budget"], result["stopped_early"]) == (len(history), 2, False)
-    assert result["best_epoch"] == history["epoch"][history["val_loss"].idxmin()]
+    after = history[history["warmup"] == 0] if (history["warmup"] == 0).any() else history.tail(1)  # warm-up
+    assert result["best_epoch"] == after["epoch"][after["val_loss"].idxmin()]
 
 
 def test_report_jobs_import_no_torch(tiny):
     """The report jobs rerun with Python's import log on: none of them imports torch (a few
-    seconds per job otherwise, issue 14); the trajectories figure draws from the training job's
+    seconds per job otherwise); the trajectories figure draws from the training job's
     predictions."""
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
     cmd = [SNAKEMAKE, "--directory", str(tiny), "--cores", "2", "--configfile", str(TINY),
@@ -181,7 +187,7 @@ def test_editing_one_model_reruns_only_its_training_evaluation_and_the_reports(t
     # manifest (the model's files moved to its new training), metrics.csv and everything drawn from
     # it; no data, no other model, no figure drawn from predictions
     assert job_counts(out) == {"model_yaml": 1, "fit": 2, "mcc_seeds": 1, "manifest": 1,
-                               "aggregate": 1, "table": 4, "figure_metrics": 3, "all": 1}
+                               "aggregate": 1, "table": 4, "claims": 1, "figure_metrics": 3, "all": 1}
     old = plan_of(TINY).training_names[("clinical_trial", "olmm_latent_dim2")]
     new = plan_of(config).training_names[("clinical_trial", "olmm_latent_dim2")]
     assert new != old and new.startswith("olmm-")  # a new training, named by its new YAML
@@ -211,7 +217,8 @@ def test_identical_models_train_once_and_both_report_its_results(tiny):
     metrics = pd.read_csv(tiny / "results" / "metrics.csv")
     rows = {m: metrics[metrics["model"] == m].set_index("metric")["value"]
             for m in ("olmm_gsnn", "olmm_gsnn_same")}
-    assert sorted(rows["olmm_gsnn"].index) == ["mse_test", "nll_test"]
+    assert sorted(rows["olmm_gsnn"].index) == ["explained_share", "mse_test", "mse_test_mc_se", "nll_draws",
+                                               "nll_importance", "nll_test", "nll_test_half", "nll_test_se"]
     pd.testing.assert_series_equal(rows["olmm_gsnn"], rows["olmm_gsnn_same"])
     table = (tiny / "results" / "tables" / "physionet.md").read_text()
     assert "| oLMM-VAE (GSNN) |" in table and "| oLMM-VAE (GSNN), same |" in table
@@ -232,7 +239,7 @@ def test_editing_one_of_two_identical_models_gives_it_its_own_training(tiny, tmp
         rc, out = snakemake("--dry-run", workdir=tiny, configfile=config)
         assert rc == 0, out[-3000:]
         assert job_counts(out) == {"model_yaml": 1, "fit": 1, "manifest": 1, "aggregate": 1,
-                                   "table": 4, "figure_metrics": 3, "all": 1}
+                                   "table": 4, "claims": 1, "figure_metrics": 3, "all": 1}
         fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", out)
         assert fits == [f"dataset=physionet, training={own}, seed=0"]
 
@@ -276,7 +283,7 @@ def test_plan_shares_trainings_by_resolved_content_only():
     text = plan.training_yaml("rotating_mnist", shared)
     assert yaml.safe_load(text) == {"variant": "slmm", "design": design.format(n_basis=2),
                                     "latent_dim": 3, "network": "rotating_mnist", "epochs": 2,
-                                    "batch_size": 32, "nll_samples": 4}
+                                    "batch_size": 32, "nll_samples": 4, "predict_samples": 4}
     assert yaml.safe_load(plan.training_yaml("rotating_mnist", names[("rotating_mnist", "slmm_other")]))["lr"] == 0.002
     assert shared == "slmm-" + hashlib.sha256(text.encode()).hexdigest()[:10]
     # nested mappings in any key order, an integer for a float setting: the same YAML

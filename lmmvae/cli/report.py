@@ -101,7 +101,8 @@ def _aggregate(args) -> int:
 
 def _table(args) -> int:
     from lmmvae.reporting.aggregate import read_metrics
-    from lmmvae.reporting.tables import build_table, to_html, to_latex, to_markdown, write_text
+    from lmmvae.atomic import write_text
+    from lmmvae.reporting.tables import build_table, to_html, to_latex, to_markdown
 
     table = build_table(read_metrics(args.metrics), _spec(args.spec))
     markdown = to_markdown(table)
@@ -116,7 +117,7 @@ def _table(args) -> int:
 def _claims(args) -> int:
     from lmmvae.reporting.aggregate import read_metrics
     from lmmvae.reporting.claims import evaluate, parse_claims, to_markdown
-    from lmmvae.reporting.tables import write_text
+    from lmmvae.atomic import write_text
 
     try:
         spec = json.loads(args.spec)
@@ -126,6 +127,8 @@ def _claims(args) -> int:
         raise ConfigError("--spec: needs a JSON object with `claims` and `experiments`")
     claims = parse_claims(spec["claims"], spec["experiments"])
     markdown = to_markdown(evaluate(read_metrics(args.metrics), claims, spec["experiments"]))
+    if spec.get("left_out"):
+        markdown += f"\nLeft out (their experiments are not in this config): {', '.join(spec['left_out'])}.\n"
     write_text(markdown, args.md)
     print(markdown)
     return 0

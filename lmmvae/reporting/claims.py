@@ -115,8 +115,10 @@ def unit_values(frame: pd.DataFrame, experiment: dict, model: str, metric: str,
                 sweep_value: str | None) -> pd.Series:
     """Per-unit values of one row: indexed by seed (``mcc_seeds``: by the pair), or ``None`` for a
     seedless classical row."""
-    rows = frame[(frame["dataset"] == experiment["dataset"]) & (frame["model"] == model)
-                 & (frame["metric"] == metric)]
+    named = frame["model"] == model  # a swept model's rows carry its base name in base_model
+    if "base_model" in frame:
+        named |= frame["base_model"] == model
+    rows = frame[(frame["dataset"] == experiment["dataset"]) & named & (frame["metric"] == metric)]
     if sweep_value is not None and "sweep_value" in rows and rows["sweep_value"].notna().any():
         swept = rows["sweep_value"].astype(str) == str(sweep_value)
         rows = rows[swept | rows["sweep_value"].isna()]

@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 
 from lmmvae.classical import CLASSICAL_VARIANTS
 from lmmvae.errors import ConfigError
-from lmmvae.reporting.experiments import Run, SeedPair, load_plan
+from lmmvae.reporting.experiments import load_plan
+from lmmvae.reporting.plan import Run, SeedPair
 
 # Rules run `python -m lmmvae ...`. Without --sdm conda, `python` is the one that runs Snakemake
 # (.venv/bin, also when .venv is not activated); with --sdm conda, the job's environment
@@ -70,7 +71,7 @@ def cli_options(options):
     return args
 
 
-# ---- paths: results/<stage>/<dataset>/<training>/seed<seed>/... (STYLE.md) ----
+# ---- paths: results/<stage>/<dataset>/<training>/seed<seed>/... ----
 # A training is named by its model YAML's content, <variant>-<hash> (lmmvae.reporting.experiments):
 # models whose settings are identical train once, and results/runs.json says which model is which.
 def data_h5(dataset):
@@ -120,9 +121,15 @@ def all_claims():
 
 
 def claims_spec(wildcards=None):
-    """The config's claims and each experiment's dataset, for `lmmvae report claims`."""
+    """The config's claims and each experiment's dataset, for `lmmvae report claims`. A claim that
+    compares an experiment this config does not run (a trimmed copy of a config) is left out, and
+    the table says so."""
     experiments = {name: {"dataset": exp.dataset} for name, exp in PLAN.experiments.items()}
-    return json.dumps({"claims": config.get("claims") or {}, "experiments": experiments})
+    claims = config.get("claims") or {}
+    runnable = {name: claim for name, claim in claims.items()
+                if all(c.get("experiment") in experiments for c in claim.get("compare", []))}
+    return json.dumps({"claims": runnable, "experiments": experiments,
+                       "left_out": sorted(set(claims) - set(runnable))})
 
 
 def all_figures():
