@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# the import contracts of pyproject.toml ([tool.importlinter]) first: every import points down
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # a throw-away single-node SLURM cluster on this machine (root; installs slurm-wlm and munge with

@@ -1,4 +1,4 @@
-"""The baselines of the paper's comparison, as priors on the library's seam (BASELINES.md).
+"""The baselines of the paper's comparison, as priors on the library's seam (docs/baselines.md).
 
 Each registers a variant (``variant:`` in a model YAML) so that it trains with the same trainer,
 is evaluated with the same metrics and is chosen from the same CLI as LMM-VAE:

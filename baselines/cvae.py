@@ -1,4 +1,4 @@
-"""The conditional VAE (Sohn et al. 2015, section 4.1 "CVAE"), BASELINES.md.
+"""The conditional VAE (Sohn et al. 2015, section 4.1 "CVAE"), docs/baselines.md.
 
 Encoder ``q(z | y, x)`` and decoder ``p(y | z, x)`` both take the shared design row ``x_i^s`` of the
 experiment's formula (concatenated to their inputs by :class:`lmmvae.model.LatentVariableModel`:

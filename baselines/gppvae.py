@@ -1,4 +1,4 @@
-"""GPPVAE (Casale et al. 2018, "Gaussian Process Prior Variational Autoencoders"), BASELINES.md.
+"""GPPVAE (Casale et al. 2018, "Gaussian Process Prior Variational Autoencoders"), docs/baselines.md.
 
 Implemented, in the paper's numbering:
 

@@ -1,4 +1,4 @@
-"""A design formula read as a GP kernel (SPEC 5, BASELINES.md), built from gpytorch kernels.
+"""A design formula read as a GP kernel (SPEC 5, docs/baselines.md), built from gpytorch kernels.
 
 The LMM ↔ GP correspondence of SPEC 5 lets one experiment config declare both models: each term of
 the formula becomes one additive *component* of the kernel,
@@ -12,7 +12,7 @@ the formula becomes one additive *component* of the kernel,
   level of ``g``); the shared intercept ``1`` carries no component (the GPs have zero mean).
 
 Every component is ``ScaleKernel(∏ factors)`` with ``batch_shape=[L]``: each latent dimension has
-its own variances and lengthscales (BASELINES.md). Kernels select their input columns with
+its own variances and lengthscales (docs/baselines.md). Kernels select their input columns with
 ``active_dims`` from the input matrix that :class:`KernelInputs` builds from ``batch.covariates``.
 """
 

@@ -1,4 +1,4 @@
-"""L-VAE (Ramchandran et al. 2021, "Longitudinal Variational Autoencoder"), BASELINES.md.
+"""L-VAE (Ramchandran et al. 2021, "Longitudinal Variational Autoencoder"), docs/baselines.md.
 
 Implemented, in the paper's numbering:
 
@@ -25,7 +25,7 @@ Implemented, in the paper's numbering:
 Deviations, with reasons:
 
 * ``q(u)`` is trained with Adam on its Cholesky factor, not with the paper's natural gradients:
-  one optimiser for every model of the benchmark (BASELINES.md allows it when stated).
+  one optimiser for every model of the benchmark (docs/baselines.md allows it when stated).
 * Inducing points are learned in the continuous coordinates; categorical coordinates (e.g. sex)
   are fixed at the levels of the training rows they were initialised from (the categorical kernel
   has no gradient in them). Initialisation: ``M`` random training rows (fixed generator).

@@ -1,4 +1,4 @@
-"""SVGP-VAE (Jazbec et al. 2021, "Scalable Gaussian Process Variational Autoencoders"), BASELINES.md.
+"""SVGP-VAE (Jazbec et al. 2021, "Scalable Gaussian Process Variational Autoencoders"), docs/baselines.md.
 
 Implemented, in the paper's numbering:
 

@@ -1,5 +1,5 @@
 """The plain VAE (Kingma & Welling 2014): ``p(z) = N(0, I)``, ``q(z|y) = N(μ_φ(ỹ), s_φ(ỹ)²)``, ELBO
-with the analytic KL (BASELINES.md). The prior is the library's :class:`StandardNormalPrior`; its
+with the analytic KL (docs/baselines.md). The prior is the library's :class:`StandardNormalPrior`; its
 prediction at any covariates is the prior mean ``z = 0``, i.e. one image for every input, the
 floor that every covariate-aware model must beat.
 """

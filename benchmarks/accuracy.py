@@ -22,7 +22,7 @@ prediction of the test rows from their covariates (SPEC 2.4, 3.4, 6):
 * truth: the decoder applied to the true latent of the test rows (the noise floor, ≈ 0.1² = 0.01).
 
 The design ``DESIGN`` contains the generating latent model exactly (why: :mod:`benchmarks.simulate_lmm`).
-Targets (issue 9): oLMM-VAE and sLMM-VAE ≤ 0.3 × MixedLM; GSNN within 10 % of the best LMM-VAE.
+Targets: oLMM-VAE and sLMM-VAE ≤ 0.3 × MixedLM; GSNN within 10 % of the best LMM-VAE.
 Every run's ``history.csv`` is drawn as a learning curve (``<out>/curves/*.png``); the table says,
 per model, the epoch whose weights were kept (best validation loss) and the epochs run, so a run
 whose best epoch is its last (not converged) shows.

@@ -22,7 +22,7 @@ N_FACTORS = 4
 
 def health_mnist(n_instances: int, n_timepoints: int = 20, cache: str | Path | None = None,
                  seed: int = 0) -> LongitudinalData:
-    """Health MNIST of ``n_instances × n_timepoints`` images (DATA.md), generated once by
+    """Health MNIST of ``n_instances × n_timepoints`` images (docs/data_format.md), generated once by
     :func:`lmmvae.datasets.health_mnist.health_mnist` and kept under ``cache`` (if given)."""
     from lmmvae.datasets.health_mnist import health_mnist as generate
 

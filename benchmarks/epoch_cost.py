@@ -37,7 +37,7 @@ MODELS = {
     "LVAE": {"variant": "lvae", "design": "~ age + sex:age + diseasePresence:diseaseAge + (1 | id)"},
 }
 FLOOR = "VAE"
-# issue 6 targets: ratio to the VAE's epoch time
+# targets: ratio to the VAE's epoch time
 RATIO_TARGETS = {"oLMM-VAE": 1.15, "sLMM-VAE": 1.3}
 
 COLUMNS = [

@@ -1,4 +1,4 @@
-"""Helpers of ``benchmarks/gpu_check.sh`` (issue 13): the reduced Rotating MNIST config, the packing
+"""Helpers of ``benchmarks/gpu_check.sh``: the reduced Rotating MNIST config, the packing
 measurement (K trainings at once on one GPU) and the summary with the timing table (and the
 precision and compile tables of :mod:`benchmarks.precision`).
 

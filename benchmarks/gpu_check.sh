@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check of issue 13: at most about 8 minutes on one H100/H200.
+# The prepared GPU check (the CUDA path, mixed precision, the GPU slots): at most about 8 minutes on one H100/H200.
 #
 #     benchmarks/gpu_check.sh [OUTDIR]        # OUTDIR: $OUT if set, else results/gpu_check
 #     GPU_CHECK_DRY=1 benchmarks/gpu_check.sh # the same stages on the CPU at toy size (checks the script)

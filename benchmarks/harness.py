@@ -38,6 +38,7 @@ from torch import nn
 
 from lmmvae.assemble import assemble
 from lmmvae.atomic import atomic_output
+from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
 from lmmvae.h5 import LongitudinalData
 from lmmvae.loader import TensorData
@@ -101,7 +102,7 @@ def prepare(name: str, data: LongitudinalData, device: str | torch.device = "cpu
     """Build model, design and tensors with :func:`lmmvae.assemble.assemble`, as
     :func:`lmmvae.api.fit` does, for ``settings`` (model-config keys)."""
     device = choose_device(str(device))
-    config = ModelConfig.from_dict({**settings, "device": str(device)}, where=f"benchmark model {name}")
+    config = config_from_dict({**settings, "device": str(device)}, where=f"benchmark model {name}")
     built = assemble(config, data, seed=seed, device=device)
     trainer = Trainer(built.model, built.tensors, config, built.generator, progress=False)
     n_batches, loader_seconds = _draw_epoch(built.tensors, config, built.model, device)

@@ -1,4 +1,4 @@
-"""Mixed precision and torch.compile (issue 13): seconds per training epoch of the VAE and oLMM-VAE
+"""Mixed precision and torch.compile: seconds per training epoch of the VAE and oLMM-VAE
 on Health MNIST in float32 and bfloat16 (config ``precision``), each with and without
 ``compile: true``, interleaved in one run.
 

@@ -21,7 +21,7 @@ from lmmvae.runtime import choose_device
 
 COMMON = {"network": "mlp", "likelihood": "gaussian", "latent_dim": 16, "batch_size": 256}
 DATA_DIM = 32
-TOLERANCE = 1.2  # issue 6: oLMM-VAE's epoch time and memory within 1.2x across the sweep
+TOLERANCE = 1.2  # the target: oLMM-VAE's epoch time and memory within 1.2x across the sweep
 
 
 def columns(key: str, header: str) -> list[Column]:

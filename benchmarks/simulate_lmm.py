@@ -17,7 +17,7 @@ The decoder's weights come from ``decoder_seed`` (fixed: every data seed shares 
 subjects, visits and noise from ``seed``. Visit ``j`` of ``T`` is at ``j/(T−1)`` jittered by up to
 ± a quarter step (sorted, clipped to [0, 1]).
 
-Splits (DATA.md codes): every other subject (by id: ``s0, s2, …``) is a *test subject*, whose last
+Splits (docs/data_format.md codes): every other subject (by id: ``s0, s2, …``) is a *test subject*, whose last
 ``n_future`` visits are test (split 2: future prediction). The remaining rows are split at random
 by observation, 85:15, into train (0) and validation (1).
 

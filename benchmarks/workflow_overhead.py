@@ -1,5 +1,5 @@
 """Workflow overhead: where the CPU of a Snakemake run goes, per rule, and how much of it is the fixed
-cost of starting a job rather than its work (issue 14).
+cost of starting a job rather than its work.
 
     .venv/bin/python -m benchmarks.workflow_overhead [--config .test/config.yaml] [--cores 2] [--quick]
 
@@ -32,7 +32,7 @@ after ``atexit``, which for a process that imported torch was 0.5–1 s of CPU u
 lmmvae`` left through ``os._exit``; the log is written just before), and the *per-job
 overhead*: jobs' startup + Snakemake + the rest, as a share of the run's CPU and per job in
 seconds. On the tiny config almost everything is overhead (its trainings take 2 epochs of toy
-data); the per-job seconds are what carries over to a real run (issue 14's target: overhead ≤ 10 %
+data); the per-job seconds are what carries over to a real run (the target: overhead ≤ 10 %
 of the default run's CPU).
 """
 
@@ -262,7 +262,7 @@ def totals_lines(totals: dict) -> list[str]:
         f"per-job overhead (jobs' startup + Snakemake + the rest): {t['startup_cpu_s']:.1f} + "
         f"{t['snakemake_cpu_s']:.1f} + {t['rest_cpu_s']:.1f} s = **{t['overhead_pct']:.0f} %** of the run's "
         f"CPU (startup {t['startup_pct']:.0f} %, Snakemake {t['snakemake_pct']:.0f} %); "
-        f"**{t['overhead_per_job_s']:.2f} s CPU per job** (issue 14's target: ≤ 10 % of a real run's CPU)",
+        f"**{t['overhead_per_job_s']:.2f} s CPU per job** (target: ≤ 10 % of a real run's CPU)",
     ]
 
 

@@ -27,17 +27,18 @@ import numpy as np
 import torch
 
 from lmmvae import assemble, predict, rundir, variants
-from lmmvae.assemble import MAX_ABS_Y, build_model  # noqa: F401  (re-exported: the API's names)
+from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
 from lmmvae.design import FittedDesign
-from lmmvae.errors import ConfigError, TrainingError
+from lmmvae.errors import TrainingError
 from lmmvae.evaluate import evaluate as _evaluate
-from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
+from lmmvae.h5 import Covariate, LongitudinalData, read_h5
 from lmmvae.intervals import scale_info
 from lmmvae.loader import TensorData
+from lmmvae.longitudinal import covariate_rows
 from lmmvae.model import LatentVariableModel
 from lmmvae.networks import is_image_network
-from lmmvae.predict import condition  # noqa: F401  (fit conditions the prior on the training split)
+from lmmvae.predict import condition
 from lmmvae.runtime import choose_device, set_threads
 from lmmvae.train import Trainer
 
@@ -69,29 +70,8 @@ class LMMVAE:
     def covariates_to_data(self, covariates) -> LongitudinalData:
         """Rows of new covariates (DataFrame, dict of arrays, or LongitudinalData) as data without
         observations, coded like the training covariates."""
-        if isinstance(covariates, LongitudinalData):
-            return covariates
-        import pandas as pd
-
-        frame = pd.DataFrame(covariates)
-        needed = set(self.design.covariate_names)
-        if self.config.subject in self.train_covariates:
-            needed.add(self.config.subject)
-        missing = sorted(needed - set(frame.columns))
-        if missing:
-            raise ConfigError(f"covariates lack column(s) {', '.join(missing)} (the model uses: {', '.join(sorted(needed))})")
-        covs = {}
-        for name in frame.columns:
-            if name not in self.train_covariates:
-                continue
-            ref = self.train_covariates[name]
-            if ref.levels is not None:
-                covs[name] = Covariate(frame[name].astype(str).to_numpy(), ref.kind)
-            else:
-                covs[name] = Covariate(frame[name].to_numpy(), ref.kind)
-        n, d = len(frame), self.info["data_dim"]
-        zeros = np.zeros((n, d), dtype=np.float32)
-        return LongitudinalData(y=zeros, mask=zeros.astype(np.uint8), split=np.zeros(n, np.uint8), covariates=covs)
+        return covariate_rows(covariates, self.train_covariates, self.design.covariate_names, self.config.subject,
+                              self.info["data_dim"])
 
     # -- predictions (batched implementations: lmmvae.predict) ------------------------------
     def predict(self, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
@@ -175,17 +155,6 @@ class LMMVAE:
         return describe(self)
 
 
-def _write_run_files(run_dir: Path, config: ModelConfig, design: FittedDesign,
-                     train_covariates: dict[str, Covariate], info: dict) -> None:
-    """The run files of the classical rows (:mod:`lmmvae.classical`), whose loader still reads
-    ``train_covariates.h5``."""
-    rundir.write_run_files(run_dir, config, design, train_covariates, info)
-    n = len(next(iter(train_covariates.values())).values) if train_covariates else 0
-    skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
-                                split=np.zeros(n, np.uint8), covariates=train_covariates)
-    write_h5(skeleton, run_dir / "train_covariates.h5")
-
-
 def _as_data(data) -> tuple[LongitudinalData, str | None]:
     if isinstance(data, LongitudinalData):
         return data, None
@@ -227,7 +196,7 @@ def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig
         from lmmvae.datasets.table import frame_for_fit
 
         data, settings = frame_for_fit(data, settings)
-    config = config or ModelConfig.from_dict(settings)
+    config = config or config_from_dict(settings)
     set_threads(threads, image=is_image_network(config.network))
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from lmmvae import rundir, variants
+from lmmvae.checks import config_from_dict, prior_options
 from lmmvae.config import ModelConfig
 from lmmvae.design import Design, FittedDesign
 from lmmvae.errors import ConfigError, LmmvaeWarning
@@ -57,14 +58,14 @@ class Recipe:
 def summarise(config: ModelConfig, design: FittedDesign, covariates: dict[str, Covariate]) -> dict:
     """The variant's JSON summary of the training covariates (raises ConfigError on a bad config)."""
     variant = variants.get(config.variant)
-    return variant.summarise(config.prior_options(variant=variant), design, covariates, config.subject)
+    return variant.summarise(prior_options(config, variant=variant), design, covariates, config.subject)
 
 
 def build(recipe: Recipe) -> LatentVariableModel:
     """Networks × likelihood × the variant's prior, from the recipe alone (no data, no training)."""
     config, design = recipe.config, recipe.design
     variant = variants.get(config.variant)
-    prior = variant.build_prior(config.prior_options(variant=variant), recipe.prior, config.latent_dim)
+    prior = variant.build_prior(prior_options(config, variant=variant), recipe.prior, config.latent_dim)
     data_dim = recipe.info["data_dim"]
     cond_dim = design.n_shared if variant.conditional else 0
     encoder, decoder = build_networks(config.network, data_dim, config.latent_dim, image_shape=recipe.image_shape,
@@ -139,7 +140,7 @@ def read_recipe(run_dir: Path, device: str | None = None) -> Recipe:
     ``train_covariates.h5``, as it was then."""
     rundir.require_finished(run_dir)
     saved = rundir.read_config(run_dir)
-    config = ModelConfig.from_dict(saved["model"], where=str(run_dir / "config.json"))
+    config = config_from_dict(saved["model"], where=str(run_dir / "config.json"))
     if device is not None:
         config.device = device
     design = rundir.read_design(run_dir)

@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ import numpy as np
 
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.intervals import scale_info
-from lmmvae.mixedlm import (LEVELS, MIN_VARIANCE, blups, fit_design, gaussian_nll,  # noqa: F401 (blups: tests)
-                            predict_design)
+from lmmvae.longitudinal import covariate_rows
+from lmmvae.mixedlm import MIN_VARIANCE, MixedLMOptions, fit_design, gaussian_nll, predict_design
 from lmmvae.variants import Variant, register
 
 #: variants without a latent space, fitted by this module (checked without importing torch)
@@ -67,39 +67,6 @@ CLASSICAL_VARIANTS = ("mixedlm", "mean")
 FORMAT = "lmmvae-classical"
 FORMAT_VERSION = 2
 MODEL_FILE = "model.pt"
-#: optimisers tried in order (statsmodels' semantics: the next starts where the last stopped
-#: unconverged); lbfgs first, as statsmodels' own default (bfgs first) stops short of regular optima
-DEFAULT_METHODS = ["lbfgs", "bfgs", "cg"]
-_METHODS = ("lbfgs", "bfgs", "cg", "nm", "powell")
-
-
-@dataclass
-class MixedLMOptions:
-    """``prior:`` keys of ``variant: mixedlm``."""
-
-    reml: bool = True  # REML (lme4's default) or ML estimates of G and σ²
-    method: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # optimisers, tried in order
-    maxiter: int = 200  # iterations per optimiser
-    # further design formulas to choose from on the validation rows; the candidates are the model's
-    # `design` first, then these (module docstring: the rule)
-    candidates: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        from lmmvae.design.formula import parse_formula
-        from lmmvae.errors import DesignError
-
-        for m in self.method:
-            if m not in _METHODS:
-                raise ConfigError(f"prior (mixedlm).method: {m!r} is not one of {', '.join(_METHODS)}")
-        for i, text in enumerate(self.candidates):
-            if not isinstance(text, str) or not text.strip():
-                raise ConfigError(f"prior (mixedlm).candidates[{i}]: expected a design formula, got {text!r}")
-            try:
-                parse_formula(text)
-            except DesignError as err:
-                raise ConfigError(f"prior (mixedlm).candidates[{i}] {text!r}: {err}") from None
-
-
 @dataclass
 class MeanOptions:
     """``variant: mean`` has no options."""
@@ -183,9 +150,9 @@ class ClassicalModel:
         return {"y_pred": mean, "y_var": var}
 
     def covariates_to_data(self, covariates):
-        from lmmvae.api import LMMVAE
-
-        return LMMVAE.covariates_to_data(self, covariates)  # same coding of new covariates as neural runs
+        """New covariates coded like the training ones, as for neural runs (:func:`lmmvae.longitudinal.covariate_rows`)."""
+        return covariate_rows(covariates, self.train_covariates, self.design.covariate_names, self.config.subject,
+                              self.info["data_dim"])
 
     def impute(self, data) -> np.ndarray:
         """``y`` with missing entries filled by the prediction at the row's covariates."""
@@ -245,15 +212,22 @@ class ClassicalModel:
 
     # -- persistence -----------------------------------------------------------------------------
     def _write_files(self, run_dir: Path) -> None:
-        from lmmvae.api import _write_run_files
+        """The run files of a neural run, plus ``train_covariates.h5``, which :func:`load` reads."""
+        from lmmvae import rundir
+        from lmmvae.h5 import LongitudinalData, write_h5
 
-        _write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
+        rundir.write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
+        covs = self.train_covariates
+        n = len(next(iter(covs.values())).values) if covs else 0
+        skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
+                                    split=np.zeros(n, np.uint8), covariates=covs)
+        write_h5(skeleton, run_dir / "train_covariates.h5")
 
     def _write_model(self, run_dir: Path) -> None:
         """``model.pt``, written last: the fitted arrays as tensors plus plain containers."""
         import torch
 
-        from lmmvae.train import atomic_save
+        from lmmvae.rundir import atomic_save
 
         state = {"format": FORMAT, "version": FORMAT_VERSION, "variant": self.config.variant,
                  "warnings": self.warnings, "status": list(self.info.get("status", [])),
@@ -343,7 +317,9 @@ def _fit_mean(rows, config, names):
 def _fit_mixedlm(data, rows, config, names):
     """Choose the design on the validation rows, then refit the winner on train + validation rows
     (module docstring: the rule); returns the design, parameters, feature records and the selection."""
-    options = config.prior_options()
+    from lmmvae.checks import prior_options  # imports torch (the registries); this module is torch-free
+
+    options = prior_options(config)
     candidates = list(dict.fromkeys([config.design, *options.candidates]))
     train = data.subset(np.flatnonzero(data.split == 0))
     val = data.subset(np.flatnonzero(data.split == 1))
@@ -419,13 +395,13 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
     import torch
 
     from lmmvae import rundir
-    from lmmvae.config import ModelConfig
+    from lmmvae.checks import config_from_dict
     from lmmvae.h5 import read_h5
 
     run_dir = Path(run_dir)
     rundir.require_finished(run_dir)
     saved = rundir.read_config(run_dir)
-    config = ModelConfig.from_dict(saved["model"], where=str(run_dir / "config.json"))
+    config = config_from_dict(saved["model"], where=str(run_dir / "config.json"))
     design = rundir.read_design(run_dir)
     path = run_dir / MODEL_FILE
     try:

@@ -2,6 +2,10 @@
 
 Common keys are the fields of :class:`ModelConfig`; the variant's own options live under
 ``prior:`` and are the fields of that variant's options dataclass (:mod:`lmmvae.variants`).
+:class:`ModelConfig` is a typed record: it checks its keys, types and ranges and imports no model
+code. The names it holds (variant, objective, network, likelihood, device) and their options are
+checked against the registries by :mod:`lmmvae.checks`, whose ``config_from_dict`` /
+``config_from_yaml`` every reader of user settings calls.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmmvae.errors import ConfigError
+from lmmvae.yamlio import read_yaml  # YAML 1.2 floats; duplicate keys, size and alias limits
 
 PREDICTIONS = ("mean", "plugin")
 #: arithmetic of the encoder and decoder forward passes (:meth:`lmmvae.model.LatentVariableModel._network`)
@@ -89,17 +94,13 @@ class ModelConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ModelConfig":
-        from lmmvae.yamlio import read_yaml  # YAML 1.2 floats; duplicate keys, size and alias limits
-
         values = read_yaml(path, "model file") or {}
         return cls.from_dict(values, where=str(path))
 
     def validate(self, where: str = "model config") -> None:
-        from lmmvae import variants
-        from lmmvae.objectives import OBJECTIVES
-
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {self.objective!r}")
+        """The checks of the record itself: sizes, ranges and the closed sets of values named here.
+        The names of the variant, objective, network, likelihood and device, and each one's own
+        options, are checked against the registries by :func:`lmmvae.checks.check`."""
         for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples",
                     "predict_samples"):
             most = MAX_SIZES.get(key, 10**7)  # an upper bound too: no allocation of absurd size
@@ -107,9 +108,6 @@ class ModelConfig:
                 raise ConfigError(f"{where}: {key} must be between 1 and {most}, got {getattr(self, key)}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {self.lr_decay}")
-        from lmmvae.runtime import check_device
-
-        check_device(self.device, f"{where}: device")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"{where}: prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
         if self.precision not in PRECISIONS:
@@ -120,52 +118,9 @@ class ModelConfig:
             raise ConfigError(f"{where}: warmup_epochs must be 0 (none), positive or null, got {self.warmup_epochs}")
         if self.lr <= 0:
             raise ConfigError(f"{where}: lr must be positive, got {self.lr}")
-        variant = variants.get(self.variant)
-        if self.objective == "gsnn" and not variant.gsnn:
-            raise ConfigError(f"{where}: variant {self.variant!r} cannot be trained by GSNN: {variant.why_no_gsnn}")
-        self.prior_options(where, variant)
-        self.typed_network_options(where)
-        self.typed_likelihood_options(where)
-
-    @property
-    def reads_encoder(self) -> bool:
-        """Whether anything after training may read the encoder: not after GSNN, which trains none
-        (SPEC 4): no posterior, no imputation, no MCC, no encoder-based conditioning."""
-        from lmmvae.objectives import OBJECTIVES
-
-        return OBJECTIVES.get(self.objective).trains_encoder
-
-    def prior_options(self, where: str = "model config", variant=None):
-        """The variant's options dataclass filled from ``prior:``."""
-        from lmmvae import variants
-
-        variant = variant or variants.get(self.variant)
-        options = options_from_dict(variant.options, self.prior, f"{where}: prior ({self.variant})")
-        resolve = getattr(options, "resolve", None)  # options whose default depends on the objective
-        return resolve(self.objective) if resolve is not None else options
-
-    def typed_network_options(self, where: str = "model config"):
-        """The network's options dataclass filled from ``network_options:`` (:mod:`lmmvae.networks`)."""
-        from lmmvae.networks import network_options
-
-        return _at(where, network_options, self.network, self.network_options)
-
-    def typed_likelihood_options(self, where: str = "model config"):
-        """The likelihood's options dataclass filled from ``likelihood_options:`` (:mod:`lmmvae.likelihoods`)."""
-        from lmmvae.likelihoods import likelihood_options
-
-        return _at(where, likelihood_options, self.likelihood, self.likelihood_options)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _at(where: str, parse, name: str, values: dict[str, Any]):
-    """``parse(name, values)`` with ``where`` (the config file) in front of its one-line error."""
-    try:
-        return parse(name, values)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
 
 
 def options_from_dict(cls: type, values: dict[str, Any], where: str):

@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 from lmmvae.errors import ConfigError, RunError
+from lmmvae.intervals import (_quantiles, check_covariates, feature_names, latent_posterior, quadratic, shared_rows,
+                              table_scale)
 
 #: draws of A ~ q(A) (outer) and of the latent noise ε (inner, shared: common random numbers)
 N_OUTER, N_INNER = 500, 100
@@ -82,7 +84,6 @@ def shared_covariance(fitted, data) -> np.ndarray | None:
     None when it does not apply (no encoder after GSNN, random terms of two grouping factors)."""
     import torch
 
-    from lmmvae.intervals import latent_posterior
     from lmmvae.predict import has_posterior
 
     prior = fitted.model.prior
@@ -197,50 +198,8 @@ def _classical_parts(fitted, clean: pd.DataFrame, level: float) -> tuple[np.ndar
                        "this version of lmmvae")
     covariates = fitted.covariates_to_data(clean).covariates
     mean, _ = predict_design(fitted.design, params, covariates, mean_only=True)  # [2, D]
-    c = _shared_rows(fitted, covariates)  # [2, Q]
-    return mean[1] - mean[0], np.sqrt(_quadratic(params["beta_cov"], c[1] - c[0]))
-
-
-def _shared_rows(fitted, covariates) -> np.ndarray:
-    """The design's shared (fixed-effect) columns ``x^s`` of the rows [N, Q]."""
-    from lmmvae.errors import LmmvaeWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LmmvaeWarning)  # the population subject is unseen on purpose
-        return np.asarray(fitted.design.transform(covariates).shared, dtype=float)
-
-
-def _quadratic(cov: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``c^T Cov_d c`` per feature, for ``cov`` [D, Q, Q] and ``c`` [Q] (or [N, Q]: then [N, D]).
-    A column dropped as collinear (NaN row, coefficient fixed at 0) adds nothing; a feature whose
-    covariance is all NaN (no fixed effects fitted) gives NaN."""
-    cov = np.asarray(cov, dtype=float)
-    none = np.isnan(cov).all(axis=(1, 2))  # [D]
-    filled = np.nan_to_num(cov, nan=0.0)
-    rows = np.atleast_2d(c)
-    out = np.einsum("nq,dqr,nr->nd", rows, filled, rows)  # [N, D]
-    out = np.where(none[None, :], np.nan, np.maximum(out, 0.0))
-    return out[0] if np.ndim(c) == 1 else out
-
-
-def classical_mean_band(fitted, clean: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ``level`` band of a classical model's mean at covariate rows, stored scale [N, D]:
-    mixedlm ``ŷ ± z sqrt(x^T Cov(β̂_d) x)`` (the fixed effects' uncertainty), mean ``ŷ ± z sqrt(var_d / n_d)``;
-    NaN where not available."""
-    covariates = fitted.covariates_to_data(clean).covariates
-    pred = np.asarray(fitted.predict_arrays(clean)["y_pred"], dtype=float)  # [N, D]
-    if fitted.config.variant == "mean":
-        counts = np.array([r.get("n_obs", 0) for r in fitted.info.get("features") or []], dtype=float)
-        if counts.shape != (pred.shape[1],):
-            var = np.full(pred.shape, np.nan)
-        else:
-            var = np.broadcast_to(fitted.params["var"] / np.where(counts > 0, counts, np.nan), pred.shape)
-    elif "beta_cov" in fitted.params:
-        var = _quadratic(fitted.params["beta_cov"], _shared_rows(fitted, covariates))
-    else:
-        var = np.full(pred.shape, np.nan)
-    half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(var)
-    return pred - half, pred + half
+    c = shared_rows(fitted, covariates)  # [2, Q]
+    return mean[1] - mean[0], np.sqrt(quadratic(params["beta_cov"], c[1] - c[0]))
 
 
 def contrast(fitted, covariate: str, levels, at: dict | None = None, level: float = 0.9,
@@ -253,8 +212,6 @@ def contrast(fitted, covariate: str, levels, at: dict | None = None, level: floa
     oLMM-VAE: ``uncertainty="collapsed"`` (default) draws the shared rows of ``A`` from their
     posterior with the random rows integrated out (:func:`shared_covariance`; needs the training
     data: ``data``, else the file the run recorded), ``"q_A"`` from the mean-field ``q(A)``."""
-    from lmmvae.intervals import _quantiles, check_covariates, feature_names, table_scale
-
     if not 0.0 < float(level) < 1.0:
         raise ConfigError(f"level must lie strictly between 0 and 1 (got {level})")
     if int(n_samples) < 1 or int(n_inner) < 1:

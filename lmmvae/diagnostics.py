@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lmmvae.checks import reads_encoder
+
 #: a latent dimension is active when its mean KL over training rows exceeds this (nats)
 ACTIVE_KL_NATS = 0.01
 #: a model looks collapsed when the covariates explain less than this share of the latent variance
@@ -123,7 +125,7 @@ def diagnose(fitted, data=None) -> Diagnostics:
         own = training_batch(fitted, covariates_only(fitted)) if fitted.train_covariates else None
         explained = explained_share(model, own) if own is not None else None
         kl = None
-        if data is not None and fitted.config.reads_encoder:  # no encoder after GSNN (SPEC 4)
+        if data is not None and reads_encoder(fitted.config):  # no encoder after GSNN (SPEC 4)
             kl = latent_kl(model, training_batch(fitted, data))
     finally:
         model.train(was_training)

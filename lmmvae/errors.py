@@ -1,8 +1,13 @@
-"""Errors a user can cause, raised at the boundary with a one-line message that names what and where."""
+"""Errors a user can cause, raised at the boundary with a one-line message that names what and where.
+
+The bottom floor of the package: it imports nothing of ours, so every module may import it.
+"""
 
 from __future__ import annotations
 
-from lmmvae.h5 import DataFormatError
+
+class DataFormatError(ValueError):
+    """A file or array does not follow the longitudinal HDF5 format; the message says where."""
 
 
 class ConfigError(ValueError):

@@ -19,8 +19,7 @@ import torch
 from lmmvae.diagnostics import collapse_metrics
 from lmmvae.h5 import LongitudinalData
 from lmmvae.metrics import mcc, mean_se, mse, mse_mc_error
-from lmmvae.predict import (encode_rows, has_posterior, latent_means, nll_rows, posterior_rows,  # noqa: F401
-                            predict_rows, reconstruct_rows, uses_importance_sampling)
+from lmmvae.predict import has_posterior, nll_rows, posterior_rows, predict_rows, uses_importance_sampling
 
 
 def evaluate(fitted, data: LongitudinalData, predictions: dict | None = None) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The one longitudinal HDF5 format (shared/DATA.md): its reader and writer.
+"""The one longitudinal HDF5 format (docs/data_format.md): its reader and writer.
 
 Files are validated on read, with errors that name the file, the HDF5 path and what was expected,
 and are written atomically (:mod:`lmmvae.atomic`), so a half-written file is never mistaken for a
@@ -16,12 +16,11 @@ import h5py
 import numpy as np
 
 from lmmvae.atomic import hdf5_output
+from lmmvae.errors import DataFormatError
 from lmmvae.levels import is_blank, level_key, match_levels, plain_value
-from lmmvae.levels import plain_value as _plain  # noqa: F401 (the name lmmvae.tables and datasets.table import)
-from lmmvae.longitudinal import (COVARIATE_KINDS, CODED_KINDS, SPLITS, Covariate, DataFormatError,
-                                 LongitudinalData)
+from lmmvae.longitudinal import COVARIATE_KINDS, CODED_KINDS, SPLITS, Covariate, LongitudinalData
 
-__all__ = ["COVARIATE_KINDS", "FORMAT_VERSION", "SPLITS", "Covariate", "DataFormatError", "LongitudinalData",
+__all__ = ["COVARIATE_KINDS", "FORMAT_VERSION", "SPLITS", "Covariate", "LongitudinalData",
            "is_blank", "level_key", "match_levels", "plain_value", "read_h5", "write_h5"]
 
 FORMAT_VERSION = 1

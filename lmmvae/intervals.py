@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
+from statistics import NormalDist
 from typing import Callable
 
 import numpy as np
 
-from lmmvae.errors import ConfigError, RunError
+from lmmvae.errors import ConfigError, LmmvaeWarning, RunError
 from lmmvae.levels import is_blank, match_levels, plain_value
 from lmmvae.progress import Progress
 from lmmvae.tables import numeric_column
@@ -209,7 +211,7 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
 
     ``mean_band=True`` (``lmmvae effects``): also ``F_mean_lower``, ``F_mean_upper`` after ``F_mean``, the
     ``level`` band of the mean (latent uncertainty only, :func:`predictive`; classical rows: the
-    fixed-effect mean's normal band, :func:`lmmvae.contrast.classical_mean_band`, NaN where the run
+    fixed-effect mean's normal band, :func:`classical_mean_band`, NaN where the run
     stores no covariance of the fixed effects)."""
     import pandas as pd
 
@@ -228,14 +230,10 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     if not intervals:
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
     elif getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
-        from statistics import NormalDist
-
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
         half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(pred["y_var"])
         pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)
         if mean_band:
-            from lmmvae.contrast import classical_mean_band
-
             pred["mean_lower"], pred["mean_upper"] = classical_mean_band(fitted, clean, level)
     else:
         pred = predictive(fitted, clean, level, n_samples)
@@ -260,6 +258,46 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     columns = [f + s for f in names for s in suffixes]
     out = pd.DataFrame(block, index=frame.index, columns=columns)
     return pd.concat([frame, out], axis=1)
+
+
+def shared_rows(fitted, covariates) -> np.ndarray:
+    """The design's shared (fixed-effect) columns ``x^s`` of the rows [N, Q]."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LmmvaeWarning)  # the population subject is unseen on purpose
+        return np.asarray(fitted.design.transform(covariates).shared, dtype=float)
+
+
+def quadratic(cov: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``c^T Cov_d c`` per feature, for ``cov`` [D, Q, Q] and ``c`` [Q] (or [N, Q]: then [N, D]).
+    A column dropped as collinear (NaN row, coefficient fixed at 0) adds nothing; a feature whose
+    covariance is all NaN (no fixed effects fitted) gives NaN."""
+    cov = np.asarray(cov, dtype=float)
+    none = np.isnan(cov).all(axis=(1, 2))  # [D]
+    filled = np.nan_to_num(cov, nan=0.0)
+    rows = np.atleast_2d(c)
+    out = np.einsum("nq,dqr,nr->nd", rows, filled, rows)  # [N, D]
+    out = np.where(none[None, :], np.nan, np.maximum(out, 0.0))
+    return out[0] if np.ndim(c) == 1 else out
+
+
+def classical_mean_band(fitted, clean: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``level`` band of a classical model's mean at covariate rows, stored scale [N, D]:
+    mixedlm ``ŷ ± z sqrt(x^T Cov(β̂_d) x)`` (the fixed effects' uncertainty), mean ``ŷ ± z sqrt(var_d / n_d)``;
+    NaN where not available."""
+    covariates = fitted.covariates_to_data(clean).covariates
+    pred = np.asarray(fitted.predict_arrays(clean)["y_pred"], dtype=float)  # [N, D]
+    if fitted.config.variant == "mean":
+        counts = np.array([r.get("n_obs", 0) for r in fitted.info.get("features") or []], dtype=float)
+        if counts.shape != (pred.shape[1],):
+            var = np.full(pred.shape, np.nan)
+        else:
+            var = np.broadcast_to(fitted.params["var"] / np.where(counts > 0, counts, np.nan), pred.shape)
+    elif "beta_cov" in fitted.params:
+        var = quadratic(fitted.params["beta_cov"], shared_rows(fitted, covariates))
+    else:
+        var = np.full(pred.shape, np.nan)
+    half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(var)
+    return pred - half, pred + half
 
 
 def predict(fitted, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):

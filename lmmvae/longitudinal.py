@@ -1,4 +1,4 @@
-"""The in-memory form of the longitudinal data format (shared/DATA.md) and its checks.
+"""The in-memory form of the longitudinal data format (docs/data_format.md) and its checks.
 
 Every data set of the benchmark, and any user data set, is a :class:`LongitudinalData`; it is
 validated on construction with errors that name the offending part. :mod:`lmmvae.h5` reads and
@@ -12,15 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from lmmvae.errors import ConfigError, DataFormatError
 from lmmvae.levels import is_blank, level_key, plain_value
 
 COVARIATE_KINDS = ("continuous", "binary", "categorical", "id", "time")
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 CODED_KINDS = ("binary", "categorical", "id")
-
-
-class DataFormatError(ValueError):
-    """A file or array does not follow the longitudinal HDF5 format; the message says where."""
 
 
 @dataclass
@@ -61,6 +58,37 @@ class Covariate:
         return Covariate(self.values[index], self.kind, self.levels, self.reference)
 
 
+def covariate_rows(covariates, train_covariates: dict[str, Covariate], names, subject: str,
+                   n_features: int) -> LongitudinalData:
+    """Rows of new covariates (a DataFrame, a dict of arrays, or :class:`LongitudinalData`, returned as
+    it is) as data without observations (``y`` [N, ``n_features``] zeros, all masked), each column
+    coded like the training covariate of its name; ``names`` (and ``subject``, when the model was
+    trained with it) must be present."""
+    if isinstance(covariates, LongitudinalData):
+        return covariates
+    import pandas as pd
+
+    frame = pd.DataFrame(covariates)
+    needed = set(names)
+    if subject in train_covariates:
+        needed.add(subject)
+    missing = sorted(needed - set(frame.columns))
+    if missing:
+        raise ConfigError(f"covariates lack column(s) {', '.join(missing)} (the model uses: {', '.join(sorted(needed))})")
+    covs = {}
+    for name in frame.columns:
+        if name not in train_covariates:
+            continue
+        ref = train_covariates[name]
+        if ref.levels is not None:
+            covs[name] = Covariate(frame[name].astype(str).to_numpy(), ref.kind)
+        else:
+            covs[name] = Covariate(frame[name].to_numpy(), ref.kind)
+    n = len(frame)
+    zeros = np.zeros((n, n_features), dtype=np.float32)  # [N, D]
+    return LongitudinalData(y=zeros, mask=zeros.astype(np.uint8), split=np.zeros(n, np.uint8), covariates=covs)
+
+
 def _reference_level(reference: Any, kind: str, levels: list | None) -> Any:
     """The stored level that ``reference`` names (``2``, ``2.0`` and ``"2"`` are one level)."""
     if kind != "categorical":
@@ -74,7 +102,12 @@ def _reference_level(reference: Any, kind: str, levels: list | None) -> Any:
 
 @dataclass
 class LongitudinalData:
-    """Observations ``y`` [N, D] with observed-mask, split and named covariates (DATA.md)."""
+    """Observations ``y`` [N, D] with observed-mask, split and named covariates (docs/data_format.md).
+
+    ``LongitudinalData.from_frame(frame, subject, time, ...)`` builds one from a long-format pandas
+    DataFrame: :func:`lmmvae.datasets.table.from_frame`, attached as a classmethod by the package's
+    ``__init__`` because the table reader builds on this module, not the other way round.
+    """
 
     y: np.ndarray  # [N, D] float32, 0 where missing
     mask: np.ndarray  # [N, D] uint8, 1 = observed
@@ -130,15 +163,6 @@ class LongitudinalData:
             latent_truth=None if self.latent_truth is None else self.latent_truth[index],
             attrs=dict(self.attrs),
         )
-
-    @classmethod
-    def from_frame(cls, frame, subject: str, time: str, features=None, covariates=None,
-                   **options) -> "LongitudinalData":
-        """A long-format pandas DataFrame (one row per visit) as data: kinds inferred, empty
-        feature cells masked, a train/validation(/test) split; see :mod:`lmmvae.datasets.table`."""
-        from lmmvae.datasets.table import from_frame
-
-        return from_frame(frame, subject=subject, time=time, features=features, covariates=covariates, **options)
 
     def covariate_frame(self):
         """Covariates as a pandas DataFrame with the original level values (categorical, id)."""

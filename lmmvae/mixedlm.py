@@ -26,7 +26,7 @@ level is left, and why is recorded, when
 
 statsmodels' default optimiser order (bfgs first) stops short of the optimum on regular fits
 (``(1 + Time | Pig)`` on geepack's dietox: REML −2220.39 unconverged, against −2217.05 with
-lbfgs): ``method`` defaults to lbfgs first (:class:`lmmvae.classical.MixedLMOptions`). Every
+lbfgs): ``method`` defaults to lbfgs first (:class:`MixedLMOptions`). Every
 predictive variance is floored at ``MIN_VARIANCE`` (the neural Gaussian likelihood's floor).
 """
 
@@ -34,18 +34,47 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from lmmvae.errors import ConfigError
 
-if TYPE_CHECKING:
-    from lmmvae.classical import MixedLMOptions
-
 #: floor of every predictive variance: the Gaussian likelihood's default ``min_variance`` of the
 #: neural models (lmmvae.likelihoods), so that NLLs compare (a constant feature is not rewarded more)
 MIN_VARIANCE = 1e-4
+#: optimisers tried in order (statsmodels' semantics: the next starts where the last stopped
+#: unconverged); lbfgs first, as statsmodels' own default (bfgs first) stops short of regular optima
+DEFAULT_METHODS = ["lbfgs", "bfgs", "cg"]
+_METHODS = ("lbfgs", "bfgs", "cg", "nm", "powell")
+
+
+@dataclass
+class MixedLMOptions:
+    """``prior:`` keys of ``variant: mixedlm``."""
+
+    reml: bool = True  # REML (lme4's default) or ML estimates of G and σ²
+    method: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # optimisers, tried in order
+    maxiter: int = 200  # iterations per optimiser
+    # further design formulas to choose from on the validation rows; the candidates are the model's
+    # `design` first, then these (module docstring: the rule)
+    candidates: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from lmmvae.design.formula import parse_formula
+        from lmmvae.errors import DesignError
+
+        for m in self.method:
+            if m not in _METHODS:
+                raise ConfigError(f"prior (mixedlm).method: {m!r} is not one of {', '.join(_METHODS)}")
+        for i, text in enumerate(self.candidates):
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"prior (mixedlm).candidates[{i}]: expected a design formula, got {text!r}")
+            try:
+                parse_formula(text)
+            except DesignError as err:
+                raise ConfigError(f"prior (mixedlm).candidates[{i}] {text!r}: {err}") from None
 
 
 def independent_columns(x: np.ndarray, tol: float = 1e-8) -> np.ndarray:

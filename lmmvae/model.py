@@ -1,4 +1,4 @@
-"""A latent-variable model = networks × likelihood × prior (STYLE.md: "the shape of the house")."""
+"""A latent-variable model = networks × likelihood × prior."""
 
 from __future__ import annotations
 

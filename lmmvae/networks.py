@@ -9,7 +9,7 @@
 * ``decoder(z [..., B, L], cond [B, C] | None) -> params [..., B, D]``, **unconstrained**: the
   likelihood (:mod:`lmmvae.likelihoods`) applies the sigmoid of the tables' "sigmoid output". The
   image networks declare ``bounded_output`` (:func:`bounded_output`), so that
-  :func:`lmmvae.api.build_model` makes a Gaussian likelihood on them bounded (``μ = sigmoid``) unless
+  :func:`lmmvae.assemble.build_model` makes a Gaussian likelihood on them bounded (``μ = sigmoid``) unless
   the config sets ``likelihood_options.bounded``; Bernoulli reads the output as logits. Leading Monte
   Carlo sample dims are flattened, run and restored.
 

@@ -25,6 +25,15 @@ from lmmvae.errors import ConfigError
 
 #: the advisory lock file of a run directory (hidden: not a run file, ignored by lmmvae.rundir)
 LOCK_NAME = ".lmmvae.lock"
+#: the files of a run directory, which :mod:`lmmvae.rundir` writes and reads; named here, below it,
+#: so that the path checks know a run's own files without importing the run code
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+PRIOR_FILE = "prior.json"
+COVARIATES_FILE = "covariates.json"
+#: ``train_covariates.h5``: written by runs of earlier versions and by the classical rows
+RUN_FILES = ("config.json", "design.json", PRIOR_FILE, COVARIATES_FILE, "train_covariates.h5", "history.csv",
+             CHECKPOINT_FILE, MODEL_FILE)
 
 
 class PathError(ConfigError):
@@ -32,9 +41,7 @@ class PathError(ConfigError):
 
 
 def run_names() -> tuple[str, ...]:
-    """Names of the files a run directory holds (lmmvae.rundir.RUN_FILES) and its lock file."""
-    from lmmvae.rundir import RUN_FILES
-
+    """Names of the files a run directory holds (:data:`RUN_FILES`) and its lock file."""
     return (*RUN_FILES, LOCK_NAME)
 
 
@@ -86,8 +93,6 @@ def run_of(path: Path) -> Path | None:
     if path.name not in run_names():
         return None
     parent = path.parent
-    from lmmvae.rundir import MODEL_FILE
-
     markers = ("config.json", MODEL_FILE, "checkpoint.pt", "history.csv")
     return parent if any((parent / m).exists() for m in markers) or path.name == LOCK_NAME else None
 

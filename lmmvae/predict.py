@@ -10,7 +10,7 @@
   standard error.
 
 A model trained by GSNN has no posterior (SPEC 4): it trains no encoder. That is decided here
-once, by :func:`has_posterior` (``ModelConfig.reads_encoder``): :func:`posterior_rows` refuses
+once, by :func:`has_posterior` (:func:`lmmvae.checks.reads_encoder`): :func:`posterior_rows` refuses
 with a one-line :class:`~lmmvae.errors.RunError`, :func:`condition` does nothing (predictions then
 rest on the design alone: sLMM-VAE ``ν_p = 0``, ``ω_p² = σ_ε²``) and evaluation skips the metrics
 that need it.
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
+from lmmvae.checks import reads_encoder
 from lmmvae.errors import RunError
 from lmmvae.loader import TensorData
 from lmmvae.metrics import log_mean_exp, log_mean_exp_se
@@ -41,7 +42,7 @@ def _chunks(rows: torch.Tensor, size: int = CHUNK, desc: str = "lmmvae: rows"):
 
 def has_posterior(fitted) -> bool:
     """Whether the model has an encoder posterior to read: not after GSNN (SPEC 4)."""
-    return fitted.config.reads_encoder
+    return reads_encoder(fitted.config)
 
 
 @torch.no_grad()
@@ -74,9 +75,6 @@ def posterior_rows(fitted, tensors: TensorData, rows: torch.Tensor, what: str = 
     y_hat = [model.generate(z_mean[i:i + CHUNK], tensors.batch(chunk))
              for i, chunk in zip(range(0, rows.shape[0], CHUNK), _chunks(rows))]
     return {"z_mean": z_mean.cpu().numpy(), "y_impute": _cat(y_hat, tensors, fitted)}
-
-
-reconstruct_rows = posterior_rows  # the name evaluate and the CLI used
 
 
 #: decoder evaluations per forward pass (rows x draws) when decoding many draws (memory bound)

@@ -31,14 +31,7 @@ from typing import Any
 import numpy as np
 
 from lmmvae.errors import RunError
-
-MODEL_FILE = "model.pt"
-CHECKPOINT_FILE = "checkpoint.pt"
-PRIOR_FILE = "prior.json"
-COVARIATES_FILE = "covariates.json"
-#: ``train_covariates.h5``: written by runs of earlier versions and by the classical rows
-RUN_FILES = ("config.json", "design.json", PRIOR_FILE, COVARIATES_FILE, "train_covariates.h5", "history.csv",
-             CHECKPOINT_FILE, MODEL_FILE)
+from lmmvae.paths import CHECKPOINT_FILE, COVARIATES_FILE, MODEL_FILE, PRIOR_FILE, RUN_FILES
 
 
 # -- data identity --------------------------------------------------------------------------------
@@ -268,7 +261,8 @@ def read_prior(run_dir: Path) -> dict:
 
 def read_covariates(run_dir: Path) -> dict:
     """``covariates.json`` as ``{name: Covariate}``: the training covariates' kinds, levels and values."""
-    from lmmvae.h5 import Covariate, DataFormatError
+    from lmmvae.errors import DataFormatError
+    from lmmvae.h5 import Covariate
 
     path = run_dir / COVARIATES_FILE
     saved = read_json(path, missing="a run written before covariates.json")

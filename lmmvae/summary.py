@@ -223,6 +223,7 @@ def _n_train(fitted) -> int:
 
 def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
     """Per-dimension latent diagnostics and the collapse verdict (:mod:`lmmvae.diagnostics`)."""
+    from lmmvae.checks import reads_encoder
     from lmmvae.diagnostics import ACTIVE_KL_NATS, collapse_flags, diagnose
 
     found = diagnose(fitted, data)
@@ -234,7 +235,7 @@ def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
                           "explained_share": found.explained if found.explained is not None else nan})
     reasons = collapse_flags(found, latent)
     return frame, {"active_dims": found.active_dims, "explained_share": found.explained_share,
-                   "collapsed": bool(reasons), "reasons": reasons, "gsnn": not fitted.config.reads_encoder}
+                   "collapsed": bool(reasons), "reasons": reasons, "gsnn": not reads_encoder(fitted.config)}
 
 
 def _training_data(fitted, data):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.h5 import DataFormatError, _plain, is_blank
+from lmmvae.errors import DataFormatError
+from lmmvae.levels import is_blank, plain_value
 
 NUMERIC_KINDS = ("continuous", "time", "binary")
 CODED_KINDS = ("categorical", "id")
@@ -84,11 +85,11 @@ def numeric_column(column, name: str, kind: str, where: str, row, error=DataForm
     bad = ~np.isfinite(numbers)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise error(f"{where}: column {name!r} at {row(i)}: {_plain(column.iloc[i])!r} is not a finite number "
+        raise error(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r} is not a finite number "
                     f"({name} is {kind})")
     if kind == "binary" and not np.isin(numbers, (0.0, 1.0)).all():
         i = int(np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))[0])
-        raise error(f"{where}: column {name!r} at {row(i)}: {_plain(column.iloc[i])!r}; {name} is binary (0 or 1)")
+        raise error(f"{where}: column {name!r} at {row(i)}: {plain_value(column.iloc[i])!r}; {name} is binary (0 or 1)")
     return numbers
 
 

@@ -33,7 +33,7 @@ from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.objectives import get_objective
 from lmmvae.progress import progress
-from lmmvae.rundir import atomic_save  # noqa: F401  (checkpoints; also imported from here by older callers)
+from lmmvae.rundir import atomic_save
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = {"model", "optimizers", "schedulers", "state", "generator", "torch_rng"}

@@ -20,8 +20,8 @@ import yaml
 import lmmvae
 from lmmvae.cli import main
 from lmmvae.design import Design, parse_formula
-from lmmvae.errors import ConfigError, DesignError, RunError
-from lmmvae.h5 import Covariate, DataFormatError, LongitudinalData, level_key, match_levels, read_h5, write_h5
+from lmmvae.errors import ConfigError, DataFormatError, DesignError, RunError
+from lmmvae.h5 import Covariate, LongitudinalData, level_key, match_levels, read_h5, write_h5
 from lmmvae.loader import recode
 from simulate import simulate_lmm
 

@@ -1,4 +1,4 @@
-"""Answers out (issue 12 item 2): predictive intervals as a table, the summary, the decoded effect of
+"""Answers out: predictive intervals as a table, the summary, the decoded effect of
 a covariate, history / repr / latent variances — on simulated data with known effects."""
 
 import json
@@ -114,7 +114,7 @@ def test_rows_keep_identity_order_and_index(fitted):
 
 
 def test_predict_on_a_data_frame_is_the_table_and_elsewhere_the_arrays(fitted, monkeypatch):
-    """``model.predict(df)`` (issue 12 item 2): ``df``'s index and columns, then ``F_mean`` (``F_lower``,
+    """``model.predict(df)``: ``df``'s index and columns, then ``F_mean`` (``F_lower``,
     ``F_upper``) per feature, in the table's units; its means are ``predict_arrays``' ``y_pred``
     mapped by the recorded scale. A LongitudinalData still gives the arrays."""
     model, _, data, _ = fitted

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lmmvae
-from lmmvae.config import ModelConfig
+from lmmvae.checks import config_from_dict, prior_options
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, LongitudinalData
 
@@ -90,14 +90,14 @@ def test_the_tables_name_the_winner(tmp_path):
 
 
 def test_candidates_and_methods_are_checked_in_one_line():
-    config = ModelConfig.from_dict({"variant": "mixedlm", "prior": {"candidates": ["time + (1 | id)"]}})
-    assert config.prior_options().candidates == ["time + (1 | id)"]
-    assert config.prior_options().method[0] == "lbfgs"  # statsmodels' default (bfgs first) stops short
+    config = config_from_dict({"variant": "mixedlm", "prior": {"candidates": ["time + (1 | id)"]}})
+    assert prior_options(config).candidates == ["time + (1 | id)"]
+    assert prior_options(config).method[0] == "lbfgs"  # statsmodels' default (bfgs first) stops short
     for prior, match in (({"candidates": ["time + (1 | id"]}, r"candidates\[0\] 'time \+ \(1 \| id'"),
                          ({"candidates": [3]}, r"candidates\[0\]: expected a design formula"),
                          ({"method": ["newton"]}, "method: 'newton' is not one of")):
         with pytest.raises(ConfigError, match=match) as err:
-            ModelConfig.from_dict({"variant": "mixedlm", "prior": prior})
+            config_from_dict({"variant": "mixedlm", "prior": prior})
         assert "\n" not in str(err.value)
 
 

@@ -1,4 +1,4 @@
-"""Clinical-trial preprocessing (DATA.md; paper H.1) on a hand-written SDTM trial, errors, synthetic trial."""
+"""Clinical-trial preprocessing (docs/data_format.md; paper H.1) on a hand-written SDTM trial, errors, synthetic trial."""
 
 import io
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from lmmvae.datasets import clinical_trial, clinical_trial_synthetic
 from lmmvae.datasets.splits import TEST, TRAIN
-from lmmvae.h5 import DataFormatError
+from lmmvae.errors import DataFormatError
 from datahash import tree_hash
 
 SDTM = {

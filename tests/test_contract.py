@@ -15,7 +15,7 @@ import torch
 
 import lmmvae
 from lmmvae import assemble, variants
-from lmmvae.config import ModelConfig
+from lmmvae.checks import config_from_dict, prior_options
 from lmmvae.objectives import elbo, gsnn
 from lmmvae.priors.base import Inference, Prior
 from simulate import simulate_lmm
@@ -47,7 +47,7 @@ def test_every_registered_variant_is_covered():
 
 
 def _model(variant, data, objective="elbo"):
-    config = ModelConfig.from_dict({k: v for k, v in dict(COMMON, variant=variant, design=DESIGNS[variant],
+    config = config_from_dict({k: v for k, v in dict(COMMON, variant=variant, design=DESIGNS[variant],
                                                            objective=objective).items() if k != "progress"})
     built = assemble.assemble(config, data, seed=0)
     return built.model, built.tensors
@@ -84,7 +84,7 @@ def test_gsnn_is_declared_by_the_variant_and_refused_elsewhere():
     assert {name for name in DESIGNS if variants.get(name).gsnn} == SUPPORTS_GSNN
     for name in set(DESIGNS) - SUPPORTS_GSNN:
         with pytest.raises(lmmvae.errors.ConfigError, match="cannot be trained by GSNN"):
-            ModelConfig.from_dict({"variant": name, "objective": "gsnn"})
+            config_from_dict({"variant": name, "objective": "gsnn"})
 
 
 def _unseen_covariates(data):
@@ -149,7 +149,7 @@ def test_prior_is_built_from_options_json_summary_and_latent_size_alone(variant,
     """The variant's summary survives JSON exactly, and the prior built from it alone has the
     parameters and buffers (names, shapes, values of the data-dependent buffers) of the one fit built."""
     model, _ = _model(variant, data)
-    config = ModelConfig.from_dict({"variant": variant, "design": DESIGNS[variant], "latent_dim": 3})
+    config = config_from_dict({"variant": variant, "design": DESIGNS[variant], "latent_dim": 3})
     entry = variants.get(variant)
     train = data.subset(data.split_index("train"))
     from lmmvae.design import Design
@@ -158,7 +158,7 @@ def test_prior_is_built_from_options_json_summary_and_latent_size_alone(variant,
     text = json.dumps(summary, allow_nan=False)
     assert json.loads(text) == summary
     torch.manual_seed(0)
-    rebuilt = entry.build_prior(config.prior_options(variant=entry), json.loads(text), 3)
+    rebuilt = entry.build_prior(prior_options(config, variant=entry), json.loads(text), 3)
     assert isinstance(rebuilt, Prior)
     fitted_state, rebuilt_state = model.prior.state_dict(), rebuilt.state_dict()
     assert set(rebuilt_state) == set(fitted_state)
@@ -206,12 +206,13 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
 def test_run_written_before_prior_json_loads_from_its_train_covariates(variant, data, tmp_path):
     """A run directory of an earlier version (train_covariates.h5, no prior.json / covariates.json)
     is summarised once more from its HDF5 file at load, as it was then, and predicts the same."""
-    from lmmvae.api import _write_run_files
-
     then = {"prior": {"q_A": "gaussian"}} if variant == "olmm" else {}  # oLMM's default q(A) of that version
     first = lmmvae.fit(data, seed=7, out=tmp_path / "run", variant=variant, design=DESIGNS[variant], **COMMON, **then)
     run = tmp_path / "run"
-    _write_run_files(run, first.config, first.design, first.train_covariates, first.info)  # + train_covariates.h5
+    n = len(next(iter(first.train_covariates.values())).values)
+    skeleton = lmmvae.LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
+                                       split=np.zeros(n, np.uint8), covariates=first.train_covariates)
+    lmmvae.write_h5(skeleton, run / "train_covariates.h5")  # the earlier format's covariate file
     (run / "prior.json").unlink()
     (run / "covariates.json").unlink()
     new = _unseen_covariates(data)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lmmvae import assemble
-from lmmvae.config import ModelConfig
+from lmmvae.checks import config_from_dict
 from lmmvae.likelihoods import WARMUP_EPOCHS, GaussianLikelihood, variance_ceiling
 from lmmvae.reporting.curves import read_history
 from lmmvae.train import BUDGET, CONVERGED, Trainer, warmup_epochs
@@ -20,7 +20,7 @@ SMALL = dict(variant="olmm", design="~ time + (1 | id)", latent_dim=2, network="
 
 
 def _trainer(tmp_path=None, seed=0, **settings):
-    config = ModelConfig.from_dict({**SMALL, **settings})
+    config = config_from_dict({**SMALL, **settings})
     built = assemble.assemble(config, simulate_lmm(n_subjects=12, n_times=5, n_future=1), seed=seed)
     return Trainer(built.model, built.tensors, config, built.generator, run_dir=tmp_path, progress=False)
 

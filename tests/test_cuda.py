@@ -1,4 +1,4 @@
-"""The CUDA path (issue 13), skipped where CUDA is absent; `benchmarks/gpu_check.sh` runs them on a GPU.
+"""The CUDA path, skipped where CUDA is absent; `benchmarks/gpu_check.sh` runs them on a GPU.
 
 - one training step on CUDA gives the loss and gradients of the same step on the CPU (same initial
   weights, same batch, the same standard-normal draws), for the MLP and the conv networks;

@@ -10,8 +10,7 @@ from scipy import ndimage
 from lmmvae.datasets import health_mnist
 from lmmvae.datasets.health_mnist import PAD, SHIFT_PER_AGE
 from lmmvae.datasets.mnist_source import digit_images, read_idx, sample_digits
-from lmmvae.errors import ConfigError
-from lmmvae.h5 import DataFormatError
+from lmmvae.errors import ConfigError, DataFormatError
 
 
 def write_idx(path, array, gz=False):
@@ -85,7 +84,7 @@ def test_too_many_instances_is_a_config_error(tmp_path):
 
 def test_health_mnist_images_are_the_padded_digit_rotated_then_shifted(tmp_path):
     """Each stored image is its instance's source digit, padded by 4, rotated by the stored angle
-    (latent_truth column 1, degrees) and shifted age/10 pixels down and right (DATA.md)."""
+    (latent_truth column 1, degrees) and shifted age/10 pixels down and right (docs/data_format.md)."""
     images, labels = tiny_mnist(tmp_path)
     data = health_mnist(n_instances=4, n_timepoints=6, missing=0.0, test_fraction=0.0,
                         train_timepoints=2, seed=3, mnist_dir=str(tmp_path))

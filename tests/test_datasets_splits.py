@@ -1,4 +1,4 @@
-"""The shared split logic (DATA.md; paper E.1, F.1)."""
+"""The shared split logic (docs/data_format.md; paper E.1, F.1)."""
 
 import numpy as np
 

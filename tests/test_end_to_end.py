@@ -1,5 +1,5 @@
 """LMM-VAE on simulated longitudinal data with known effects: future prediction beats a VAE with a
-standard normal prior and the covariate-free mean (issue 2); the fit → save → load round trip."""
+standard normal prior and the covariate-free mean; the fit → save → load round trip."""
 
 import numpy as np
 import pytest

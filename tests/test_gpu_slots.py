@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lmmvae import gpu_slots, runtime
-from lmmvae.config import ModelConfig
+from lmmvae.checks import config_from_dict
 from lmmvae.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,9 +133,9 @@ def _message_of(device: str) -> str:
 
 
 def test_device_spellings_are_checked_in_the_model_config():
-    assert ModelConfig.from_dict({"device": "cuda:any"}).device == "cuda:any"
+    assert config_from_dict({"device": "cuda:any"}).device == "cuda:any"
     with pytest.raises(ConfigError, match=r"^m\.yaml: device 'gpu' is not a valid device \(auto, .*cuda:any\)$"):
-        ModelConfig.from_dict({"device": "gpu"}, where="m.yaml")
+        config_from_dict({"device": "gpu"}, where="m.yaml")
 
 
 def test_jobs_per_gpu_must_be_a_positive_integer(monkeypatch):

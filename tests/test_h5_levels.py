@@ -1,4 +1,4 @@
-"""One level matcher (issue 11): a subject id written ``12`` in training and ``12.0`` at test time is
+"""One level matcher: a subject id written ``12`` in training and ``12.0`` at test time is
 one subject for every path that matches levels — the loader's ``recode`` (``batch.subject``, read by
 sLMM-VAE, and ``batch.covariates``, read by the GP priors), the design's random-effect codes (read
 by oLMM-VAE and MixedLM) — so the models predict exactly as if the id had been written the same way.

@@ -1,4 +1,4 @@
-"""Schema validation (DATA.md): every kind of malformed file is rejected with a message that names
+"""Schema validation (docs/data_format.md): every kind of malformed file is rejected with a message that names
 the file, the HDF5 path and what was expected."""
 
 import json
@@ -7,7 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from lmmvae.h5 import Covariate, DataFormatError, LongitudinalData, read_h5, write_h5
+from lmmvae.errors import DataFormatError
+from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
 
 
 def valid_file(tmp_path):

@@ -1,4 +1,4 @@
-"""Health MNIST (DATA.md; paper E): the rotation schedule, the shift, missingness, split, determinism."""
+"""Health MNIST (docs/data_format.md; paper E): the rotation schedule, the shift, missingness, split, determinism."""
 
 
 import numpy as np

@@ -174,13 +174,13 @@ def test_elbo_models_start_tabular_variances_small_and_gsnn_models_at_the_data(o
 
 
 def test_config_checks_likelihood_options_at_load():
-    from lmmvae.config import ModelConfig
+    from lmmvae.checks import config_from_dict, likelihood_options
 
     with pytest.raises(ConfigError) as err:
-        ModelConfig.from_dict({"likelihood": "bernoulli", "likelihood_options": {"bounded": True}}, where="m.yaml")
+        config_from_dict({"likelihood": "bernoulli", "likelihood_options": {"bounded": True}}, where="m.yaml")
     assert str(err.value) == "m.yaml: likelihood 'bernoulli': unknown option(s) bounded; valid: none"
     with pytest.raises(ConfigError, match="option bounded must be true or false, got 'yes'"):
-        ModelConfig.from_dict({"likelihood_options": {"bounded": "yes"}})
-    options = ModelConfig.from_dict({"likelihood_options": {"learn_variance": False}}).typed_likelihood_options()
+        config_from_dict({"likelihood_options": {"bounded": "yes"}})
+    options = likelihood_options(config_from_dict({"likelihood_options": {"learn_variance": False}}))
     assert options.learn_variance is False and options.init_variance is None and options.min_variance == 1e-4
     assert not any(p.requires_grad for p in build_likelihood("gaussian", 3, learn_variance=False).parameters())

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lmmvae.api import build_model
-from lmmvae.config import ModelConfig
+from lmmvae.assemble import build_model
+from lmmvae.checks import config_from_dict, network_options
 from lmmvae.design import Design
 from lmmvae.errors import ConfigError
 from lmmvae.h5 import Covariate, LongitudinalData
@@ -165,7 +165,7 @@ def test_gradients_reach_all_parameters(name):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for {pname}"
 
 
-# -- bounded means through the likelihood (api.build_model) ------------------------------------------
+# -- bounded means through the likelihood (assemble.build_model) ------------------------------------------
 def _image_data(data_dim: int, n: int = 12) -> LongitudinalData:
     rng = np.random.default_rng(0)
     return LongitudinalData(
@@ -176,7 +176,7 @@ def _image_data(data_dim: int, n: int = 12) -> LongitudinalData:
 
 
 def _model(network: str, data_dim: int, **settings):
-    config = ModelConfig.from_dict({"variant": "vae", "latent_dim": L, "network": network, **settings})
+    config = config_from_dict({"variant": "vae", "latent_dim": L, "network": network, **settings})
     train = _image_data(data_dim)
     side = int(round(data_dim ** 0.5))
     shape = (side, side) if side * side == data_dim else None
@@ -268,14 +268,13 @@ def test_cond_contract_is_enforced():
 
 def test_config_checks_network_options_at_load_naming_the_key_and_the_valid_ones():
     with pytest.raises(ConfigError) as err:
-        ModelConfig.from_dict({"network": "physionet", "network_options": {"hiden": 8}}, where="m.yaml")
+        config_from_dict({"network": "physionet", "network_options": {"hiden": 8}}, where="m.yaml")
     assert str(err.value) == "m.yaml: networks 'physionet': unknown option(s) hiden; valid: hidden, min_var"
     with pytest.raises(ConfigError, match=r"^m.yaml: unknown network 'resnet'; valid: health_mnist, .*, trial$"):
-        ModelConfig.from_dict({"network": "resnet"}, where="m.yaml")
+        config_from_dict({"network": "resnet"}, where="m.yaml")
     # typed options: each architecture's defaults are its table's widths, an int is a one-layer list
-    assert ModelConfig.from_dict({"network": "trial"}).typed_network_options().hidden == [25, 23]
-    assert ModelConfig.from_dict({"network": "physionet", "network_options": {"hidden": 8}}
-                                 ).typed_network_options().hidden == [8]
+    assert network_options(config_from_dict({"network": "trial"})).hidden == [25, 23]
+    assert network_options(config_from_dict({"network": "physionet", "network_options": {"hidden": 8}})).hidden == [8]
 
 
 def test_registry_imports_its_providers_on_first_look_up(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Each bug of issue 9 gets a test that would catch it:
+"""Objectives and leakage, each with a test that would catch the bug:
 
 * ``elbo`` and ``gsnn`` against hand-computed values on a tiny linear-Gaussian model (SPEC 2.3, 4);
 * the validation loss of a row equals its training loss (the KL of ``A`` is a term of the training
@@ -133,7 +133,7 @@ def test_gsnn_predictions_never_read_the_encoder(data):
         with torch.no_grad():
             for p in model.model.encoder.parameters():
                 p.normal_()
-        lmmvae.api.condition(model, model.tensors(data))  # what fit does after training: must be a no-op
+        lmmvae.predict.condition(model, model.tensors(data))  # what fit does after training: must be a no-op
         np.testing.assert_array_equal(model.predict_arrays(frame)["y_pred"], before)
         metrics = evaluate(model, data)
         assert "mse_impute" not in metrics and "mcc_truth" not in metrics

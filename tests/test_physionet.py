@@ -8,7 +8,7 @@ import pytest
 from lmmvae.datasets import physionet, physionet_synthetic
 from lmmvae.datasets.physionet import VARIABLES
 from lmmvae.datasets.splits import TEST, TRAIN
-from lmmvae.h5 import DataFormatError
+from lmmvae.errors import DataFormatError
 from datahash import tree_hash
 
 RECORDS = {

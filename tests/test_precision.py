@@ -17,6 +17,7 @@ import torch
 
 from benchmarks import harness
 from benchmarks.data import design_formula, health_mnist, simulate
+from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
 from lmmvae.errors import ConfigError
 
@@ -45,11 +46,11 @@ def first_batch(bench):
 # -- config --------------------------------------------------------------------------------------
 def test_unknown_precision_is_a_one_line_config_error():
     with pytest.raises(ConfigError) as err:
-        ModelConfig.from_dict({"precision": "float16"}, where="m.yaml")
+        config_from_dict({"precision": "float16"}, where="m.yaml")
     assert str(err.value) == "m.yaml: precision must be one of float32, bfloat16, got 'float16'"
     with pytest.raises(ConfigError, match=r"^m.yaml: compile: expected true or false, got 'yes'$"):
-        ModelConfig.from_dict({"compile": "yes"}, where="m.yaml")
-    assert ModelConfig.from_dict({"precision": "bfloat16", "compile": True}).precision == "bfloat16"
+        config_from_dict({"compile": "yes"}, where="m.yaml")
+    assert config_from_dict({"precision": "bfloat16", "compile": True}).precision == "bfloat16"
     assert ModelConfig().precision == "float32" and ModelConfig().compile is False
 
 

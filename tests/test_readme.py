@@ -1,4 +1,4 @@
-"""The README's quick starts run as printed (issue 12 item 3).
+"""The README's quick starts run as printed.
 
 Every ```bash and ```python block under a "## Quick start" heading is executed, unedited and in
 README order, in a copy of the repository's tracked files (what a fresh clone has) whose `.venv` is

@@ -1,4 +1,4 @@
-"""Rotating MNIST (DATA.md; paper F): angles, images, and the split."""
+"""Rotating MNIST (docs/data_format.md; paper F): angles, images, and the split."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""A real SLURM run (issue 13): the tiny ``.test`` config through ``--workflow-profile profiles/slurm``
+"""A real SLURM run: the tiny ``.test`` config through ``--workflow-profile profiles/slurm``
 on a live cluster. ``make test-slurm`` starts a throw-away single-node cluster
 (``workflow/scripts/local_slurm.sh``) and runs this file inside it with ``LMMVAE_TEST_SLURM=1``.
 Without that opt-in (so ``make test`` never submits jobs, not even on a real cluster's login node)

@@ -1,4 +1,4 @@
-"""A bare `snakemake` (no --configfile) stops at once with a one-line hint (issue 12 item 6)."""
+"""A bare `snakemake` (no --configfile) stops at once with a one-line hint."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Your own table in (issue 12 item 1): a long-format CSV / Parquet / AnnData file or DataFrame
+"""Your own table in: a long-format CSV / Parquet / AnnData file or DataFrame
 becomes the longitudinal HDF5 format with inferred kinds, masks from empty cells, text levels kept,
 the documented split, one-line errors naming file, column and row; and from there a model that
 predicts held-out later visits better than the feature means."""
@@ -15,7 +15,8 @@ import pytest
 import lmmvae
 from lmmvae.cli import main
 from lmmvae.datasets.table import from_frame, from_table, table_split
-from lmmvae.h5 import DataFormatError, read_h5
+from lmmvae.errors import DataFormatError
+from lmmvae.h5 import read_h5
 
 FEATURES = [f"f{j}" for j in range(5)]
 
@@ -318,21 +319,21 @@ def test_fit_from_a_data_frame_and_predict_text_levels(table, tmp_path):
     assert out["y_pred"].shape == (len(late), 5) and np.isfinite(out["y_pred"]).all()
 
 
-# -- exponent-form floats in YAML (issue 12 item 3) ---------------------------------------------
+# -- exponent-form floats in YAML ---------------------------------------------
 
 
 def test_exponent_floats_in_model_and_workflow_yaml(tmp_path):
     import yaml
 
-    from lmmvae.config import ModelConfig
+    from lmmvae.checks import config_from_yaml
     from lmmvae.reporting.experiments import load_plan
 
     (tmp_path / "m.yaml").write_text("lr: 1e-3\nlr_decay: 9.9e-1\nprior: {tau_shared: 5E-1}\n")
-    config = ModelConfig.from_yaml(tmp_path / "m.yaml")
+    config = config_from_yaml(tmp_path / "m.yaml")
     assert config.lr == 0.001 and config.lr_decay == 0.99 and config.prior["tau_shared"] == 0.5
     (tmp_path / "q.yaml").write_text('lr: "1e-3"\n')  # quoted: a string, which the type check refuses
     with pytest.raises(Exception, match="lr"):
-        ModelConfig.from_yaml(tmp_path / "q.yaml")
+        config_from_yaml(tmp_path / "q.yaml")
     # the workflow: Snakemake's YAML 1.1 loader leaves 1e-3 a string; the plan reads it as a number
     from pathlib import Path
 

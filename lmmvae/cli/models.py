@@ -53,10 +53,10 @@ def register(subparsers) -> None:
 
 def _fit(args) -> int:
     from lmmvae.api import fit
-    from lmmvae.config import ModelConfig
+    from lmmvae.checks import config_from_yaml
     from lmmvae.errors import ConfigError
 
-    config = ModelConfig.from_yaml(args.model)
+    config = config_from_yaml(args.model)
     if args.device:
         config.device = args.device
     if args.epochs:
@@ -81,7 +81,7 @@ def _fit(args) -> int:
         print(f"lmmvae: trained {config.variant}/{config.objective} -> {args.out} (device {fitted.device}); "
               f"best epoch {run['best_epoch']} of {run['epochs_run']} ({how}), "
               f"validation loss {run['best_val_loss']:.4g}")
-    if args.evaluate_out:  # same process: no second interpreter, torch import and model load (issue 14)
+    if args.evaluate_out:  # same process: no second interpreter, torch import and model load
         from lmmvae.h5 import read_h5
 
         _evaluate_fitted(fitted, read_h5(args.data), args.data, args.out, args.evaluate_out, args.predictions_out)
@@ -132,7 +132,7 @@ def _evaluate(args) -> int:
 def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictions_path: str | None) -> None:
     """Metrics JSON (and predictions HDF5) of a fitted model: ``lmmvae evaluate``, ``fit --evaluate-out``."""
     from lmmvae.evaluate import evaluate
-    from lmmvae.h5 import DataFormatError
+    from lmmvae.errors import DataFormatError
 
     if not data.mask.any():
         raise DataFormatError(f"{data_path}: every entry is missing (/mask is all 0): nothing to evaluate")
@@ -169,9 +169,11 @@ def _training(run: str, budget: int | None) -> dict:
 
 def _mcc(args) -> int:
     from lmmvae.api import load
+    from lmmvae.checks import reads_encoder
     from lmmvae.errors import RunError
-    from lmmvae.evaluate import latent_means
-    from lmmvae.h5 import DataFormatError, read_h5
+    from lmmvae.predict import latent_means
+    from lmmvae.errors import DataFormatError
+    from lmmvae.h5 import read_h5
     from lmmvae.metrics import mcc
 
     data = read_h5(args.data)
@@ -182,7 +184,7 @@ def _mcc(args) -> int:
         fitted = load(run, device=args.device, threads=args.threads)
         if getattr(fitted, "classical", False):
             raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
-        if not fitted.config.reads_encoder:  # GSNN (SPEC 4): decided by ModelConfig.reads_encoder
+        if not reads_encoder(fitted.config):  # GSNN (SPEC 4)
             raise RunError(f"{run}: trained with GSNN, which has no latent posterior (docs/model.md, GSNN): no MCC")
         latents.append(latent_means(fitted, data))
     value = mcc(*latents)

@@ -1,4 +1,4 @@
-"""The four data sets of the benchmark (shared/DATA.md), each a function returning
+"""The four data sets of the benchmark (docs/data_format.md), each a function returning
 :class:`lmmvae.h5.LongitudinalData`, plus the raw-format synthetic stand-ins for PhysioNet and the
 clinical trial. ``lmmvae data ...`` (``lmmvae/cli/data.py``) wraps each one."""
 

@@ -58,7 +58,7 @@ def standardise_on_train(y: np.ndarray, mask: np.ndarray, split: np.ndarray):
 
 
 def generator_attrs(name: str, module: str, seed: int | None, args: dict) -> dict:
-    """Root attrs of DATA.md: ``name``, ``generator``, ``seed`` and the arguments (JSON on write)."""
+    """Root attrs of docs/data_format.md: ``name``, ``generator``, ``seed`` and the arguments (JSON on write)."""
     attrs = {"name": name, "generator": module, "args": dict(args)}
     if seed is not None:
         attrs["seed"] = int(seed)

@@ -1,4 +1,4 @@
-"""A clinical trial in CDISC SDTM (paper appendix H; DATA.md): domains ``lb vs dm ae cm`` -> one HDF5 file.
+"""A clinical trial in CDISC SDTM (paper appendix H; docs/data_format.md): domains ``lb vs dm ae cm`` -> one HDF5 file.
 
 Each domain is read from ``<dir>/<domain>.csv``, ``.xpt`` (SAS transport) or ``.sas7bdat`` (names
 case-insensitive). Preprocessing (appendix H.1):
@@ -27,7 +27,8 @@ import pandas as pd
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, standardise_on_train, streams
 from lmmvae.datasets.splits import withhold_late_split
-from lmmvae.h5 import Covariate, DataFormatError, LongitudinalData
+from lmmvae.errors import DataFormatError
+from lmmvae.h5 import Covariate, LongitudinalData
 
 DOMAINS = ("lb", "vs", "dm", "ae", "cm")
 _READERS = {

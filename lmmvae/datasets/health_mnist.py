@@ -1,4 +1,4 @@
-"""Health MNIST (paper 7.1 and appendix E; DATA.md), following the L-VAE paper's generator.
+"""Health MNIST (paper 7.1 and appendix E; docs/data_format.md), following the L-VAE paper's generator.
 
 Each instance (subject) is one real MNIST '3' (sex 0) or '6' (sex 1), padded to 36 x 36 and followed
 over ``n_timepoints`` ages. Diseased instances rotate along a sigmoid in their disease age; healthy

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.errors import ConfigError
-from lmmvae.h5 import DataFormatError
+from lmmvae.errors import ConfigError, DataFormatError
 
 #: IDX type codes (LeCun's format description) -> numpy big-endian dtypes
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

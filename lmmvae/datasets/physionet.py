@@ -1,4 +1,4 @@
-"""PhysioNet Challenge 2012 (paper 7.3 and appendix G; DATA.md): raw record files -> one HDF5 file.
+"""PhysioNet Challenge 2012 (paper 7.3 and appendix G; docs/data_format.md): raw record files -> one HDF5 file.
 
 Raw layout (the challenge's own): ``set-a/<RecordID>.txt`` (and ``set-b``, ``set-c``), each a CSV with
 header ``Time,Parameter,Value``, ``Time`` as ``HH:MM`` since ICU admission and the static
@@ -25,8 +25,8 @@ from lmmvae.datasets._common import (
     check_fraction, check_positive_int, generator_attrs, standardise_on_train, streams,
 )
 from lmmvae.datasets.splits import withhold_late_split
-from lmmvae.errors import ConfigError
-from lmmvae.h5 import Covariate, DataFormatError, LongitudinalData
+from lmmvae.errors import ConfigError, DataFormatError
+from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.progress import Progress
 
 #: the 37 time-varying variables, as named in the raw files (column order of /y)
@@ -132,7 +132,7 @@ def physionet(
     seed: int = 0,
     progress: bool = False,
 ) -> LongitudinalData:
-    """Preprocess the raw challenge files in ``raw_dir`` (DATA.md) into :class:`LongitudinalData`.
+    """Preprocess the raw challenge files in ``raw_dir`` (docs/data_format.md) into :class:`LongitudinalData`.
 
     ``sets`` (e.g. ``["a"]``) defaults to every ``set-*`` directory present. Split: ``test_fraction``
     of the patients with bins on both sides of ``cut_hour`` keep their bins before it in train and

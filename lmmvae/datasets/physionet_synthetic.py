@@ -1,4 +1,4 @@
-"""A synthetic PhysioNet 2012 cohort written in the challenge's raw format (DATA.md).
+"""A synthetic PhysioNet 2012 cohort written in the challenge's raw format (docs/data_format.md).
 
 So that the default pipeline runs the real preprocessing (:mod:`lmmvae.datasets.physionet`) without
 the real files. Each patient has a severity ``s`` and a trend ``r`` (recovering or worsening over the

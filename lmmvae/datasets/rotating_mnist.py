@@ -1,4 +1,4 @@
-"""Rotating MNIST (paper 7.2 and appendix F; DATA.md).
+"""Rotating MNIST (paper 7.2 and appendix F; docs/data_format.md).
 
 Each instance is one real MNIST '3' rotated through ``n_angles`` angles spaced uniformly in
 [0, 2 pi); the first angle (0) is the source image itself.

@@ -1,4 +1,4 @@
-"""The train / validation / test splits of the benchmark (DATA.md; paper appendices E.1, F.1).
+"""The train / validation / test splits of the benchmark (docs/data_format.md; paper appendices E.1, F.1).
 
 Two ways to hold out data, both keeping every held-out subject in train as well, so that a model
 can estimate its random effect:

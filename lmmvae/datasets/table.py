@@ -42,8 +42,9 @@ import numpy as np
 from lmmvae.datasets._common import check_fraction, generator_attrs, standardise_on_train, streams
 from lmmvae.datasets.splits import TEST, TRAIN, n_test_subjects, train_validation_split
 from lmmvae.datasets.table_columns import Where, as_numbers, column_names, covariate, infer_kind
-from lmmvae.datasets.table_files import TABLE_SUFFIXES, read_table  # noqa: F401 (re-exported)
-from lmmvae.h5 import COVARIATE_KINDS, Covariate, DataFormatError, LongitudinalData
+from lmmvae.datasets.table_files import read_table
+from lmmvae.errors import ConfigError, DataFormatError
+from lmmvae.h5 import COVARIATE_KINDS, Covariate, LongitudinalData
 
 
 def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | None = None,
@@ -192,8 +193,6 @@ def frame_for_fit(frame, settings: dict) -> tuple[LongitudinalData, dict]:
     build the data (:func:`from_frame`, split seed ``split_seed``, default 0, so that models fitted
     with different seeds share one split); ``subject`` is also the model's subject covariate; the
     rest are model settings."""
-    from lmmvae.errors import ConfigError
-
     settings = dict(settings)
     options = {k: settings.pop(k) for k in FRAME_KEYS if k in settings}
     seed = settings.pop("split_seed", 0)

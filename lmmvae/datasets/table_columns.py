@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmmvae.h5 import Covariate, DataFormatError, _plain, is_blank
+from lmmvae.errors import DataFormatError
+from lmmvae.levels import is_blank, plain_value
+from lmmvae.longitudinal import Covariate
 
 
 def column_names(value, what: str) -> list[str] | None:
@@ -56,7 +58,7 @@ def as_numbers(column, name: str, where: Where, *, allow_blank: bool, what: str)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         blank_ok = ", or empty for a missing entry" if allow_blank else ""
-        raise where.error(name, i, f"{_plain(column.iloc[i])!r} is not a finite number (a {what} is a number{blank_ok})")
+        raise where.error(name, i, f"{plain_value(column.iloc[i])!r} is not a finite number (a {what} is a number{blank_ok})")
     return values
 
 
@@ -86,7 +88,7 @@ def _levels_and_codes(column, name: str, where: Where) -> tuple[list, np.ndarray
     import pandas as pd
 
     if isinstance(column.dtype, pd.CategoricalDtype):
-        levels = [_plain(v) for v in column.cat.categories]
+        levels = [plain_value(v) for v in column.cat.categories]
         return levels, column.cat.codes.to_numpy().astype(np.int64)
     values = column.to_numpy()
     if not _is_text(column):
@@ -94,8 +96,8 @@ def _levels_and_codes(column, name: str, where: Where) -> tuple[list, np.ndarray
         if np.all(numbers == np.round(numbers)):  # 12.0 (an int column pandas made float) -> 12
             values = numbers.astype(np.int64)
         uniq, codes = np.unique(values, return_inverse=True)
-        return [_plain(v) for v in uniq], codes.astype(np.int64)
-    text = np.array([str(_plain(v)).strip() for v in values], dtype=object)
+        return [plain_value(v) for v in uniq], codes.astype(np.int64)
+    text = np.array([str(plain_value(v)).strip() for v in values], dtype=object)
     uniq, codes = np.unique(text, return_inverse=True)
     return [str(v) for v in uniq], codes.astype(np.int64)
 

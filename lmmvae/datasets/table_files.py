@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lmmvae.h5 import DataFormatError, _plain
+from lmmvae.errors import DataFormatError
+from lmmvae.levels import plain_value
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".h5ad")
 
@@ -99,7 +100,7 @@ def _read_h5ad(path: Path):
 
 def _attr(node, key, default=None):
     value = node.attrs.get(key, default)
-    return _plain(value) if not isinstance(value, np.ndarray) else [_plain(v) for v in value.tolist()]
+    return plain_value(value) if not isinstance(value, np.ndarray) else [plain_value(v) for v in value.tolist()]
 
 
 def _h5ad_index(group, path: Path, where: str) -> np.ndarray:
@@ -143,11 +144,11 @@ def _h5ad_column(node, path: Path, where: str, frame_group=None) -> Any:
         raise DataFormatError(f"{path}: /{where} is a group of encoding {encoding!r}, which this reader does not know")
     data = node[()]
     if data.dtype.kind in ("S", "O", "U"):
-        return np.array([_plain(v) for v in data], dtype=object)
+        return np.array([plain_value(v) for v in data], dtype=object)
     name = where.rsplit("/", 1)[-1]
     if frame_group is not None and "__categories" in frame_group and name in frame_group["__categories"]:
         # anndata < 0.7: a categorical is integer codes, its categories in obs/__categories/<name>
-        categories = [_plain(v) for v in frame_group["__categories"][name][()]]
+        categories = [plain_value(v) for v in frame_group["__categories"][name][()]]
         return pd.Categorical.from_codes(data.astype(np.int64), categories=categories)
     return data
 

@@ -40,7 +40,7 @@ class Factor:
 class Term:
     """A product of factors (``a:b``); the empty product is the intercept (a column of ones).
 
-    For a GP reading of the formula (SPEC 5, BASELINES.md) a term is a product kernel of its
+    For a GP reading of the formula (SPEC 5, docs/baselines.md) a term is a product kernel of its
     factors' kernels, and the formula's ``+`` is a sum of the terms' kernels.
     """
 

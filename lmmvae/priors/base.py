@@ -1,4 +1,4 @@
-"""The ``Prior`` seam: one interface for every latent prior of the project (STYLE.md).
+"""The ``Prior`` seam: one interface for every latent prior of the project.
 
 A model is *prior × objective × networks*. The networks map observations to per-observation
 Gaussian encodings ``(μ_i, s_i²)`` (:class:`Encoded`) and latents to likelihood parameters; the

@@ -1,4 +1,4 @@
-"""The standard normal prior ``p(z) = N(0, I)`` of the plain VAE (BASELINES.md)."""
+"""The standard normal prior ``p(z) = N(0, I)`` of the plain VAE (docs/baselines.md)."""
 
 from __future__ import annotations
 

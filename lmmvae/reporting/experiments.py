@@ -36,21 +36,8 @@ from typing import Any
 
 from lmmvae.classical import CLASSICAL_VARIANTS  # torch-free, like this module
 from lmmvae.errors import ConfigError
-from lmmvae.reporting.plan import (  # noqa: F401 (re-exported: callers import them from here)
-    RAW_GENERATORS,
-    DatasetSpec,
-    Experiment,
-    ModelSpec,
-    Plan,
-    Run,
-    SeedPair,
-)
-from lmmvae.reporting.trainings import (  # noqa: F401 (re-exported)
-    Training,
-    TrainingPair,
-    name_trainings,
-    training_yaml,
-)
+from lmmvae.reporting.plan import RAW_GENERATORS, DatasetSpec, Experiment, Plan, Run, SeedPair
+from lmmvae.reporting.trainings import ModelSpec, name_trainings
 
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
 HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")

@@ -10,9 +10,9 @@ Torch-free: the workflow imports it at parse time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from lmmvae.reporting.trainings import Training, TrainingPair
+from lmmvae.reporting.trainings import ModelSpec, Training, TrainingPair
 
 #: the commands of ``lmmvae data`` that read a raw directory, and so accept ``raw``/``synthetic``
 RAW_GENERATORS = ("physionet", "clinical-trial")
@@ -29,20 +29,6 @@ class DatasetSpec:
     @property
     def needs_raw(self) -> bool:
         return self.generator in RAW_GENERATORS
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of one dataset: ``config``, its resolved settings, is what ``lmmvae fit --model``
-    reads (as :func:`training_yaml`, shared with the models of identical settings)."""
-
-    dataset: str
-    name: str  # unique per dataset; a swept model is named ``<base>_<parameter><value>``
-    base: str
-    label: str  # for tables and legends
-    config: dict
-    sweep_parameter: str | None = None
-    sweep_value: Any = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lmmvae.atomic import write_text  # noqa: F401 (re-exported: `lmmvae report table` writes with it)
 from lmmvae.errors import ConfigError
 from lmmvae.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
 from lmmvae.reporting.experiments import HIGHER_IS_BETTER

@@ -5,7 +5,8 @@ and the main experiment's model with 4 frequencies; the label, key order and key
 :class:`lmmvae.config.ModelConfig`'s default do not count) train once per seed: a
 :class:`Training`, named by the content of its model YAML (``<variant>-<sha256[:10]>`` of
 :func:`training_yaml`). :func:`name_trainings` gives each model of a plan its training's name
-(:mod:`lmmvae.reporting.experiments` builds the plan). Torch-free, like the plan: the workflow
+(:mod:`lmmvae.reporting.experiments` builds the plan; :class:`ModelSpec`, one model's settings,
+lives here, below the plan that holds them). Torch-free, like the plan: the workflow
 imports it at parse time.
 """
 
@@ -15,14 +16,25 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from lmmvae.errors import ConfigError
 
-if TYPE_CHECKING:
-    from lmmvae.reporting.plan import ModelSpec
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of one dataset: ``config``, its resolved settings, is what ``lmmvae fit --model``
+    reads (as :func:`training_yaml`, shared with the models of identical settings)."""
+
+    dataset: str
+    name: str  # unique per dataset; a swept model is named ``<base>_<parameter><value>``
+    base: str
+    label: str  # for tables and legends
+    config: dict
+    sweep_parameter: str | None = None
+    sweep_value: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-# Data: one longitudinal HDF5 per dataset (shared/DATA.md). PhysioNet and the clinical trial are
+# Data: one longitudinal HDF5 per dataset (docs/data_format.md). PhysioNet and the clinical trial are
 # preprocessed from a raw directory: the configured real one, or else a synthetic cohort written in
 # the same raw format by `lmmvae data <generator>-synthetic`.
 

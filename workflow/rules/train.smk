@@ -22,7 +22,7 @@ rule model_yaml:
 
 
 # One job trains a run and evaluates it in the same process (`lmmvae fit --evaluate-out`): one
-# interpreter, one torch import, no reload of the model (issue 14). `lmmvae fit` writes checkpoint.pt
+# interpreter, one torch import, no reload of the model. `lmmvae fit` writes checkpoint.pt
 # every epoch (undeclared, so Snakemake never deletes it) and model.pt last and atomically: a job
 # killed part-way leaves no model.pt, and the rerun resumes from the checkpoint (--resume starts
 # fresh when there is none). A checkpoint of another config, seed or data file (the rerun after an
