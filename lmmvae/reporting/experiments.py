@@ -41,7 +41,11 @@ from lmmvae.reporting.trainings import ModelSpec, name_trainings
 
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
 HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")
+#: diagnostics, not scores: shown in the tables, never bold (lmmvae.diagnostics)
+DIAGNOSTICS = ("active_dims", "explained_share")
 METRIC_LABELS = {
+    "active_dims": "Active latent dims",
+    "explained_share": "Latent variance explained by the covariates",
     "mse_impute": "Imputation MSE",
     "mse_test": "Test MSE",
     "nll_test": "Test NLL",

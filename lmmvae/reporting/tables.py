@@ -31,7 +31,7 @@ import pandas as pd
 
 from lmmvae.errors import ConfigError
 from lmmvae.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
-from lmmvae.reporting.experiments import HIGHER_IS_BETTER
+from lmmvae.reporting.experiments import DIAGNOSTICS, HIGHER_IS_BETTER
 
 
 @dataclass
@@ -134,7 +134,7 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
                 mc_se = hit.mc_se if _is_set(hit.mc_se) else None
                 cells[i][j] = Cell(hit.mean, hit.std, hit.n, mc_se=mc_se)
         present_rows = [i for i in range(len(bases)) if cells[i][j] is not None]
-        if present_rows:
+        if present_rows and metric not in DIAGNOSTICS:
             flags = bold_best(
                 [cells[i][j].mean for i in present_rows],
                 [cells[i][j].std for i in present_rows],
