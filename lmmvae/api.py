@@ -12,8 +12,8 @@ Example::
     m2 = lmmvae.load("runs/hm")
 
 A run directory (:mod:`lmmvae.rundir`) holds JSON files (config, design, the prior's summary of
-the training split, the training covariates' levels), ``history.csv``, ``checkpoint.pt`` (every
-epoch, for ``--resume``) and, written last, ``model.pt``; a model is built the same way from data
+the training split, the training covariates' levels), ``history.csv``, ``checkpoint.pt`` (by
+time, for ``--resume``) and, written last, ``model.pt``; a model is built the same way from data
 (``fit``) and from a run directory (``load``): :mod:`lmmvae.assemble`.
 """
 
@@ -167,7 +167,7 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     """Fit a model to ``data`` (a LongitudinalData or a path to an HDF5 file).
 
     ``settings`` are model-config keys (``variant``, ``design``, ``latent_dim``, ``epochs``, …);
-    with ``out``, the run directory is written as training goes (checkpoints every epoch) and
+    with ``out``, the run directory is written as training goes (checkpoints by time: lmmvae.train) and
     ``resume=True`` continues from its last checkpoint (same config, seed and data, else an
     error). A finished run in ``out`` is replaced only with ``overwrite=True``, and only once the
     new one is complete (:mod:`lmmvae.rundir`).

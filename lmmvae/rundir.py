@@ -3,7 +3,7 @@
 A run directory holds ``config.json`` (model config, seed, data summary), ``design.json`` (the
 fitted design), ``prior.json`` (the variant's summary of the training split, :mod:`lmmvae.variants`),
 ``covariates.json`` (kinds, levels and values of the training covariates), ``history.csv``,
-``checkpoint.pt`` (every epoch, for ``--resume``) and, written last, ``model.pt``. A model is
+``checkpoint.pt`` (by time, :mod:`lmmvae.train`; for ``--resume``) and, written last, ``model.pt``. A model is
 rebuilt from the JSON files and ``model.pt`` alone (:mod:`lmmvae.assemble`); no data are read.
 This module writes them, decides what ``fit`` may do with an existing run directory, and reads one
 back with one-line :class:`RunError` s:

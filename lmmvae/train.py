@@ -1,5 +1,5 @@
 """One trainer for every model: Adam (+ SparseAdam for random-effect tables), exponential learning
-rate decay, best-validation weights, a checkpoint every epoch, resume, ``history.csv``, progress bar.
+rate decay, best-validation weights, checkpoints by time, resume, ``history.csv``, progress bar.
 
 Model selection reads the validation split only (never test). Without validation rows the training
 loss is used.
@@ -12,6 +12,13 @@ validation loss has not improved for ``patience`` epochs, and otherwise ends on 
 epoch (a fixed seed inside ``torch.random.fork_rng``, so the training stream and a resumed run are
 unaffected), and GSNN validation uses ``gsnn_val_samples`` draws: early stopping reads the change
 of the model, not the noise of the estimate.
+
+Checkpoints (``checkpoint.pt`` and ``history.csv``) are written by time, not every epoch: at the end
+of the first epoch, then at the end of the first epoch that finishes ``CHECKPOINT_SECONDS`` or more
+after the last write, and always when training ends (converged or budget). Each checkpoint holds the
+random states at the end of its epoch, so a run resumed from an older checkpoint replays the epochs
+after it exactly: the weights and the history are those of an uninterrupted run (a killed run loses
+at most ``CHECKPOINT_SECONDS`` of training, redone on resume).
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ LIKELIHOOD_LR_FACTOR = 1.0
 CONVERGED, BUDGET = "converged", "budget"
 #: seed of the validation pass's draws: the same every epoch (common random numbers)
 VALIDATION_SEED = 20_240_601
+#: seconds between two checkpoint writes (module docstring; the share of a fit that writing every
+#: epoch cost: benchmarks/profile_fit.py); ``Trainer.checkpoint_seconds = 0`` writes every epoch
+CHECKPOINT_SECONDS = 30.0
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds",
                   "warmup", "likelihood_variance", "stopped"]
 
@@ -64,6 +74,8 @@ class TrainState:
 
 
 class Trainer:
+    checkpoint_seconds: float = CHECKPOINT_SECONDS  # per instance: 0 writes every epoch
+
     def __init__(self, model: LatentVariableModel, data: TensorData, config: ModelConfig,
                  generator: torch.Generator, run_dir: Path | None = None, progress: bool = True):
         self.model, self.data, self.config = model, data, config
@@ -88,6 +100,7 @@ class Trainer:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr_random_effects or RANDOM_EFFECTS_LR_FACTOR * config.lr))
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]
         self.state = TrainState()
+        self._last_checkpoint: float | None = None  # time.monotonic() of the last write; None: none yet
         self.n_train = int(data.indices("train").shape[0])
         self.n_val = int(data.indices("validation").shape[0])
 
@@ -165,7 +178,8 @@ class Trainer:
             elif state.epoch >= cfg.epochs:
                 state.stopped = BUDGET
             state.history[-1]["stopped"] = state.stopped
-            self.save_checkpoint()
+            if state.stopped or self._checkpoint_due():
+                self.save_checkpoint()
             if state.stopped:
                 break
         if not state.stopped and state.epoch >= cfg.epochs:  # resumed at the budget
@@ -183,9 +197,17 @@ class Trainer:
                 "likelihood_variance": float(variance.detach().mean()) if variance is not None else math.nan}
 
     # -- checkpoints ----------------------------------------------------------------------
+    def _checkpoint_due(self) -> bool:
+        """Whether this epoch's end writes a checkpoint: the first of this process, or
+        ``checkpoint_seconds`` after the last write (module docstring)."""
+        last = self._last_checkpoint
+        return last is None or time.monotonic() - last >= self.checkpoint_seconds
+
     def save_checkpoint(self) -> None:
-        """``run_dir/checkpoint.pt``: tensors and plain containers only, so that resuming loads it
-        with ``torch.load(weights_only=True)`` (a planted pickle never runs)."""
+        """``run_dir/checkpoint.pt`` and ``history.csv`` at the end of epoch ``state.epoch``, with the
+        random states of that moment (resume replays what follows exactly). Tensors and plain
+        containers only, so that resuming loads it with ``torch.load(weights_only=True)`` (a planted
+        pickle never runs)."""
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +220,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }, self.run_dir / CHECKPOINT)
         write_history(self.state.history, self.run_dir / HISTORY)
+        self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> bool:
         """Resume from ``run_dir/checkpoint.pt`` if there is one; ``True`` if resumed.
