@@ -161,7 +161,8 @@ def read_recipe(run_dir: Path, device: str | None = None) -> Recipe:
 def check_training_data(data: LongitudinalData, train: LongitudinalData, path: str | None) -> None:
     """What makes training meaningless or silently wrong, said before any work: no observed
     entry to train on, values so large that float32 training overflows; duplicate (id, time)
-    rows are allowed (repeated measurements) but reported."""
+    rows are allowed (repeated measurements) but reported, once: not again for data whose
+    conversion reported them (attribute ``duplicate_rows``, lmmvae data from-table)."""
     where = path or "data"
     if not train.mask.any():
         raise ConfigError(f"{where}: every entry of the train split is missing (/mask is all 0): nothing to train on")
@@ -171,6 +172,6 @@ def check_training_data(data: LongitudinalData, train: LongitudinalData, path: s
         raise ConfigError(f"{where}: /y holds {data.y[row, col]:.3g} at row {row}, column {col}; values beyond "
                           f"{MAX_ABS_Y:.0e} overflow float32 training: rescale /y")
     n_dup, example = data.duplicate_rows()
-    if n_dup:
+    if n_dup and n_dup != data.attrs.get("duplicate_rows"):  # from-table warned about these already
         warnings.warn(f"{where}: {n_dup} row(s) repeat an earlier row's (id, time), first at {example}; "
                       "kept as repeated measurements", LmmvaeWarning, stacklevel=4)

@@ -136,7 +136,8 @@ def options_from_dict(cls: type, values: dict[str, Any], where: str):
 
 
 def _check_type(where: str, value: Any, hint: Any) -> Any:
-    """Light type check of YAML values (int accepted for float; lists for tuples)."""
+    """Light type check of YAML values (int accepted for float, a whole float such as 1e3 for int;
+    lists for tuples)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
@@ -158,6 +159,8 @@ def _check_type(where: str, value: Any, hint: Any) -> Any:
         return float(value)
     if base is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if base is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)  # epochs: 1e3 (YAML 1.2 reads it as a float) is the whole number 1000
     if base is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if base in (list, tuple) and isinstance(value, (list, tuple)):

@@ -320,8 +320,16 @@ def predict(fitted, covariates, level: float = 0.9, n_samples: int | None = None
     return fitted.predict_arrays(covariates)
 
 
-def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attrs: dict | None = None) -> Path:
-    """Write a prediction table by extension: ``.csv``; ``.parquet`` (needs pyarrow or fastparquet);
+#: significant digits of the numbers a CSV output prints: estimates whose Monte Carlo and
+#: statistical error is far above 1e-7 relative, so 16 digits would only be noise to read
+CSV_FLOAT_FORMAT = "%.7g"
+
+
+def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attrs: dict | None = None,
+                exact: tuple[str, ...] = ()) -> Path:
+    """Write a prediction table by extension: ``.csv`` (floats to 7 significant digits,
+    :data:`CSV_FLOAT_FORMAT`, except the ``exact`` columns: the user's own input values, written as
+    read); ``.parquet`` (needs pyarrow or fastparquet);
     ``.h5``: the arrays ``/y_pred``, ``/y_lower``, ``/y_upper`` [N, D] (and ``/z_mean``, ``/z_var`` or
     ``/y_var``) with the input columns under ``/input/<column>`` (attribute ``columns``: their order)
     and ``attrs`` (e.g. ``level``, ``units``) as file attributes."""
@@ -332,8 +340,12 @@ def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attr
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
+        kept = table.copy()
+        for column in exact:  # object dtype: pandas writes repr(), untouched by float_format
+            if column in kept.columns and kept[column].dtype.kind == "f":
+                kept[column] = kept[column].astype(object)
         with atomic_output(path) as tmp:
-            table.to_csv(tmp, index=False)
+            kept.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     elif suffix == ".parquet":
         try:
             with atomic_output(path) as tmp:

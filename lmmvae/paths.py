@@ -133,7 +133,9 @@ def _values(args, dests: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def _flag(dest: str) -> str:
-    return dest.upper() if dest in ("file", "files", "runs", "run_dir") else "--" + dest.replace("_", "-")
+    if dest in ("runs", "run_dir"):
+        return "RUN"
+    return dest.upper() if dest in ("file", "files") else "--" + dest.replace("_", "-")
 
 
 def check_command(args) -> None:

@@ -21,8 +21,8 @@ CODED_KINDS = ("categorical", "id")
 
 
 def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, required: tuple[str, ...] = (),
-             text: tuple[str, ...] = ()):
-    """Read a CSV into a DataFrame and check it.
+             text: tuple[str, ...] = (), sep: str = ","):
+    """Read a CSV (``sep``: its delimiter, a tab for TSV) into a DataFrame and check it.
 
     ``kinds`` maps columns to covariate kinds: numeric kinds become float64 (a value that is not
     a number, blank or non-finite is an error naming column and row; binary must be 0 or 1);
@@ -49,10 +49,11 @@ def read_csv(path: str | os.PathLike, kinds: dict[str, str] | None = None, requi
         if err.start < len(head) - 4:  # not just a character cut at the end of the sample
             raise DataFormatError(f"{path}: is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
     try:
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
         twice = sorted({c for c in header if header.count(c) > 1})
         if not twice:
-            frame = pd.read_csv(path, skip_blank_lines=False, dtype={c: str for c in text if c in header} or None)
+            frame = pd.read_csv(path, sep=sep, skip_blank_lines=False,
+                                dtype={c: str for c in text if c in header} or None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise DataFormatError(f"{path}: not a readable CSV ({(str(err).splitlines() or [''])[0][:120]})") from None
     if twice:

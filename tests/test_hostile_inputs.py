@@ -95,7 +95,8 @@ def test_billion_laughs_and_huge_yaml_are_refused_fast(tmp_path):
 
 @pytest.mark.parametrize("argv,fragment", [
     (["predict", "RUN", "--covariates", "c.csv", "--out", "o.csv", "--samples", "0"], "--samples: 0 is out of range"),
-    (["predict", "RUN", "--covariates", "c.csv", "--out", "o.csv", "--samples", "1e9"], "expected an integer"),
+    (["predict", "RUN", "--covariates", "c.csv", "--out", "o.csv", "--samples", "1e9"], "--samples: 1e9 is out of range"),
+    (["predict", "RUN", "--covariates", "c.csv", "--out", "o.csv", "--samples", "2.5"], "expected an integer"),
     (["predict", "RUN", "--covariates", "c.csv", "--out", "o.csv", "--level", "1"], "--level: 1 is out of range"),
     (["fit", "--data", "d", "--model", "m", "--out", "o", "--epochs", "-5"], "--epochs: -5 is out of range"),
     (["fit", "--data", "d", "--model", "m", "--out", "o", "--seed", str(2**70)], "--seed"),

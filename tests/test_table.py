@@ -239,7 +239,7 @@ def test_errors_are_one_line_name_file_column_row_and_leave_no_output(table, tmp
 def test_unknown_table_type(tmp_path, capsys):
     (tmp_path / "v.xlsx").write_text("x")
     assert data_cmd("--table", tmp_path / "v.xlsx", "--subject", "a", "--time", "b", "--out", tmp_path / "v.h5") == 2
-    assert "unknown table type '.xlsx'; expected one of .csv, .parquet, .h5ad" in capsys.readouterr().err
+    assert "unknown table type '.xlsx'; expected one of .csv, .tsv, .txt, .parquet, .h5ad" in capsys.readouterr().err
 
 
 # -- end to end: table -> from-table -> fit -> held-out later visits ---------------------------

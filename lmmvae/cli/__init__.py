@@ -59,12 +59,12 @@ def _one_line_warnings() -> None:
 #: directories and the run directory it writes; one table, so no command escapes the checks
 PATHS = {
     ("fit",): dict(inputs=("data", "model"), outputs=("evaluate_out", "predictions_out"), writes_run="out"),
-    ("evaluate",): dict(inputs=("data",), outputs=("out", "predictions"), runs=("run",)),
+    ("evaluate",): dict(inputs=("data",), outputs=("out", "predictions"), runs=("run_dir", "run")),
     ("mcc",): dict(inputs=("data",), outputs=("out",), runs=("runs",)),
     ("predict",): dict(inputs=("covariates",), outputs=("out",), runs=("run_dir", "run")),
-    ("summary",): dict(outputs=("out",), runs=("run_dir",)),
-    ("effects",): dict(outputs=("png", "csv"), runs=("run_dir",)),
-    ("contrast",): dict(outputs=("csv",), runs=("run_dir",)),
+    ("summary",): dict(outputs=("out",), runs=("run_dir", "run")),
+    ("effects",): dict(outputs=("png", "csv"), runs=("run_dir", "run")),
+    ("contrast",): dict(outputs=("csv",), runs=("run_dir", "run")),
     ("data", "from-table"): dict(inputs=("table",), outputs=("out",)),
     ("data", "show"): dict(inputs=("file",), outputs=("png",)),
     ("data", "example"): dict(outputs=("out", "csv")),

@@ -8,10 +8,9 @@ from lmmvae.cli import argtypes as T
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict at new covariates: mean and predictive interval per feature")
-    p.add_argument("run_dir", nargs="?", metavar="RUN", help="run directory (or --run)")
-    p.add_argument("--run", default=None, help="run directory (same as RUN)")
+    T.add_run(p)
     p.add_argument("--covariates", required=True,
-                   help="CSV (or .parquet), one row per prediction, a column per covariate of the design and the subject id")
+                   help="CSV (or .tsv, .parquet), one row per prediction, a column per covariate of the design and the subject id")
     p.add_argument("--out", required=True,
                    help=".csv or .parquet: the input columns, then F_mean, F_lower, F_upper per feature F; "
                         ".h5: /y_pred, /y_lower, /y_upper, /z_mean, /z_var (mixedlm, mean: /y_var) and /input")
@@ -28,13 +27,13 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("summary", help="fixed effects, random-effect variances, noise and training of a run")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    T.add_run(p)
     p.add_argument("--out", default=None, metavar="JSON", help="also write the summary as JSON")
     T.add_threads(p)
     p.set_defaults(handler=_summary)
 
     p = subparsers.add_parser("effects", help="draw the decoded effect of one covariate (others at reference values)")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    T.add_run(p)
     p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. age")
     p.add_argument("--png", required=True, help="figure to write")
     p.add_argument("--csv", default=None, help="also write the grid with, per feature F, F_mean, the band of the mean "
@@ -52,7 +51,7 @@ def register(subparsers) -> None:
 def _register_contrast(subparsers) -> None:
     p = subparsers.add_parser("contrast", help="difference of the mean between two values of one covariate, "
                                                "per feature, with an interval")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    T.add_run(p)
     p.add_argument("--covariate", required=True, help="a covariate of the design, e.g. arm")
     p.add_argument("--levels", required=True, metavar="FROM,TO",
                    help="two values of the covariate: the difference is TO minus FROM (e.g. placebo,high or 40,60)")
@@ -65,25 +64,14 @@ def _register_contrast(subparsers) -> None:
     p.set_defaults(handler=_contrast)
 
 
-def _run(args) -> str:
-    from lmmvae.errors import ConfigError
-
-    if args.run_dir and args.run and args.run_dir != args.run:
-        raise ConfigError(f"two run directories given ({args.run_dir} and --run {args.run}); give one")
-    run = args.run_dir or args.run
-    if not run:
-        raise ConfigError("predict needs a run directory: lmmvae predict RUN --covariates FILE --out FILE")
-    return run
-
-
 def _read_covariates(path: str, subject: str):
     import pandas as pd
 
     from lmmvae.errors import ConfigError
     from lmmvae.tables import read_csv
 
-    if Path(path).suffix.lower() != ".parquet":
-        return read_csv(path, text=(subject,))  # ids as text: 007 is not 7
+    if Path(path).suffix.lower() != ".parquet":  # ids as text: 007 is not 7; .tsv: tab-delimited
+        return read_csv(path, text=(subject,), sep="\t" if Path(path).suffix.lower() == ".tsv" else ",")
     try:
         frame = pd.read_parquet(path)
     except ImportError:
@@ -97,7 +85,7 @@ def _predict(args) -> int:
     from lmmvae.api import load
     from lmmvae.intervals import N_SAMPLES, predict_frame, table_scale, write_frame
 
-    run = _run(args)
+    run = T.run_dir(args, "lmmvae predict RUN --covariates FILE --out FILE")
     fitted = load(run, device=args.device, threads=args.threads)
     frame = _read_covariates(args.covariates, fitted.config.subject)
     arrays: dict = {}
@@ -106,7 +94,7 @@ def _predict(args) -> int:
                           table_units=not args.stored_scale, intervals=not args.no_intervals)
     units = "table" if table_scale(fitted) is not None and not args.stored_scale else "stored"
     level = "no" if args.no_intervals else f"{args.level:.0%}"
-    write_frame(table, args.out, arrays=arrays,
+    write_frame(table, args.out, arrays=arrays, exact=tuple(frame.columns),
                 attrs={"units": units, **({} if args.no_intervals else {"level": float(args.level)})})
     print(f"lmmvae: {len(table)} predictions ({level} intervals, {units} units) -> {args.out}")
     return 0
@@ -119,7 +107,8 @@ def _summary(args) -> int:
     from lmmvae.atomic import write_text
     from lmmvae.summary import summarise
 
-    summary = summarise(load(args.run_dir, threads=args.threads), run_dir=args.run_dir)
+    run = T.run_dir(args, "lmmvae summary RUN")
+    summary = summarise(load(run, threads=args.threads), run_dir=run)
     print(summary)
     if args.out:
         write_text(json.dumps(summary.to_dict(), indent=2, default=str), args.out)
@@ -132,7 +121,7 @@ def _effects(args) -> int:
     from lmmvae.errors import ConfigError
     from lmmvae.intervals import write_frame
 
-    fitted = load(args.run_dir, threads=args.threads)
+    fitted = load(T.run_dir(args, "lmmvae effects RUN --covariate COL --png FILE"), threads=args.threads)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
     at = {}
     for item in args.at:
@@ -163,7 +152,8 @@ def _contrast(args) -> int:
     levels = [v.strip() for v in args.levels.split(",")]
     if len(levels) != 2 or not all(levels):
         raise ConfigError(f"--levels {args.levels!r}: expected two values FROM,TO, e.g. --levels placebo,high")
-    table = contrast(load(args.run_dir, threads=args.threads), args.covariate, levels, at=at, level=args.level, n_samples=args.samples)
+    run = T.run_dir(args, "lmmvae contrast RUN --covariate COL --levels FROM,TO")
+    table = contrast(load(run, threads=args.threads), args.covariate, levels, at=at, level=args.level, n_samples=args.samples)
     print(describe(table))
     if args.csv:
         write_frame(table, args.csv)

@@ -38,20 +38,20 @@ def register(subparsers) -> None:
 
     p = commands.add_parser("health-mnist", help="Health MNIST (paper 7.1): rotating, shifting 3s and 6s")
     _common(p, instances=1000, timepoints=20, missing=0.25, mnist=True)
-    p.add_argument("--train-timepoints", type=int, default=5,
+    p.add_argument("--train-timepoints", type=T.WHOLE, default=5,
                    help="time points of each test subject kept in train (default 5)")
     p.set_defaults(handler=_health_mnist)
 
     p = commands.add_parser("rotating-mnist", help="Rotating MNIST (paper 7.2): 3s through a full turn")
     _common(p, instances=400, timepoints=16, missing=0.0, test_fraction=0.1, mnist=True)
-    p.add_argument("--test-window", type=int, default=4, help="consecutive angles held out per test subject (default 4)")
+    p.add_argument("--test-window", type=T.WHOLE, default=4, help="consecutive angles held out per test subject (default 4)")
     p.set_defaults(handler=_rotating_mnist)
 
     p = commands.add_parser("physionet", help="PhysioNet 2012 (paper 7.3) from the raw challenge files")
     p.add_argument("--raw", required=True, metavar="DIR", help="directory with set-a/ (set-b/, set-c/) and Outcomes-*.txt")
     p.add_argument("--sets", default=None, help="comma-separated sets to read, e.g. a,b (default: every set-* found)")
-    p.add_argument("--min-bins", type=int, default=10, help="minimum observed hourly bins per patient (default 10)")
-    p.add_argument("--cut-hour", type=int, default=24,
+    p.add_argument("--min-bins", type=T.WHOLE, default=10, help="minimum observed hourly bins per patient (default 10)")
+    p.add_argument("--cut-hour", type=T.WHOLE, default=24,
                    help="test patients' bins before this hour stay in train, later ones are test (default 24)")
     _common(p)
     p.set_defaults(handler=_physionet)
@@ -67,11 +67,11 @@ def register(subparsers) -> None:
     p.add_argument("--raw", required=True, metavar="DIR", help="directory with lb, vs, dm, ae, cm (.csv, .xpt or .sas7bdat)")
     p.add_argument("--min-observed", type=float, default=0.2,
                    help="drop visits with fewer than this fraction of features observed (default 0.2)")
-    p.add_argument("--min-visits", type=int, default=3, help="drop subjects with fewer visits (default 3)")
+    p.add_argument("--min-visits", type=T.WHOLE, default=3, help="drop subjects with fewer visits (default 3)")
     p.add_argument("--min-feature-fraction", type=float, default=0.1,
                    help="drop tests observed in fewer than this fraction of visits (default 0.1)")
-    p.add_argument("--train-visits", type=int, default=3, help="visits of each test subject kept in train (default 3)")
-    p.add_argument("--terms", type=int, default=10, help="most frequent AE and CM terms kept as covariates (default 10)")
+    p.add_argument("--train-visits", type=T.WHOLE, default=3, help="visits of each test subject kept in train (default 3)")
+    p.add_argument("--terms", type=T.WHOLE, default=10, help="most frequent AE and CM terms kept as covariates (default 10)")
     _common(p)
     p.set_defaults(handler=_clinical_trial)
 
@@ -88,11 +88,15 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_clinical_trial_synthetic)
 
     p = commands.add_parser(
-        "from-table", help="your own long-format table (CSV, Parquet, AnnData .h5ad) as a data file",
+        "from-table", help="your own long-format table (CSV, TSV, Parquet, AnnData .h5ad) as a data file",
         description="One row per visit: a subject column, a time column, covariates and features. Kinds are "
                     "inferred (two distinct values: binary; other numbers: continuous; text: categorical); empty "
                     "feature cells become missing entries. See docs/data_format.md.")
-    p.add_argument("--table", required=True, metavar="FILE", help="input table: .csv, .parquet or .h5ad (AnnData)")
+    p.add_argument("--table", required=True, metavar="FILE",
+                   help="input table: .csv, .tsv, .txt (delimited text), .parquet or .h5ad (AnnData)")
+    p.add_argument("--sep", default=None, metavar="CHAR",
+                   help="delimiter of a text table: one character, or tab, comma, semicolon, space, pipe "
+                        "(default: comma for .csv, tab for .tsv; .txt: tab if its header has one)")
     p.add_argument("--subject", required=True, metavar="COL", help="column identifying the subject (kind id)")
     p.add_argument("--time", required=True, metavar="COL", help="column of the visit time (kind time, numbers)")
     p.add_argument("--features", default=None, metavar="A,B,...",
@@ -111,6 +115,9 @@ def register(subparsers) -> None:
                    help="with --test-after: fraction of those subjects whose later visits are test (default 1)")
     p.add_argument("--no-standardise", dest="standardise", action="store_false",
                    help="keep the features' scale (default: standardised on the train split)")
+    p.add_argument("--drop-incomplete", action="store_true",
+                   help="drop (and count) the rows with an empty subject, time or covariate cell "
+                        "(default: such a cell is an error)")
     p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     p.set_defaults(handler=_from_table)
@@ -230,8 +237,13 @@ def _from_table(args) -> int:
     data = from_table(args.table, subject=args.subject, time=args.time, features=args.features,
                       covariates=args.covariates, kinds=kinds, validation_fraction=args.validation_fraction,
                       test_after=args.test_after, test_fraction=args.test_fraction, seed=args.seed,
-                      standardise=args.standardise, references=references)
+                      standardise=args.standardise, references=references, sep=args.sep,
+                      drop_incomplete=args.drop_incomplete)
     code = _write(data, args, started)
+    if data.attrs.get("dropped_incomplete_rows"):
+        n = data.attrs["dropped_incomplete_rows"]
+        print(f"dropped {n} incomplete row(s) of {n + data.n_obs} (empty cells: "
+              f"{data.attrs['dropped_incomplete_cells']})")
     counts = [int((data.split == s).sum()) for s in (0, 1, 2)]
     kinds_text = ", ".join(f"{n} {c.kind}" for n, c in data.covariates.items())
     print(f"split: train {counts[0]}, validation {counts[1]}, test {counts[2]}; covariates: {kinds_text}; "

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_fit)
 
     p = subparsers.add_parser("evaluate", help="MSE / NLL / MCC of a finished run (docs/model.md, Metrics)")
-    p.add_argument("--run", required=True, help="run directory written by lmmvae fit")
+    T.add_run(p)
     p.add_argument("--data", required=True, help="longitudinal HDF5 file to score (its test split)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--predictions", default=None, help="also write predictions (HDF5)")
@@ -56,6 +56,7 @@ def _fit(args) -> int:
     from lmmvae.checks import config_from_yaml
     from lmmvae.errors import ConfigError
 
+    data_file(args.data)
     config = config_from_yaml(args.model)
     if args.device:
         config.device = args.device
@@ -86,6 +87,33 @@ def _fit(args) -> int:
 
         _evaluate_fitted(fitted, read_h5(args.data), args.data, args.out, args.evaluate_out, args.predictions_out)
     return 0
+
+
+#: what a table file is called by its suffix (lmmvae data from-table reads these)
+_TABLES = {".csv": "a CSV table", ".tsv": "a TSV table", ".txt": "a text table", ".parquet": "a Parquet table",
+           ".h5ad": "an AnnData file"}
+
+
+def data_file(path: str, flag: str = "--data") -> str:
+    """``path`` when it may be a longitudinal HDF5 file; a table given instead (by its suffix, or
+    text / Parquet content without the HDF5 signature) is a one-line error naming the command
+    that converts it (docs/data_format.md), not h5py's 'file signature not found'."""
+    import h5py
+
+    from lmmvae.errors import DataFormatError
+
+    file = Path(path)
+    what = _TABLES.get(file.suffix.lower())
+    if what is None and file.is_file() and not h5py.is_hdf5(file):
+        with open(file, "rb") as f:
+            head = f.read(4096)
+        what = ("a Parquet table" if head.startswith(b"PAR1") else
+                "a text table" if head and b"\0" not in head and any(c in head for c in (b",", b"\t", b";")) else None)
+    if what is None:
+        return path
+    raise DataFormatError(f"{flag} {path}: is {what}, not a longitudinal HDF5 data file; convert it first: "
+                          f"lmmvae data from-table --table {path} --subject COL --time COL "
+                          f"--out {file.with_suffix('.h5').name}")
 
 
 def _stale_run(out: Path, config: dict, seed: int, data: str) -> str | None:
@@ -124,8 +152,10 @@ def _evaluate(args) -> int:
     from lmmvae.api import load
     from lmmvae.h5 import read_h5
 
-    fitted = load(args.run, device=args.device, threads=args.threads)
-    _evaluate_fitted(fitted, read_h5(args.data), args.data, args.run, args.out, args.predictions)
+    run = T.run_dir(args, "lmmvae evaluate RUN --data FILE.h5 --out metrics.json")
+    data = read_h5(data_file(args.data))
+    fitted = load(run, device=args.device, threads=args.threads)
+    _evaluate_fitted(fitted, data, args.data, run, args.out, args.predictions)
     return 0
 
 
@@ -176,7 +206,7 @@ def _mcc(args) -> int:
     from lmmvae.h5 import read_h5
     from lmmvae.metrics import mcc
 
-    data = read_h5(args.data)
+    data = read_h5(data_file(args.data))
     if data.n_obs == 0:
         raise DataFormatError(f"{args.data}: has no rows: no latents to correlate")
     latents = []

@@ -25,19 +25,22 @@ def column_names(value, what: str) -> list[str] | None:
 
 
 class Where:
-    """How rows are named in errors: CSV ``row 3 (line 4)``; other sources ``row 3``."""
+    """How rows are named in errors: CSV ``row 3 (line 4)``; other sources ``row 3``. ``rows``
+    [N]: each kept row's position in the source, when some rows were dropped (``drop_incomplete``)."""
 
-    def __init__(self, source: str, csv: bool):
-        self.source, self.csv = source, csv
+    def __init__(self, source: str, csv: bool, rows: np.ndarray | None = None):
+        self.source, self.csv, self.rows = source, csv, rows
 
     def row(self, i: int) -> str:
+        i = int(self.rows[i]) if self.rows is not None else i
         return f"row {i + 1} (line {i + 2})" if self.csv else f"row {i + 1}"
 
     def error(self, column: str, i: int, text: str) -> DataFormatError:
         return DataFormatError(f"{self.source}: column {column!r} at {self.row(i)}: {text}")
 
 
-def _blank_mask(column) -> np.ndarray:
+def blank_mask(column) -> np.ndarray:
+    """[N] bool: the cells of ``column`` that are empty (NaN, None, blank text)."""
     return column.isna().to_numpy() | np.array([is_blank(v) for v in column], dtype=bool)
 
 
@@ -46,10 +49,11 @@ def as_numbers(column, name: str, where: Where, *, allow_blank: bool, what: str)
     number is an error naming the column and row."""
     import pandas as pd
 
-    blank = _blank_mask(column)
+    blank = blank_mask(column)
     if blank.any() and not allow_blank:
         i = int(np.flatnonzero(blank)[0])
-        raise where.error(name, i, f"is empty; every row needs a value of the {what} (fill it in or drop the row)")
+        raise where.error(name, i, f"is empty; every row needs a value of the {what} "
+                                   "(fill it in, or drop such rows: --drop-incomplete)")
     if column.dtype == bool:
         values = column.to_numpy(dtype=np.float64)
     else:
@@ -66,6 +70,24 @@ def _is_text(column) -> bool:
     import pandas as pd
 
     return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+#: a numeric column read as continuous with at most this many distinct values is named at
+#: conversion: often a code (stage 1-4, edema 0/0.5/1) meant as categorical
+FEW_VALUES = 5
+
+
+def few_valued(frame, columns, inferred: dict[str, str]) -> list[str]:
+    """The ``columns`` whose inferred kind is continuous (``inferred``: column -> kind) and that hold
+    at most :data:`FEW_VALUES` distinct values, each as ``'name (v1/v2/v3)'``."""
+    named = []
+    for col in columns:
+        if inferred.get(col) != "continuous":
+            continue
+        distinct = sorted(frame[col].dropna().unique().tolist())
+        if len(distinct) <= FEW_VALUES:
+            named.append(f"{col} ({'/'.join(f'{float(v):g}' for v in distinct)})")
+    return named
 
 
 def infer_kind(column) -> str:
@@ -106,11 +128,11 @@ def covariate(column, name: str, kind: str, where: Where) -> Covariate:
     if kind in ("continuous", "time"):
         what = "time (e.g. days since baseline)" if kind == "time" else "continuous covariate"
         return Covariate(as_numbers(column, name, where, allow_blank=False, what=what), kind)
-    blank = _blank_mask(column)
+    blank = blank_mask(column)
     if blank.any():
         i = int(np.flatnonzero(blank)[0])
         what = "subject id" if kind == "id" else "value"
-        raise where.error(name, i, f"is empty; every row needs a {what} (fill it in or drop the row)")
+        raise where.error(name, i, f"is empty; every row needs a {what} (fill it in, or drop such rows: --drop-incomplete)")
     if kind == "binary" and not _is_text(column) and not hasattr(column, "cat"):
         values = column.to_numpy(dtype=np.float64)
         if np.isin(values, (0.0, 1.0)).all():

@@ -1,5 +1,5 @@
-"""Reading a table file as a DataFrame: CSV, Parquet or AnnData ``.h5ad`` (read with h5py, no
-anndata dependency). :mod:`lmmvae.datasets.table` turns the frame into longitudinal data; every
+"""Reading a table file as a DataFrame: CSV / TSV / delimited text, Parquet or AnnData ``.h5ad``
+(read with h5py, no anndata dependency). :mod:`lmmvae.datasets.table` turns the frame into longitudinal data; every
 error here is one line naming the file.
 """
 
@@ -14,15 +14,20 @@ import numpy as np
 from lmmvae.errors import DataFormatError
 from lmmvae.levels import plain_value
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".h5ad")
+#: delimited text tables and the delimiter each suffix implies (.txt: the header line's tab or comma)
+TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
+TABLE_SUFFIXES = (*TEXT_SUFFIXES, ".parquet", ".h5ad")
+#: names ``--sep`` accepts besides a single character
+SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}
 
 
-def read_table(path: str | os.PathLike, text: tuple[str, ...] = ()):
-    """A CSV, Parquet or AnnData file as a DataFrame: ``(frame, default_features)``.
+def read_table(path: str | os.PathLike, text: tuple[str, ...] = (), sep: str | None = None):
+    """A CSV / TSV / text, Parquet or AnnData file as a DataFrame: ``(frame, default_features)``.
 
     ``default_features`` are the AnnData file's ``var`` names (its ``X`` columns), ``None`` for
-    CSV and Parquet. ``text`` columns of a CSV (the subject id) are read as text (``007`` is not
-    ``7``). One-line errors name the file.
+    text and Parquet. ``text`` columns of a text table (the subject id) are read as text (``007`` is
+    not ``7``). ``sep`` is a text table's delimiter (:func:`delimiter`; default by suffix). One-line
+    errors name the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -33,13 +38,32 @@ def read_table(path: str | os.PathLike, text: tuple[str, ...] = ()):
         raise FileNotFoundError(f"{path}: no such table file")
     if path.is_dir():
         raise DataFormatError(f"{path}: is a directory, not a table file")
-    if suffix == ".csv":
+    if suffix in TEXT_SUFFIXES:
         from lmmvae.tables import read_csv
 
-        return read_csv(path, text=text), None
+        return read_csv(path, text=text, sep=delimiter(path, sep)), None
+    if sep is not None:
+        raise DataFormatError(f"{path}: --sep applies to text tables ({', '.join(TEXT_SUFFIXES)}), not {suffix}")
     if suffix == ".parquet":
         return _read_parquet(path), None
     return _read_h5ad(path)
+
+
+def delimiter(path: Path, sep: str | None = None) -> str:
+    """The delimiter of text table ``path``: ``sep`` (one character, or tab, comma, semicolon, space,
+    pipe, ``\\t``) when given, else by suffix: ``.csv`` a comma, ``.tsv`` a tab, ``.txt`` a tab when
+    its first line has one, else a comma."""
+    if sep is not None:
+        chosen = SEP_NAMES.get(sep.lower(), sep)
+        if len(chosen) != 1 or chosen in "\"\r\n":
+            raise DataFormatError(f"--sep {sep!r}: expected one character or one of {', '.join(SEP_NAMES)}")
+        return chosen
+    implied = TEXT_SUFFIXES[path.suffix.lower()]
+    if implied is not None:
+        return implied
+    with open(path, "rb") as f:
+        first = f.readline(1 << 16)
+    return "\t" if b"\t" in first else ","
 
 
 def _read_parquet(path: Path):
