@@ -59,6 +59,8 @@ VALIDATION_SEED = 20_240_601
 #: seconds between two checkpoint writes (module docstring; the share of a fit that writing every
 #: epoch cost: benchmarks/profile_fit.py); ``Trainer.checkpoint_seconds = 0`` writes every epoch
 CHECKPOINT_SECONDS = 30.0
+#: Adam's multi-tensor implementation (``foreach``) on every device (Trainer.__init__)
+ADAM_FOREACH = True
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "reconstruction", "kl_local", "kl_global", "lr", "seconds",
                   "warmup", "likelihood_variance", "stopped"]
 
@@ -95,7 +97,10 @@ class Trainer:
         groups = [{"params": dense}]
         if noise:
             groups.append({"params": noise, "lr": config.lr_likelihood or LIKELIHOOD_LR_FACTOR * config.lr})
-        self.optimizers = [torch.optim.Adam(groups, lr=config.lr)]
+        # foreach: the same element-wise arithmetic as Adam's per-parameter loop (bit-identical
+        # steps), in fewer calls: 30-45 % less optimiser time on CPU (benchmarks/profile_fit.py),
+        # where torch's default is the loop; on CUDA it is torch's default already
+        self.optimizers = [torch.optim.Adam(groups, lr=config.lr, foreach=ADAM_FOREACH)]
         if sparse:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr_random_effects or RANDOM_EFFECTS_LR_FACTOR * config.lr))
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]

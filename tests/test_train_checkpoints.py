@@ -1,7 +1,8 @@
-"""Checkpoints by time (lmmvae.train): when checkpoint.pt and history.csv are written, and that
-writing them less often changes nothing a run computes: the weights and the history of a run that
-checkpoints every epoch, of one that checkpoints by time, and of one killed and resumed from an older
-checkpoint are bit-identical (the history's wall-clock column aside)."""
+"""What lmmvae.train does to save time without changing a number: checkpoints by time (when
+checkpoint.pt and history.csv are written; the weights and the history of a run that checkpoints
+every epoch, of one that checkpoints by time, and of one killed and resumed from an older checkpoint
+are bit-identical, the history's wall-clock column aside) and Adam's multi-tensor steps (bit-identical
+to its per-parameter loop)."""
 
 import csv
 import time
@@ -125,3 +126,17 @@ def test_killed_run_resumes_from_an_older_checkpoint_to_the_same_run(data_file, 
     assert_same_weights(whole, resumed)
     assert history(tmp_path / "killed") == history(tmp_path / "whole")
     assert (tmp_path / "killed" / "history.csv").read_text().splitlines()[:8] == kept  # epochs 1-7 kept as written
+
+
+@pytest.mark.parametrize("objective", ["elbo", "gsnn"])
+def test_adam_foreach_steps_are_those_of_the_per_parameter_loop(data_file, tmp_path, monkeypatch, objective):
+    """The dense parameters in two Adam groups (networks; the Gaussian's variances at their own lr)."""
+    settings = dict(SETTINGS, objective=objective, epochs=5, seed=4, lr_likelihood=0.02)
+    monkeypatch.setattr(train, "ADAM_FOREACH", None)  # torch's default on CPU: the loop
+    loop = lmmvae.fit(data_file, out=tmp_path / "loop", **settings)
+    monkeypatch.setattr(train, "ADAM_FOREACH", True)
+    foreach = lmmvae.fit(data_file, out=tmp_path / "foreach", **settings)
+    groups = torch.load(tmp_path / "foreach" / "checkpoint.pt", weights_only=True)["optimizers"][0]["param_groups"]
+    assert len(groups) == 2 and all(group["foreach"] for group in groups)
+    assert_same_weights(loop, foreach)
+    assert history(tmp_path / "loop") == history(tmp_path / "foreach")
