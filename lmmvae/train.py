@@ -56,8 +56,9 @@ LIKELIHOOD_LR_FACTOR = 1.0
 CONVERGED, BUDGET = "converged", "budget"
 #: seed of the validation pass's draws: the same every epoch (common random numbers)
 VALIDATION_SEED = 20_240_601
-#: seconds between two checkpoint writes (module docstring; the share of a fit that writing every
-#: epoch cost: benchmarks/profile_fit.py); ``Trainer.checkpoint_seconds = 0`` writes every epoch
+#: seconds between two checkpoint writes (module docstring). Writing every epoch took 9-11 % of the
+#: default run's trial and Health MNIST epochs, more as the history grows (benchmarks/profile_fit.py,
+#: BENCHMARKS.md "Where a fit's time goes"); ``Trainer.checkpoint_seconds = 0`` writes every epoch
 CHECKPOINT_SECONDS = 30.0
 #: Adam's multi-tensor implementation (``foreach``) on every device (Trainer.__init__)
 ADAM_FOREACH = True
