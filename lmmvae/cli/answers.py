@@ -118,17 +118,11 @@ def _summary(args) -> int:
 def _effects(args) -> int:
     from lmmvae.api import load
     from lmmvae.effects import plot_effect
-    from lmmvae.errors import ConfigError
     from lmmvae.intervals import write_frame
 
     fitted = load(T.run_dir(args, "lmmvae effects RUN --covariate COL --png FILE"), threads=args.threads)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    at = {}
-    for item in args.at:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
-        at[name.strip()] = value.strip()
+    at = _at(args.at)
     table = plot_effect(fitted, args.covariate, args.png, n_points=args.points, level=args.level, features=features,
                         at=at)
     if args.csv:
@@ -137,18 +131,26 @@ def _effects(args) -> int:
     return 0
 
 
+def _at(items: list[str]) -> dict[str, str]:
+    """``--at COL=VALUE`` options as a mapping (one-line error for anything else)."""
+    from lmmvae.errors import ConfigError
+
+    at = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
+        at[name.strip()] = value.strip()
+    return at
+
+
 def _contrast(args) -> int:
     from lmmvae.api import load
     from lmmvae.contrast import contrast, describe
     from lmmvae.errors import ConfigError
     from lmmvae.intervals import write_frame
 
-    at = {}
-    for item in args.at:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
-        at[name.strip()] = value.strip()
+    at = _at(args.at)
     levels = [v.strip() for v in args.levels.split(",")]
     if len(levels) != 2 or not all(levels):
         raise ConfigError(f"--levels {args.levels!r}: expected two values FROM,TO, e.g. --levels placebo,high")
