@@ -266,3 +266,22 @@ def test_drop_incomplete_drops_and_counts_rows_with_empty_covariates(tmp_path, c
     frame.loc[:, "arm"] = None
     frame.to_csv(tmp_path / "v.csv", index=False)
     one_line(main([*argv, "--drop-incomplete"]), capsys.readouterr().err, "nothing is left after dropping")
+
+
+def test_a_reader_that_stops_early_is_no_error(run, monkeypatch, capsys):
+    """`lmmvae summary RUN | head` under `set -o pipefail`: when the reader has gone, the command
+    stops quietly with status 0, as `cat` does, instead of printing "Broken pipe"."""
+    import os
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader stopped
+    broken = os.fdopen(write_end, "w", buffering=1)  # line-buffered: the first line written fails
+    monkeypatch.setattr(sys, "stdout", broken)
+    saved = os.dup(1)
+    try:
+        assert main(["summary", str(run / "run")]) == 0
+    finally:
+        os.dup2(saved, 1)  # the handler pointed fd 1 at /dev/null; give the test its output back
+        os.close(saved)
+    assert "error" not in capsys.readouterr().err.lower()

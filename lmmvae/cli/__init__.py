@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: sub-modules of lmmvae.cli that register commands, in help order
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmmvae: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped (`lmmvae summary RUN | head`): as `cat`, no error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 0
     except OSError as err:
         print(f"lmmvae: error: {_os_error(err)}", file=sys.stderr)
         return 2
