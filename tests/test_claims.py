@@ -89,6 +89,9 @@ def test_claims_from_a_metrics_table():
     assert results[1][1][0].n == 3  # three seed pairs
     text = to_markdown(results)
     assert "lmm ahead of gp: mse_test, e" in text and "**reproduced**" in text
+    partial = parse_claims({"c1": {**spec["c1"], "missing": 2}}, experiments)  # a trimmed config
+    (claim, _, verdict), = evaluate(metrics_frame(), partial, experiments)
+    assert verdict == "undecided" and "2 comparison(s) not in this run" in to_markdown([(claim, _, verdict)])
     with pytest.raises(ConfigError, match="claims.c1.compare.0.: experiment 'nope'"):
         parse_claims({"c1": {"claim": "x", "compare": [{"experiment": "nope", "metric": "mse_test", "x": "a",
                                                         "y": "b"}]}}, experiments)

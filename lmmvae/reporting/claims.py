@@ -158,6 +158,7 @@ class Claim:
     text: str
     source: str
     comparisons: tuple[Comparison, ...]
+    missing: int = 0  # comparisons of the claim that this run does not have (a trimmed config)
 
 
 def parse_claims(spec: dict, experiments: dict[str, dict]) -> list[Claim]:
@@ -180,7 +181,11 @@ def parse_claims(spec: dict, experiments: dict[str, dict]) -> list[Claim]:
             text = {key: (None if item.get(key) is None else str(item[key])) for key in ("x_at", "y_at")}
             comparisons.append(Comparison(str(item["experiment"]), str(item["metric"]), str(item["x"]),
                                           str(item["y"]), str(item.get("kind", "ahead")), **text))
-        claims.append(Claim(name, str(entry.get("claim", name)), str(entry.get("source", "")), tuple(comparisons)))
+        missing = entry.get("missing", 0)
+        if not isinstance(missing, int) or isinstance(missing, bool) or missing < 0:
+            raise ConfigError(f"{where}: missing must be a count of comparisons, got {missing!r}")
+        claims.append(Claim(name, str(entry.get("claim", name)), str(entry.get("source", "")), tuple(comparisons),
+                            missing))
     return claims
 
 
@@ -194,7 +199,8 @@ def evaluate(frame: pd.DataFrame, claims: list[Claim], experiments: dict[str, di
             x = unit_values(frame, experiment, c.x, c.metric, c.x_at)
             y = unit_values(frame, experiment, c.y, c.metric, c.y_at)
             outcomes.append(decide(x, y, c.metric in HIGHER_IS_BETTER))
-        verdict = claim_verdict([holds(c.kind, o) for c, o in zip(claim.comparisons, outcomes)])
+        verdict = claim_verdict([holds(c.kind, o) for c, o in zip(claim.comparisons, outcomes)]
+                                + [None] * claim.missing)  # comparisons not in this run: not decided
         results.append((claim, outcomes, verdict))
     return results
 
@@ -214,6 +220,8 @@ def to_markdown(results: list[tuple[Claim, list[Outcome], str]]) -> str:
     for claim, outcomes, verdict in results:
         for k, (c, o) in enumerate(zip(claim.comparisons, outcomes)):
             head = f"{claim.text}" + (f" ({claim.source})" if claim.source else "") if k == 0 else ""
+            if k == 0 and claim.missing:
+                head += f"; {claim.missing} comparison(s) not in this run"
             gap = f"{_number(o.gap)} ± {_number(o.se)} ({o.n})" if o.n else "–"
             word = {"X ahead": c.x, "Y ahead": c.y}.get(o.verdict, o.verdict)
             word = f"{word} ahead" if o.verdict in ("X ahead", "Y ahead") else word

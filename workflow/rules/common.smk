@@ -120,16 +120,27 @@ def all_claims():
     return ["results/tables/claims.md"] if config.get("claims") else []
 
 
+def runnable_claims(claims, experiments):
+    """The comparisons this config can decide; a claim keeps the count of those it cannot
+    (`missing`: the claim is then at best undecided), and one with none left is listed apart."""
+    runnable, left_out = {}, []
+    for name, claim in claims.items():
+        kept = [c for c in claim.get("compare", []) if c.get("experiment") in experiments]
+        missing = len(claim.get("compare", [])) - len(kept)
+        if kept:
+            runnable[name] = {**claim, "compare": kept, **({"missing": missing} if missing else {})}
+        else:
+            left_out.append(name)
+    return runnable, left_out
+
+
 def claims_spec(wildcards=None):
     """The config's claims and each experiment's dataset, for `lmmvae report claims`. A claim that
     compares an experiment this config does not run (a trimmed copy of a config) is left out, and
     the table says so."""
     experiments = {name: {"dataset": exp.dataset} for name, exp in PLAN.experiments.items()}
-    claims = config.get("claims") or {}
-    runnable = {name: claim for name, claim in claims.items()
-                if all(c.get("experiment") in experiments for c in claim.get("compare", []))}
-    return json.dumps({"claims": runnable, "experiments": experiments,
-                       "left_out": sorted(set(claims) - set(runnable))})
+    runnable, left_out = runnable_claims(config.get("claims") or {}, experiments)
+    return json.dumps({"claims": runnable, "experiments": experiments, "left_out": left_out})
 
 
 def all_figures():
