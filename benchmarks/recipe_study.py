@@ -1,5 +1,5 @@
 """Training-recipe study on validation data only: which learning rate, schedule, early stopping,
-noise scales, ``q(A)`` and random-effect learning rate make a model converge (issue 9, item 1).
+noise scales, ``q(A)`` and random-effect learning rate make a model converge.
 
     .venv/bin/python -m benchmarks.recipe_study [--grid benchmarks/recipe_grids/simulated.yaml]
         [--set lr=0.001,0.003 --set prior.q_A=gaussian,point] [--mode one-at-a-time|product]
