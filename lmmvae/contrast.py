@@ -21,9 +21,12 @@ random numbers (SPEC 2.1):
   outwards to a draw), ``sd`` their standard deviation.
 
 For a linear decoder ``m(z) = W z + c``, ``Δ^(s) = W A^(s)T (x_b − x_a)`` exactly, whatever ``R``.
-With ``q(A)`` a point (``q_A: point``) and for sLMM-VAE (``A`` a parameter, SPEC 3; the noise is
-``ν_p``, ``ω_p²`` of SPEC 3.4) there is nothing to draw: ``S = 1`` and the interval has zero width
-(the model has no uncertainty about ``A``). The decoder's own uncertainty is not modelled. Other
+For oLMM-VAE the default draws the shared rows from their collapsed posterior
+(:func:`shared_covariance`) around their estimates, with ``q_A: point`` (the ELBO's default) too:
+a point estimate has an uncertainty all the same, and an interval of zero width would call every
+difference real. With ``uncertainty="q_A"`` and a point ``q(A)``, and for sLMM-VAE (``A`` a
+parameter, SPEC 3; the noise is ``ν_p``, ``ω_p²`` of SPEC 3.4), there is nothing to draw: ``S = 1``
+and the interval has zero width, and "excludes 0" is not claimed. The decoder's own uncertainty is not modelled. Other
 neural priors (VAE, CVAE, GP priors) have no ``A``: refused.
 
 Classical rows (``variant: mixedlm``): ``Δ_d = c^T β̂_d`` with ``c = x_b^s − x_a^s`` (plus the held
@@ -140,15 +143,18 @@ def _latent_parts(prior, batch, n_outer: int, cov: np.ndarray | None = None):
 
     if isinstance(prior, OLMMPrior):
         noise = prior.sigma_z2.sqrt()  # [L]
-        if not prior.effects.gaussian:
-            return prior.effects.mean(batch.x).unsqueeze(0), noise
         if cov is None:
+            if not prior.effects.gaussian:
+                return prior.effects.mean(batch.x).unsqueeze(0), noise
             return torch.stack([prior.effects.sample(batch.x) for _ in range(n_outer)]), noise  # [S, 2, L]
         m = prior.effects.shared_mean  # [Q, L]
         chol = torch.linalg.cholesky(torch.as_tensor(cov, dtype=m.dtype, device=m.device))  # [L, Q, Q]
         beta = m + torch.einsum("lqr,srl->sql", chol, torch.randn(n_outer, *m.shape, dtype=m.dtype, device=m.device))
         random_only = DesignBatch(torch.zeros_like(batch.x.shared), batch.x.levels, batch.x.values)
-        rand = torch.stack([prior.effects.sample(random_only) for _ in range(n_outer)])  # [S, 2, L]
+        if prior.effects.gaussian:
+            rand = torch.stack([prior.effects.sample(random_only) for _ in range(n_outer)])  # [S, 2, L]
+        else:  # q_A: point: the random rows at their estimates
+            rand = prior.effects.mean(random_only).unsqueeze(0).expand(n_outer, -1, -1)
         return torch.einsum("bq,sql->sbl", batch.x.shared, beta) + rand, noise
     if isinstance(prior, SLMMPrior):  # A a parameter; the subject's ν_p, ω_p² (SPEC 3.4)
         dist = prior.predict(batch)
@@ -250,7 +256,7 @@ def _covariance(fitted, data, uncertainty: str):
     if uncertainty not in ("collapsed", "q_A"):
         raise ConfigError(f"contrast: uncertainty must be 'collapsed' or 'q_A' (got {uncertainty!r})")
     prior = fitted.model.prior
-    if not isinstance(prior, OLMMPrior) or not prior.effects.gaussian or uncertainty == "q_A":
+    if not isinstance(prior, OLMMPrior) or uncertainty == "q_A":
         return None, "q(A), mean-field"
     data = _training_data(fitted, data)
     cov = shared_covariance(fitted, data) if data is not None else None
@@ -272,5 +278,12 @@ def describe(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         excludes = r["lower"] > 0 or r["upper"] < 0
         lines.append(f"{str(r['feature']):<{width}}  {r['difference']:>11.4g}  {r['lower']:>11.4g}  "
-                     f"{r['upper']:>11.4g}  {'yes' if excludes else ('no' if math.isfinite(r['lower']) else 'n/a')}")
+                     f"{r['upper']:>11.4g}  {_excludes(r, excludes)}")
     return "\n".join(lines)
+
+
+def _excludes(row, excludes: bool) -> str:
+    """``yes`` / ``no`` / ``n/a``: a zero-width interval (no uncertainty drawn) claims nothing."""
+    if not (math.isfinite(row["lower"]) and math.isfinite(row["upper"])) or row["upper"] <= row["lower"]:
+        return "n/a"
+    return "yes" if excludes else "no"

@@ -117,6 +117,27 @@ def test_linear_decoder_point_A_is_exact():
     np.testing.assert_allclose(reverse["difference"], -table["difference"], atol=1e-5)
 
 
+def test_point_A_gets_the_collapsed_interval_with_data():
+    """``q_A: point`` (the ELBO's default) with the training data: the shared rows are drawn from
+    their collapsed posterior around the estimate, so for a linear decoder the sd is analytic,
+    sd_d² = Σ_l W_dl² cᵀ Cov_l c; without data the interval has zero width and claims nothing."""
+    from lmmvae.contrast import describe, shared_covariance
+
+    data, _ = simulate(1)
+    model = lmmvae.fit(data, progress=False, variant="olmm", design=DESIGN, latent_dim=L, network="mlp",
+                       network_options={"hidden": [4]}, epochs=1, prior={"q_A": "point"})
+    w = _linear(model)
+    c = np.array([col == "arm[high]" for col in model.design.shared_columns], dtype=float)
+    cov = shared_covariance(model, data)  # [L, Q, Q]
+    sd = np.sqrt((w ** 2) @ np.einsum("q,lqr,r->l", c, cov, c))
+    table = contrast(model, "arm", ["placebo", "high"], table_units=False, n_samples=4000, data=data)
+    np.testing.assert_allclose(table["sd"], sd, rtol=0.06)
+    assert (table["upper"] > table["lower"]).all() and "integrated out" in table.attrs["estimator"]
+    bare = contrast(model, "arm", ["placebo", "high"], table_units=False, uncertainty="q_A")
+    assert (bare["upper"] == bare["lower"]).all()
+    assert all(line.endswith("n/a") for line in describe(bare).splitlines()[3:])
+
+
 def test_linear_decoder_gaussian_q_A_sd_is_analytic():
     """Mean-field q(A), linear decoder: Δ^(s) = W A^(s)T c is normal with sd_d² = Σ_l W_dl² Σ_q c_q² S_ql²."""
     data, _ = simulate(1)
