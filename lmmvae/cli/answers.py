@@ -133,15 +133,7 @@ def _effects(args) -> int:
 
 def _at(items: list[str]) -> dict[str, str]:
     """``--at COL=VALUE`` options as a mapping (one-line error for anything else)."""
-    from lmmvae.errors import ConfigError
-
-    at = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--at {item!r}: expected COL=VALUE, e.g. --at sex=1")
-        at[name.strip()] = value.strip()
-    return at
+    return T.pairs(items, "--at", "COL=VALUE", "sex=1", need_value=False)
 
 
 def _contrast(args) -> int:

@@ -93,6 +93,20 @@ def run_dir(args, usage: str) -> str:
     return run
 
 
+def pairs(items: list[str], option: str, form: str, example: str, need_value: bool = True) -> dict[str, str]:
+    """Repeated ``NAME=VALUE`` options (``--kind``, ``--reference``, ``--at``) as a mapping; anything
+    else is a one-line error naming the option, the expected ``form`` and an ``example``."""
+    from lmmvae.errors import ConfigError
+
+    mapping = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or (need_value and not value.strip()):
+            raise ConfigError(f"{option} {item!r}: expected {form}, e.g. {option} {example}")
+        mapping[name.strip()] = value.strip()
+    return mapping
+
+
 def add_threads(parser) -> None:
     """``--threads N``: torch's intra-op threads (lmmvae.runtime.set_threads)."""
     parser.add_argument("--threads", type=THREADS, default=None,

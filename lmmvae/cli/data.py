@@ -219,21 +219,10 @@ def _clinical_trial_synthetic(args) -> int:
 
 def _from_table(args) -> int:
     from lmmvae.datasets.table import from_table
-    from lmmvae.errors import ConfigError
 
     started = time.perf_counter()
-    kinds = {}
-    for item in args.kind:
-        column, sep, kind = item.partition("=")
-        if not sep or not column.strip() or not kind.strip():
-            raise ConfigError(f"--kind {item!r}: expected COLUMN=KIND, e.g. --kind visit=continuous")
-        kinds[column.strip()] = kind.strip()
-    references = {}
-    for item in args.reference:
-        column, sep, level = item.partition("=")
-        if not sep or not column.strip() or not level.strip():
-            raise ConfigError(f"--reference {item!r}: expected COLUMN=LEVEL, e.g. --reference arm=placebo")
-        references[column.strip()] = level.strip()
+    kinds = T.pairs(args.kind, "--kind", "COLUMN=KIND", "visit=continuous")
+    references = T.pairs(args.reference, "--reference", "COLUMN=LEVEL", "arm=placebo")
     data = from_table(args.table, subject=args.subject, time=args.time, features=args.features,
                       covariates=args.covariates, kinds=kinds, validation_fraction=args.validation_fraction,
                       test_after=args.test_after, test_fraction=args.test_fraction, seed=args.seed,
