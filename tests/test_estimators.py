@@ -285,3 +285,25 @@ def test_tables_show_the_nll_with_its_monte_carlo_error():
     assert table.cells[0][0].mc_se == pytest.approx(math.sqrt(0.03**2 + 0.04**2) / 2)
     text = to_markdown(table)
     assert "5.20 ± 0.28 (MC ± 0.03)" in text and "6.10 ± 0.14 |" in text
+
+
+def test_tables_flag_an_nll_that_still_moves_with_the_draw_count():
+    """SPEC 6: |first-half − full| > 3 MC s.e. in a run flags the cell ``still moving in k/n``; a drift
+    within the s.e. does not."""
+    import pandas as pd
+
+    from lmmvae.reporting.tables import build_table, to_markdown
+
+    rows = []
+    for seed, (value, half, se) in enumerate(((5.0, 5.02, 0.01), (5.4, 5.8, 0.04), (5.2, 5.21, 0.01))):
+        common = dict(dataset="d", model="olmm", base_model="olmm", label="olmm", sweep_value=None, seed=seed,
+                      seed_b=pd.NA)
+        rows += [{**common, "metric": "nll_test", "value": value}, {**common, "metric": "nll_test_se", "value": se},
+                 {**common, "metric": "nll_test_half", "value": half}]
+    spec = {"dataset": "d", "models": ["olmm"], "metrics": {"nll_test": "Test NLL"}}
+    table = build_table(pd.DataFrame(rows), spec)
+    assert table.cells[0][0].moving == (1, 3)  # seed 1: 0.4 > 3 x 0.04; seed 0: 0.02 < 0.03
+    assert "still moving in 1/3)" in to_markdown(table)
+    steady = [r if r["metric"] != "nll_test_half" or r["seed"] != 1 else {**r, "value": 5.45} for r in rows]
+    text = to_markdown(build_table(pd.DataFrame(steady), spec))
+    assert "still moving" not in text and "(MC ±" in text

@@ -17,7 +17,11 @@ budget. Classical rows (mixedlm, mean) have no epochs: "–", and are not counte
 
 An estimated NLL (neural rows) shows its Monte Carlo standard error after the spread over seeds,
 ``12.3 ± 0.4 (MC ± 0.02)``, from the runs' ``nll_test_se`` (SPEC 6); exact NLLs (classical rows)
-show none.
+show none. An estimate that has not stopped moving with the draw count is flagged: a run whose
+first-half estimate (``nll_test_half``) differs from the full one by more than
+:data:`MOVING_SE` of its standard errors (``half − full = (half − other half) / 2`` has the full
+estimate's s.e. when both halves estimate the same value) is counted, and the cell ends in
+``still moving in k/n``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Cell:
     n: int  # number of seeds (or seed pairs) behind the mean
     bold: bool = False
     mc_se: float | None = None  # Monte Carlo standard error of the mean (the NLL's, SPEC 6); None: exact
+    moving: tuple[int, int] | None = None  # (runs whose estimate still moves with the draws, runs checked)
 
 
 @dataclass
@@ -70,6 +75,7 @@ def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
         mean, std = mean_std(values)
         first = group.iloc[0]
         mc_se = _mc_se(rows_all, model, metric)
+        moving = _moving(rows_all, model, metric)
         out.append(
             {
                 "model": model,
@@ -81,10 +87,11 @@ def summarize(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 "std": std,
                 "n": int(values.size),
                 "mc_se": mc_se,
+                "moving": moving,
             }
         )
     return pd.DataFrame(out, columns=["model", "base_model", "label", "sweep_value", "metric",
-                                      "mean", "std", "n", "mc_se"])
+                                      "mean", "std", "n", "mc_se", "moving"])
 
 
 #: metrics whose runs also report a Monte Carlo standard error, as metric ``<name>_se`` (SPEC 6)
@@ -99,6 +106,29 @@ def _mc_se(rows: pd.DataFrame, model: str, metric: str) -> float | None:
     se = rows[(rows["model"] == model) & (rows["metric"] == MC_ERRORS[metric])]["value"].to_numpy(dtype=float)
     se = se[np.isfinite(se)]
     return float(np.sqrt(np.sum(se**2)) / se.size) if se.size else None
+
+
+#: metrics whose runs also report the estimate from the first half of the draws (SPEC 6)
+HALF_DRAWS = {"nll_test": "nll_test_half"}
+#: a run's estimate still moves when |first half − full| exceeds this many Monte Carlo s.e.
+MOVING_SE = 3.0
+
+
+def _moving(rows: pd.DataFrame, model: str, metric: str) -> tuple[int, int] | None:
+    """(runs whose estimate still moves with the draw count, runs that report both halves), from the
+    runs' ``<metric>``, ``<metric>_half`` and ``<metric>_se`` rows; None when none reports them."""
+    if metric not in HALF_DRAWS or metric not in MC_ERRORS:
+        return None
+    needed = [metric, HALF_DRAWS[metric], MC_ERRORS[metric]]
+    mine = rows[(rows["model"] == model) & rows["metric"].isin(needed)]  # one run per seed (a model is
+    wide = mine.pivot_table(index="seed", columns="metric", values="value", aggfunc="first")  # one sweep value)
+    if not set(needed) <= set(wide.columns):
+        return None
+    wide = wide[needed].dropna()
+    if wide.empty:
+        return None
+    drift = (wide[HALF_DRAWS[metric]] - wide[metric]).abs()
+    return int((drift > MOVING_SE * wide[MC_ERRORS[metric]]).sum()), int(len(wide))
 
 
 def build_table(frame: pd.DataFrame, spec: dict) -> Table:
@@ -132,7 +162,8 @@ def build_table(frame: pd.DataFrame, spec: dict) -> Table:
             hit = lookup.get((base, value, metric)) or lookup.get((base, None, metric))
             if hit is not None:
                 mc_se = hit.mc_se if _is_set(hit.mc_se) else None
-                cells[i][j] = Cell(hit.mean, hit.std, hit.n, mc_se=mc_se)
+                moving = hit.moving if isinstance(hit.moving, tuple) else None
+                cells[i][j] = Cell(hit.mean, hit.std, hit.n, mc_se=mc_se, moving=moving)
         present_rows = [i for i in range(len(bases)) if cells[i][j] is not None]
         if present_rows and metric not in DIAGNOSTICS:
             flags = bold_best(
@@ -213,7 +244,8 @@ def format_cell(cell: Cell | None, decimals: int, pm: str = "±") -> str:
     if cell.n > 1:
         text += f" {pm} {cell.std:.{decimals}f}"
     if cell.mc_se is not None:  # the Monte Carlo error of the estimate itself (NLL, SPEC 6)
-        text += f" (MC {pm} {cell.mc_se:.{max(decimals, _decimals([cell.mc_se], 1))}f})"
+        moving = f", still moving in {cell.moving[0]}/{cell.moving[1]}" if cell.moving and cell.moving[0] else ""
+        text += f" (MC {pm} {cell.mc_se:.{max(decimals, _decimals([cell.mc_se], 1))}f}{moving})"
     return text
 
 
@@ -241,7 +273,14 @@ def _caption_note(table: Table) -> str:
     """The caption after the title, shared by the Markdown and HTML tables."""
     note = f"; {_training_note(table)}" if table.training is not None else ""
     mc = "; MC ±: Monte Carlo standard error of an estimated NLL" if _has_mc(table) else ""
+    if _has_moving(table):
+        mc += (f"; still moving in k/n: in k of n runs the estimate from the first half of the draws is more "
+               f"than {MOVING_SE:g} MC s.e. from the full one")
     return f"mean ± std over {_seeds(table.n_seeds)}; bold: within one std of the best{mc}{note}"
+
+
+def _has_moving(table: Table) -> bool:
+    return any(c is not None and c.moving and c.moving[0] for row in table.cells for c in row)
 
 
 def _has_mc(table: Table) -> bool:
