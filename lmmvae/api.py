@@ -32,6 +32,7 @@ from lmmvae.config import ModelConfig
 from lmmvae.design import FittedDesign
 from lmmvae.errors import TrainingError
 from lmmvae.evaluate import evaluate as _evaluate
+from lmmvae.evaluate import neural_inputs
 from lmmvae.h5 import Covariate, LongitudinalData, read_h5
 from lmmvae.intervals import scale_info
 from lmmvae.loader import TensorData
@@ -46,7 +47,12 @@ MODEL_FILE = rundir.MODEL_FILE
 
 
 class LMMVAE:
-    """A fitted model with its design, ready to predict, impute and embed."""
+    """A fitted model with its design, ready to predict, impute and embed (a :class:`lmmvae.fitted.FittedModel`)."""
+
+    has_latent = True  # z (SPEC 2): latent(), MCC, the collapse diagnostics
+    predictive_is_gaussian = False  # the predictive is a mixture over the latent: Monte Carlo answers
+    trained_by_epochs = True  # an objective, early stopping, history.csv
+    design_chosen = None  # the config's design is the design (no choice among candidates)
 
     def __init__(self, config: ModelConfig, design: FittedDesign, model: LatentVariableModel,
                  train_covariates: dict[str, Covariate], info: dict[str, Any], device: torch.device,
@@ -106,9 +112,17 @@ class LMMVAE:
         tensors = self.tensors(data)
         return predict.posterior_rows(self, tensors, tensors.indices(None), what="latent")["z_mean"]
 
-    def evaluate(self, data: LongitudinalData) -> dict[str, float]:
-        """MSE / NLL / MCC of SPEC 6 on ``data`` (see :func:`lmmvae.evaluate.evaluate`)."""
-        return _evaluate(self, data)
+    def evaluation_inputs(self, data: LongitudinalData):
+        """What the metrics of SPEC 6 read (:func:`lmmvae.evaluate.neural_inputs`)."""
+        return neural_inputs(self, data)
+
+    def evaluate(self, data: LongitudinalData, predictions: dict | None = None) -> dict[str, float]:
+        """MSE / NLL / MCC of SPEC 6 on ``data`` (see :func:`lmmvae.evaluate.evaluate`); fills ``predictions`` if given."""
+        return _evaluate(self, data, predictions)
+
+    def fit_note(self) -> str:
+        """Nothing to add to ``lmmvae fit``'s line (it says the epochs from ``history.csv``)."""
+        return ""
 
     # -- persistence --------------------------------------------------------------------
     def save(self, run_dir: str | os.PathLike) -> Path:
@@ -199,9 +213,9 @@ def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig
     config = config or config_from_dict(settings)
     set_threads(threads, image=is_image_network(config.network))
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
-    if variants.get(config.variant).classical:  # mixedlm, mean: no networks (lmmvae.classical)
-        from lmmvae import classical
-        return classical.fit(data, config, out=out, seed=seed, plan=plan)
+    family = variants.get(config.variant).family
+    if family is not None:  # mixedlm, mean: no networks (lmmvae.classical)
+        return family.fit(data, config, out=out, seed=seed, plan=plan)
     data, path = _as_data(data)
     info = {"feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
             **scale_info(data.attrs)}  # feature_mean/std: predict(df) answers in the table's units
@@ -237,14 +251,26 @@ def _fitted(recipe: assemble.Recipe, model: LatentVariableModel, device: torch.d
     return LMMVAE(recipe.config, recipe.design, model, recipe.covariates, recipe.info, device, recipe.prior)
 
 
+def _family_of_run(run_dir: Path) -> variants.Family | None:
+    """The family of the run's variant (from its config.json), None for the neural family; also None
+    where config.json is missing or unreadable, so that the neural loader says what is wrong."""
+    import json
+
+    try:
+        name = json.loads((run_dir / "config.json").read_text())["model"]["variant"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return variants.get(name).family if isinstance(name, str) and name in variants.names() else None
+
+
 def load(run_dir: str | os.PathLike, device: str = "auto", threads: int | None = None) -> LMMVAE:
     """Load a finished run directory written by :func:`fit` / ``lmmvae fit``, from its JSON files and
     ``model.pt`` alone (no data are read). ``threads``: as for :func:`fit`."""
     run_dir = Path(run_dir)
-    from lmmvae import classical
-    if classical.is_classical_run(run_dir):  # mixedlm, mean
+    family = _family_of_run(run_dir)
+    if family is not None:  # mixedlm, mean (lmmvae.classical)
         set_threads(threads, image=False)
-        return classical.load(run_dir)
+        return family.load(run_dir)
     recipe = assemble.read_recipe(run_dir, device=None if device == "auto" else device)
     set_threads(threads, image=is_image_network(recipe.config.network))
     model = assemble.build(recipe)

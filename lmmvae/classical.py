@@ -40,15 +40,14 @@ table :mod:`lmmvae.classical_summary`.
 ``variant: mean`` — ``ŷ_id`` = mean of the observed train + validation entries of feature ``d``;
 predictive variance their variance.
 
-A run directory holds ``config.json``, ``design.json``, ``train_covariates.h5`` (as for neural
-runs) and ``model.pt``: the fitted parameters as a dict of tensors and plain containers, loadable
+A run directory holds ``config.json``, ``design.json``, ``covariates.json`` (as for neural runs)
+and ``model.pt``: the fitted parameters as a dict of tensors and plain containers, loadable
 with ``torch.load(weights_only=True)`` (nothing loaded executes code).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,14 +55,14 @@ from typing import Any
 
 import numpy as np
 
+from lmmvae.classical_fit import fit_counts, fit_rows, status_line
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.intervals import scale_info
 from lmmvae.longitudinal import covariate_rows
-from lmmvae.mixedlm import MIN_VARIANCE, MixedLMOptions, fit_design, gaussian_nll, predict_design
-from lmmvae.variants import Variant, register
+from lmmvae.metrics import Scored
+from lmmvae.mixedlm import MIN_VARIANCE, MixedLMOptions, gaussian_nll, predict_design
+from lmmvae.variants import Family, Variant, register, registered
 
-#: variants without a latent space, fitted by this module (checked without importing torch)
-CLASSICAL_VARIANTS = ("mixedlm", "mean")
 FORMAT = "lmmvae-classical"
 FORMAT_VERSION = 2
 MODEL_FILE = "model.pt"
@@ -76,21 +75,13 @@ def _not_neural(*_args, **_kwargs):
     raise ConfigError("classical variants (mixedlm, mean) have no prior network; fit them with lmmvae.fit")
 
 
-register(Variant("mixedlm", MixedLMOptions, _not_neural,
-                 "MixedLM: one statsmodels linear mixed model per output feature (design fixed + random effects)",
-                 classical=True))
-register(Variant("mean", MeanOptions, _not_neural, "per-feature mean of the observed training entries",
-                 classical=True))
-
-
-def is_classical(variant: str) -> bool:
-    return variant in CLASSICAL_VARIANTS
-
-
 class ClassicalModel:
-    """A fitted ``mixedlm`` or ``mean`` model: ``predict``, ``predict_arrays``, ``impute``, ``evaluate``, ``save``."""
+    """A fitted ``mixedlm`` or ``mean`` model: ``predict``, ``predict_arrays``, ``impute``, ``evaluate``, ``save``
+    (a :class:`lmmvae.fitted.FittedModel`)."""
 
-    classical = True
+    has_latent = False  # no latent space: no MCC, no z
+    predictive_is_gaussian = True  # N(y_pred, y_var) in closed form (module docstring)
+    trained_by_epochs = False  # fitted in closed form: no objective, no history
 
     def __init__(self, config, design, params: dict[str, Any], train_covariates: dict, info: dict):
         self.config, self.design, self.params = config, design, params
@@ -172,7 +163,7 @@ class ClassicalModel:
 
     def summary(self):
         """The per-feature table of the fit (:mod:`lmmvae.classical_summary`), as ``lmmvae summary``."""
-        from lmmvae.summary import summarise
+        from lmmvae.classical_summary import summarise
 
         return summarise(self)
 
@@ -181,47 +172,38 @@ class ClassicalModel:
         raise RunError(f"{self.config.variant} is fitted in closed form, without epochs: no training history")
 
     def __repr__(self) -> str:
-        from lmmvae.summary import describe
-
-        return describe(self)
+        return f"<{self.config.variant} model, design {self.config.design!r}, {self.info['data_dim']} features>"
 
     def _check(self, data) -> None:
         if data.n_features != self.info["data_dim"]:
             raise ConfigError(f"data have {data.n_features} features, the model was fitted on {self.info['data_dim']}")
 
-    def evaluate(self, data, predictions: dict | None = None) -> dict[str, float]:
-        """The metrics of SPEC 6 that apply (keys as :func:`lmmvae.evaluate.evaluate`):
-        ``mse_impute`` (masked-out train entries vs ``/y_full``), ``mse_test`` and ``nll_test``
-        (observed entries of test rows; NLL per observation, summed over its observed features)."""
-        from lmmvae.metrics import mse
-
+    def evaluation_inputs(self, data) -> Scored:
+        """What the metrics of SPEC 6 read (:func:`lmmvae.evaluate.evaluate` scores it): the
+        prediction at every row's covariates, which is also the imputation of the training rows,
+        and per observed test row the exact ``nll`` (summed over its observed features)."""
         self._check(data)
-        mean, var = self._mean_var(data.covariates)
-        metrics: dict[str, float] = {}
+        mean, var = self._mean_var(data.covariates)  # [N, D] each
         train, test = data.split == 0, data.split == 2
-        missing = (data.mask == 0) & train[:, None]
-        if data.y_full is not None and missing.any():
-            metrics["mse_impute"] = mse(data.y_full, mean, missing)
-        observed_test = (data.mask == 1) & test[:, None]
-        if observed_test.any():
-            metrics["mse_test"] = mse(data.y, mean, observed_test)
-            metrics["nll_test"] = float(gaussian_nll(data.y[test], mean[test], var[test], data.mask[test]).mean())
-        if predictions is not None:
-            predictions.update(y_pred=mean, y_impute=mean, y_var=var)
-        return metrics
+        nll = None
+        if ((data.mask == 1) & test[:, None]).any():
+            nll = {"nll": gaussian_nll(data.y[test], mean[test], var[test], data.mask[test])}  # [n_test]
+        return Scored(data, mean, y_impute=mean[train], nll=nll,
+                      predictions={"y_pred": mean, "y_impute": mean, "y_var": var})
+
+    def evaluate(self, data, predictions: dict | None = None) -> dict[str, float]:
+        """The metrics of SPEC 6 that apply: ``mse_impute`` (masked-out train entries vs ``/y_full``),
+        ``mse_test`` and ``nll_test`` (observed entries of test rows) (:func:`lmmvae.evaluate.evaluate`)."""
+        from lmmvae.evaluate import evaluate
+
+        return evaluate(self, data, predictions)
 
     # -- persistence -----------------------------------------------------------------------------
     def _write_files(self, run_dir: Path) -> None:
-        """The run files of a neural run, plus ``train_covariates.h5``, which :func:`load` reads."""
+        """The run files of a neural run (``covariates.json`` holds the training covariates :func:`load` reads)."""
         from lmmvae import rundir
-        from lmmvae.h5 import LongitudinalData, write_h5
 
         rundir.write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
-        covs = self.train_covariates
-        n = len(next(iter(covs.values())).values) if covs else 0
-        skeleton = LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
-                                    split=np.zeros(n, np.uint8), covariates=covs)
-        write_h5(skeleton, run_dir / "train_covariates.h5")
 
     def _write_model(self, run_dir: Path) -> None:
         """``model.pt``, written last: the fitted arrays as tensors plus plain containers."""
@@ -265,7 +247,7 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
     if not isinstance(data, LongitudinalData):
         path, data = str(data), read_h5(data)
     if not is_classical(config.variant):
-        raise ConfigError(f"variant {config.variant!r} is not classical ({', '.join(CLASSICAL_VARIANTS)})")
+        raise ConfigError(f"variant {config.variant!r} is not classical ({', '.join(v.name for v in VARIANTS)})")
     rows = data.subset(np.flatnonzero(data.split != 2))  # train + validation: never a test row (SPEC 6)
     if rows.n_obs == 0:
         raise ConfigError(f"{path or 'data'}: the train and validation splits are empty")
@@ -274,13 +256,10 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
                           "(/mask is all 0): nothing to fit")
     names = [str(n) for n in data.attrs.get("feature_names") or []]
     names = names if len(names) == data.n_features else [f"y{d}" for d in range(data.n_features)]
-    if config.variant == "mean":
-        design, params, records, selection = _fit_mean(rows, config, names)
-    else:
-        design, params, records, selection = _fit_mixedlm(data, rows, config, names)
+    design, params, records, selection = fit_rows(data, rows, config, names)
     info = {"seed": seed, "data_dim": data.n_features, "image_shape": data.image_shape,
             "feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
-            "warnings": _counts(records), "status": [_status(r) for r in records], "features": records,
+            "warnings": fit_counts(records), "status": [status_line(r) for r in records], "features": records,
             "selection": selection, "n_fit_rows": rows.n_obs, **scale_info(data.attrs)}
     if plan is not None:
         info.update(rundir.data_fingerprint(data, path))
@@ -296,107 +275,12 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
     return model
 
 
-def _fit_mean(rows, config, names):
-    """``variant: mean``: per feature, the mean and variance of its observed fit-row entries."""
-    from lmmvae.design import Design
-
-    d_count = rows.n_features
-    mean, var, records = np.zeros(d_count), np.ones(d_count), []
-    for d in range(d_count):
-        obs = rows.y[rows.mask[:, d] == 1, d].astype(float)
-        if obs.size == 0:
-            records.append({"feature": names[d], "fit": "no observations", "level": None,
-                            "why": "no entry in the fit rows: prediction 0, variance 1", "n_obs": 0})
-            continue
-        mean[d] = obs.mean()
-        var[d] = max(float(obs.var()), 1e-12) if obs.size > 1 else 1.0
-        records.append({"feature": names[d], "fit": "mean", "level": 3, "why": "", "n_obs": int(obs.size)})
-    return Design(config.design).fit(rows.covariates), {"mean": mean, "var": var}, records, None
-
-
-def _fit_mixedlm(data, rows, config, names):
-    """Choose the design on the validation rows, then refit the winner on train + validation rows
-    (module docstring: the rule); returns the design, parameters, feature records and the selection."""
-    from lmmvae.checks import prior_options  # imports torch (the registries); this module is torch-free
-
-    options = prior_options(config)
-    candidates = list(dict.fromkeys([config.design, *options.candidates]))
-    train = data.subset(np.flatnonzero(data.split == 0))
-    val = data.subset(np.flatnonzero(data.split == 1))
-    scored, start = [], None
-    if val.n_obs and val.mask.any() and train.n_obs and train.mask.any():
-        scored = [_score(formula, train, val, options, names) for formula in candidates]
-        mses = [s["validation_mse"] if s["validation_mse"] is not None else math.inf for s in scored]
-        best = int(np.argmin(mses))  # the first of equal ones
-        start = scored[best].pop("levels") if math.isfinite(mses[best]) else None
-        for s in scored:
-            s.pop("levels", None)
-        rule = RULE
-    else:
-        best, rule = 0, "no validation rows: the first candidate (the model's design), not compared"
-    design, params, records = fit_design(candidates[best], rows, options, names, start=start)
-    selection = {"rule": rule, "winner": candidates[best], "fit_rows": "train + validation",
-                 "candidates": scored or [{"design": c, "validation_mse": None} for c in candidates]}
-    return design, params, records, selection
-
-
-#: how mixedlm's design is chosen (recorded in every run)
-RULE = ("lowest validation MSE (observed entries of the validation rows, all features pooled) of the "
-        "candidate fitted on the train rows; the winner refitted on train + validation rows, each feature "
-        "starting at the fallback level it reached on validation")
-
-
-def _score(formula, train, val, options, names) -> dict:
-    """A candidate design fitted on the train rows, scored on the validation rows (SPEC 6 MSE)."""
-    from lmmvae.errors import DesignError
-    from lmmvae.metrics import mse
-
-    try:
-        design, params, records = fit_design(formula, train, options, names, check=val)
-    except DesignError as err:
-        if "no covariate named" in str(err):
-            raise
-        return {"design": formula, "validation_mse": None, "error": str(err).splitlines()[0][:160]}
-    mean, _ = predict_design(design, params, val.covariates, mean_only=True)
-    value = mse(val.y, mean, val.mask == 1)
-    return {"design": formula, "validation_mse": float(value) if np.isfinite(value) else None,
-            "fallbacks": _counts(records), "levels": records}
-
-
-def _counts(records: list[dict]) -> dict[str, int]:
-    """Features per fit other than the first level: ``no observations``, each fallback, dropped columns."""
-    counts = {"no_observations": 0, "random_intercept_only": 0, "fixed_effects_only": 0, "mean": 0,
-              "rank_deficient": 0}
-    for r in records:
-        key = r["fit"].replace(" ", "_")
-        if key in counts and r.get("level") != 3 or key == "mean" and "criterion" in r:  # mean: a fallback only in mixedlm
-            counts[key] += 1
-        counts["rank_deficient"] += r.get("dropped_columns", 0) > 0
-    return counts
-
-
-def _status(record: dict) -> str:
-    return record["fit"] + (f" ({record['why']})" if record["why"] else "")
-
-
-def is_classical_run(run_dir: str | os.PathLike) -> bool:
-    """Whether ``run_dir`` holds a classical run (read from its config.json; False if none)."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        return False
-    try:
-        return is_classical(json.loads(path.read_text())["model"]["variant"])
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
 def load(run_dir: str | os.PathLike) -> ClassicalModel:
     """Load a classical run directory written by :func:`fit`."""
     import torch
 
     from lmmvae import rundir
     from lmmvae.checks import config_from_dict
-    from lmmvae.h5 import read_h5
 
     run_dir = Path(run_dir)
     rundir.require_finished(run_dir)
@@ -422,8 +306,19 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
                        "retrain the run")
     params = {k: v.numpy().astype(float) for k, v in arrays.items()}
     _check_shapes(path, config.variant, params, design, saved["info"]["data_dim"])
-    skeleton = read_h5(run_dir / "train_covariates.h5")
-    return ClassicalModel(config, design, params, skeleton.covariates, saved["info"])
+    return ClassicalModel(config, design, params, _train_covariates(run_dir), saved["info"])
+
+
+def _train_covariates(run_dir: Path) -> dict:
+    """The training covariates from ``covariates.json``; a run written before it from its ``train_covariates.h5``."""
+    from lmmvae import rundir
+    from lmmvae.h5 import read_h5
+    from lmmvae.paths import COVARIATES_FILE
+
+    legacy = run_dir / "train_covariates.h5"
+    if not (run_dir / COVARIATES_FILE).exists() and legacy.exists():
+        return read_h5(legacy).covariates
+    return rundir.read_covariates(run_dir)
 
 
 _MIXEDLM_ARRAYS = ("beta", "beta_cov", "scale", "cov_re", "blup", "blup_cov", "offset", "loglik")
@@ -443,3 +338,21 @@ def _check_shapes(path: Path, variant: str, params: dict, design, d: int) -> Non
         if params[key].shape != shape:
             raise RunError(f"{path}: {key} has shape {params[key].shape}, the run's design and data need {shape}; "
                            "retrain the run")
+
+
+def is_classical(variant: str) -> bool:
+    """Whether ``variant`` is fitted by this family (its Variant says so), asked without importing
+    torch: for the workflow's plan, which must stay torch-free (no neural provider is imported)."""
+    found = registered(variant)
+    return found is not None and found.family is FAMILY
+
+
+#: the classical family: :func:`lmmvae.api.fit` and :func:`lmmvae.api.load` hand its variants here
+FAMILY = Family("classical", fit, load)
+VARIANTS = (
+    register(Variant("mixedlm", MixedLMOptions, _not_neural,
+                     "MixedLM: one statsmodels linear mixed model per output feature (design fixed + random effects)",
+                     family=FAMILY)),
+    register(Variant("mean", MeanOptions, _not_neural, "per-feature mean of the observed training entries",
+                     family=FAMILY)),
+)

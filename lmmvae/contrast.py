@@ -226,7 +226,7 @@ def contrast(fitted, covariate: str, levels, at: dict | None = None, level: floa
     clean = check_covariates(fitted, rows, where=f"contrast of {covariate}").reset_index(drop=True)
     with warnings.catch_warnings():  # the population subject is unseen on purpose
         warnings.filterwarnings("ignore", message=r".*not seen in training.*")
-        if getattr(fitted, "classical", False):
+        if fitted.predictive_is_gaussian:  # closed form (lmmvae.fitted): the normal interval from Cov(beta)
             diff, sd = _classical_parts(fitted, clean, level)
             half = NormalDist().inv_cdf((1.0 + level) / 2.0) * sd
             lower, upper, estimator = diff - half, diff + half, "exact normal interval from Cov(beta)"

@@ -150,7 +150,7 @@ def collapse_flags(diagnostics: Diagnostics, latent_dim: int) -> list[str]:
 def collapse_metrics(fitted, data) -> dict[str, float]:
     """``active_dims`` and ``explained_share`` (mean over latent dimensions) on the training rows of
     ``data``, for ``metrics.json``; a key is left out where it is not defined (module docstring)."""
-    if getattr(fitted, "classical", False):
+    if not fitted.has_latent:  # mixedlm, mean (lmmvae.fitted): no latent to collapse
         return {}
     found = diagnose(fitted, data)
     out = {}

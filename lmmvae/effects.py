@@ -188,7 +188,7 @@ def _category_ticks(ax, labels: list[str]) -> None:
 def band_labels(fitted, level: float, has_mean_band: bool) -> tuple[str, str]:
     """Legend texts of the two bands: (band of the mean, predictive band), saying what each holds."""
     share = f"{level:.0%}"
-    if getattr(fitted, "classical", False):
+    if fitted.predictive_is_gaussian:  # closed-form bands (lmmvae.fitted): say which parameters give them
         if fitted.config.variant == "mean":
             mean = f"{share} band of the mean (its standard error)"
             pred = f"{share} predictive band (the entries' variance)"

@@ -229,7 +229,7 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     clean = check_covariates(fitted, frame, where, row).reset_index(drop=True)
     if not intervals:
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
-    elif getattr(fitted, "classical", False):  # Gaussian predictive N(y_pred, y_var): exact quantiles
+    elif fitted.predictive_is_gaussian:  # N(y_pred, y_var) in closed form (lmmvae.fitted): exact quantiles
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
         half = NormalDist().inv_cdf((1.0 + level) / 2.0) * np.sqrt(pred["y_var"])
         pred.update(y_lower=pred["y_pred"] - half, y_upper=pred["y_pred"] + half)

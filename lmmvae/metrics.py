@@ -12,6 +12,10 @@
 * :func:`mean_std`, :func:`bold_best`: "mean ± std over seeds" and which table entries are bold.
   **choice:** an entry is bold when its mean is within one standard deviation *of the best entry*
   (``|mean − best_mean| <= best_std``), so the best is always bold.
+* :data:`METRICS`, :func:`score`: the metrics of ``lmmvae evaluate`` for every family of models, each
+  one function of a :class:`Scored` record (what a fitted model predicted for one data set); a new
+  metric is one function plus one :func:`register_metric` line, and shows in ``metrics.json``,
+  ``metrics.csv`` and the tables of every family that gives what it reads.
 
 Inputs may be numpy arrays or torch tensors (any device); results are Python floats. The module
 does not import torch (the report jobs of the workflow use it without torch); only
@@ -23,7 +27,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import TYPE_CHECKING, Sequence, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -159,3 +164,95 @@ def bold_best(means: ArrayLike, stds: ArrayLike, lower_is_better: bool = True) -
     best = int(np.argmin(candidates) if lower_is_better else np.argmax(candidates))
     tolerance = stds[best] if np.isfinite(stds[best]) else 0.0
     return [bool(ok and abs(m - means[best]) <= tolerance) for m, ok in zip(means, finite)]
+
+
+@dataclass
+class Scored:
+    """What the metrics of SPEC 6 read, for one fitted model and one data set; each family fills
+    what it has (``None``: the family has no such thing, and the metrics reading it are left out).
+
+    ``nll``: per observed test row, ``nll`` [n] (``−log p(y_i | x_i, training rows)``), and where
+    estimated by Monte Carlo ``nll_se``, ``nll_half`` [n] and the scalars ``importance`` (1:
+    importance sampling, 0: prior sampling) and ``draws``; None without an observed test entry."""
+
+    data: Any  # the LongitudinalData scored (y, mask, split, y_full, latent_truth)
+    y_pred: np.ndarray  # [N, D] prediction from covariates alone (SPEC 2.4), every row
+    y_pred_mc_var: np.ndarray | None = None  # [N, D] Monte Carlo variance of y_pred; None: exact
+    y_impute: np.ndarray | None = None  # [N_train, D] imputation of the training rows (SPEC 2.4)
+    nll: dict | None = None
+    z_train: np.ndarray | None = None  # [N_train, L] posterior latent means of the training rows
+    collapse: dict = field(default_factory=dict)  # active_dims, explained_share (lmmvae.diagnostics)
+    predictions: dict = field(default_factory=dict)  # arrays for ``lmmvae evaluate --predictions``
+
+    @property
+    def observed_test(self) -> np.ndarray:
+        """``[N, D]``: observed entries of test rows (SPEC 6: what prediction is scored on)."""
+        return (self.data.mask == 1) & (self.data.split == 2)[:, None]
+
+
+def _mse_impute(s: Scored) -> float | None:
+    """Imputation MSE (SPEC 6): masked-out entries of training rows against ``/y_full``."""
+    train = s.data.split == 0
+    missing = s.data.mask[train] == 0
+    if s.y_impute is None or s.data.y_full is None or not missing.any():
+        return None
+    return mse(s.data.y_full[train], s.y_impute, missing)
+
+
+def _mse_test(s: Scored) -> float | None:
+    """Test MSE (SPEC 6): observed entries of test rows, prediction from covariates alone."""
+    return mse(s.data.y, s.y_pred, s.observed_test) if s.observed_test.any() else None
+
+
+def _mse_test_mc_se(s: Scored) -> float | None:
+    if s.y_pred_mc_var is None or not s.observed_test.any():
+        return None
+    return mse_mc_error(s.data.y, s.y_pred, s.y_pred_mc_var, s.observed_test)
+
+
+def _nll(key: str, how: Callable[[Any], float]) -> Callable[[Scored], float | None]:
+    """A metric read from ``Scored.nll[key]`` (left out where the family has no such entry)."""
+    return lambda s: how(s.nll[key]) if s.nll is not None and key in s.nll else None
+
+
+def _mcc_truth(s: Scored) -> float | None:
+    """MCC of the training rows' posterior latent means against ``/latent_truth`` (SPEC 6)."""
+    train = s.data.split == 0
+    if s.z_train is None or s.data.latent_truth is None or not train.any():
+        return None
+    return mcc(s.z_train, s.data.latent_truth[train])
+
+
+#: name -> metric (a function of a Scored record, None where it does not apply), in output order
+METRICS: dict[str, Callable[[Scored], float | None]] = {}
+
+
+def register_metric(name: str, metric: Callable[[Scored], float | None]) -> Callable[[Scored], float | None]:
+    """Add ``metric`` to what :func:`score` computes, under ``name`` (a key of ``metrics.json``)."""
+    if name in METRICS:
+        raise ValueError(f"metric {name!r} is registered twice")
+    METRICS[name] = metric
+    return metric
+
+
+register_metric("mse_impute", _mse_impute)
+register_metric("mse_test", _mse_test)
+register_metric("mse_test_mc_se", _mse_test_mc_se)
+register_metric("nll_test", _nll("nll", lambda v: float(v.mean())))
+register_metric("nll_test_se", _nll("nll_se", mean_se))
+register_metric("nll_test_half", _nll("nll_half", lambda v: float(v.mean())))
+register_metric("nll_importance", _nll("importance", float))
+register_metric("nll_draws", _nll("draws", float))
+register_metric("mcc_truth", _mcc_truth)
+register_metric("active_dims", lambda s: s.collapse.get("active_dims"))
+register_metric("explained_share", lambda s: s.collapse.get("explained_share"))
+
+
+def score(scored: Scored) -> dict[str, float]:
+    """Every registered metric that applies to ``scored`` (:data:`METRICS`), as floats."""
+    out = {}
+    for name, metric in METRICS.items():
+        value = metric(scored)
+        if value is not None:
+            out[name] = float(value)
+    return out

@@ -47,6 +47,10 @@ class Registry(Generic[Entry]):
             raise ConfigError(f"unknown {self.what} {name!r}; valid: {', '.join(sorted(self._entries))}")
         return self._entries[name]
 
+    def peek(self, name: str) -> Entry | None:
+        """The entry ``name`` if registered already, importing no provider (None otherwise)."""
+        return self._entries.get(name)
+
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries)

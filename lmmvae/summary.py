@@ -275,10 +275,8 @@ def summarise(fitted, run_dir: str | os.PathLike | None = None, data=None) -> Su
     """The :class:`Summary` of a fitted neural model; ``run_dir`` (default: the model's own) for
     the training history; ``data`` (default: the run's data file if still there) for the active
     latent dimensions."""
-    if getattr(fitted, "classical", False):  # mixedlm, mean: a per-feature table (lmmvae.classical_summary)
-        from lmmvae.classical_summary import summarise as summarise_classical
-
-        return summarise_classical(fitted)
+    if not fitted.has_latent:  # mixedlm, mean (lmmvae.fitted): no latent prior; its per-feature table
+        return fitted.summary()  # lmmvae.classical_summary
     cfg = fitted.config
     run_dir = run_dir if run_dir is not None else getattr(fitted, "run_dir", None)
     model = {"variant": cfg.variant, "objective": cfg.objective, "design": cfg.design, "latent_dim": cfg.latent_dim,
@@ -292,8 +290,8 @@ def summarise(fitted, run_dir: str | os.PathLike | None = None, data=None) -> Su
 def describe(fitted) -> str:
     """One line saying what the model is (``repr``): variant, objective, design, sizes, training."""
     cfg = fitted.config
-    if getattr(fitted, "classical", False):
-        return f"<{cfg.variant} model, design {cfg.design!r}, {fitted.info['data_dim']} features>"
+    if not fitted.has_latent:  # mixedlm, mean (lmmvae.fitted): the model's own line
+        return repr(fitted)
     text = (f"<LMMVAE {cfg.variant}/{cfg.objective}, design {cfg.design!r}, latent {cfg.latent_dim}, "
             f"{fitted.info['data_dim']} features")
     if fitted.info.get("image_shape"):

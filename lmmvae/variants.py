@@ -3,8 +3,12 @@
 A variant is a prior with its options; the networks, objective and trainer are shared. The LMM-VAE
 variants (``olmm``, ``slmm``) register in :mod:`lmmvae.priors`; the baselines (``vae``, ``cvae``,
 ``gppvae``, ``svgpvae``, ``lvae``) in the ``baselines`` package; the classical rows (``mixedlm``,
-``mean``: ``classical=True``, fitted by :mod:`lmmvae.classical`, never by the neural builder) in
+``mean``: ``family=CLASSICAL``, fitted by :mod:`lmmvae.classical`, never by the neural builder) in
 :mod:`lmmvae.classical`. Providers are imported on first look-up.
+
+A variant names the :class:`Family` that fits and loads its models: ``None`` is the neural family
+(networks trained by :mod:`lmmvae.train`, :mod:`lmmvae.api`); another family gives its own ``fit``
+and ``load``, and :func:`lmmvae.api.fit` / :func:`lmmvae.api.load` ask the variant, nothing else.
 
 A neural variant is made in two steps, as the design is (SPEC 1: fitted once, saved, re-applied):
 
@@ -38,12 +42,23 @@ def no_summary(options, design, covariates, subject: str) -> dict:
 
 
 @dataclass(frozen=True)
+class Family:
+    """How the models of a family other than the neural one are fitted and loaded (module docstring)."""
+
+    name: str
+    #: (data, config, out=, seed=, plan=) -> FittedModel (lmmvae.fitted); ``plan``: the run directory's RunPlan or None
+    fit: Callable[..., Any]
+    load: Callable[[Any], Any]  # (run_dir) -> FittedModel, from the directory ``fit`` wrote
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     options: type  # a dataclass; its fields are the valid keys of the YAML's `prior:` mapping
     build_prior: Callable[[Any, dict, int], Any]  # (options, summary, latent_dim) -> Prior
     description: str = ""  # one line for humans (the data summary is `summarise`)
-    classical: bool = False  # fitted by lmmvae.classical (no networks, no latent): mixedlm, mean
+    #: the family that fits and loads it; None: the neural family (lmmvae.api, lmmvae.train)
+    family: Family | None = None
     #: whether GSNN (SPEC 4) can train it: the prior's per-observation marginal must carry the
     #: covariates (a zero-mean prior gives every observation the same marginal: nothing to learn)
     gsnn: bool = False
@@ -51,6 +66,11 @@ class Variant:
     #: (options, design, covariates, subject) -> JSON-able dict, the run's prior.json
     summarise: Callable[[Any, Any, dict, str], dict] = no_summary
     conditional: bool = False  # the networks also take the shared design row x^s (CVAE)
+
+    @property
+    def classical(self) -> bool:
+        """Fitted by a family of its own (no networks, no latent): mixedlm, mean."""
+        return self.family is not None
 
 
 _PROVIDERS = ("lmmvae.priors", "baselines", "lmmvae.classical")
@@ -69,3 +89,9 @@ def get(name: str) -> Variant:
 
 def names() -> list[str]:
     return _REGISTRY.names()
+
+
+def registered(name: str) -> Variant | None:
+    """The variant ``name`` if it is registered already, without importing any provider (so without
+    torch): for torch-free callers that import the provider they ask about themselves."""
+    return _REGISTRY.peek(name)

@@ -302,7 +302,7 @@ def test_default_config_declares_the_classical_rows_without_mcc():
             variants = {plan.model(experiment.dataset, m).config["variant"] for m in experiment.models}
             assert {"mixedlm", "mean"} <= variants, (name, exp)
         assert not [p for p in plan.seed_pairs
-                    if plan.model(p.dataset, p.model).config["variant"] in classical.CLASSICAL_VARIANTS]
+                    if classical.is_classical(plan.model(p.dataset, p.model).config["variant"])]
 
 
 def test_damaged_or_foreign_model_file_is_one_line(tmp_path, sim):

@@ -72,7 +72,7 @@ def _fit(args) -> int:
             resume = False
     fitted = fit(args.data, out=args.out, seed=args.seed, resume=resume, progress=not args.quiet, config=config,
                  overwrite=args.overwrite, threads=args.threads)
-    if getattr(fitted, "classical", False):  # mixedlm, mean (lmmvae.classical): refitted, never resumed
+    if not fitted.trained_by_epochs:  # mixedlm, mean (lmmvae.classical): refitted, never resumed
         print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{fitted.fit_note()}")
     else:
         from lmmvae.reporting.curves import read_history
@@ -167,16 +167,14 @@ def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictio
     if not data.mask.any():
         raise DataFormatError(f"{data_path}: every entry is missing (/mask is all 0): nothing to evaluate")
     predictions = {} if predictions_path else None
-    if getattr(fitted, "classical", False):  # mixedlm, mean: same metric keys, no latent (lmmvae.classical)
-        metrics = fitted.evaluate(data, predictions)
-    else:
-        metrics = evaluate(fitted, data, predictions)
+    metrics = evaluate(fitted, data, predictions)  # every family (lmmvae.fitted): the same metric keys where they apply
     cfg = fitted.config
-    neural = not getattr(fitted, "classical", False)  # classical rows: no objective, no latent, no epochs
-    _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if neural else None,
-                 "latent_dim": cfg.latent_dim if neural else None, "design": cfg.design, "seed": fitted.info.get("seed"),
-                 "dataset": data.name, "run": str(run), **_training(run, cfg.epochs if neural else None),
-                 **({"design_chosen": fitted.design_chosen} if getattr(fitted, "design_chosen", None) else {})}, out)
+    epochs = fitted.trained_by_epochs  # classical rows: no objective, no latent, no epochs
+    _write_json({"metrics": metrics, "variant": cfg.variant, "objective": cfg.objective if epochs else None,
+                 "latent_dim": cfg.latent_dim if fitted.has_latent else None, "design": cfg.design,
+                 "seed": fitted.info.get("seed"), "dataset": data.name, "run": str(run),
+                 **_training(run, cfg.epochs if epochs else None),
+                 **({"design_chosen": fitted.design_chosen} if fitted.design_chosen else {})}, out)
     if predictions_path:
         predictions["split"] = data.split
         _write_arrays(predictions, predictions_path)
@@ -212,7 +210,7 @@ def _mcc(args) -> int:
     latents = []
     for run in args.runs:
         fitted = load(run, device=args.device, threads=args.threads)
-        if getattr(fitted, "classical", False):
+        if not fitted.has_latent:
             raise RunError(f"{run}: {fitted.config.variant} is a classical model without a latent space: no MCC")
         if not reads_encoder(fitted.config):  # GSNN (SPEC 4)
             raise RunError(f"{run}: trained with GSNN, which has no latent posterior (docs/model.md, GSNN): no MCC")

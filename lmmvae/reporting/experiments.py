@@ -34,10 +34,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmmvae.classical import CLASSICAL_VARIANTS  # torch-free, like this module
+from lmmvae.classical import is_classical  # torch-free, like this module
 from lmmvae.errors import ConfigError
 from lmmvae.reporting.plan import RAW_GENERATORS, DatasetSpec, Experiment, Plan, Run, SeedPair
 from lmmvae.reporting.trainings import ModelSpec, name_trainings
+
 
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
 HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")
@@ -133,7 +134,7 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
             _check_figure(f"{where}.figures.{fig_name}", exp, fig)
 
     for key, seeds in seeds_of.items():  # classical rows are deterministic: one seed gives them all
-        if models[key].config["variant"] in CLASSICAL_VARIANTS:
+        if is_classical(models[key].config["variant"]):
             seeds_of[key] = {min(seeds)}
     runs = [Run(d, m, s) for (d, m), seeds in seeds_of.items() for s in sorted(seeds)]
     pairs: set[SeedPair] = set()
@@ -142,7 +143,7 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
             for name in exp.all_models:
                 if models[(exp.dataset, name)].config.get("objective", "elbo") == "gsnn":
                     continue  # GSNN has no latent posterior (SPEC 4): no MCC
-                if models[(exp.dataset, name)].config["variant"] in CLASSICAL_VARIANTS:
+                if is_classical(models[(exp.dataset, name)].config["variant"]):
                     continue  # mixedlm, mean: no latent space, no MCC
                 for a, b in itertools.combinations(sorted(exp.seeds), 2):
                     pairs.add(SeedPair(exp.dataset, name, a, b))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from lmmvae.classical import CLASSICAL_VARIANTS
+from lmmvae.classical import is_classical
 from lmmvae.errors import ConfigError
 from lmmvae.reporting.experiments import load_plan
 from lmmvae.reporting.plan import Run, SeedPair
@@ -37,7 +37,7 @@ DEVICE = PLAN.device
 # Classical rows (mixedlm, mean: statsmodels / numpy) ask for no GPU.
 def _gpu_of(wildcards):
     variant = wildcards.training.split("-", 1)[0]  # a training is named <variant>-<hash>
-    return 0 if variant in CLASSICAL_VARIANTS else 1
+    return 0 if is_classical(variant) else 1
 
 
 TRAIN_RESOURCES = {"gpu": _gpu_of} if DEVICE in ("cuda", "cuda:any") else {}
