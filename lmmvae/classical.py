@@ -82,6 +82,8 @@ class ClassicalModel:
     has_latent = False  # no latent space: no MCC, no z
     predictive_is_gaussian = True  # N(y_pred, y_var) in closed form (module docstring)
     trained_by_epochs = False  # fitted in closed form: no objective, no history
+    #: the run directory the model was fitted into or loaded from (None: fitted without ``out``)
+    run_dir: Path | None = None
 
     def __init__(self, config, design, params: dict[str, Any], train_covariates: dict, info: dict):
         self.config, self.design, self.params = config, design, params
@@ -269,6 +271,7 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
             plan.start(config.to_dict(), seed, info, model._write_files)
             model._write_model(plan.train_dir)
             plan.commit()
+            model.run_dir = Path(out) if out is not None else None
         except BaseException as err:
             plan.abort(interrupted=not isinstance(err, Exception))
             raise
@@ -306,7 +309,9 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
                        "retrain the run")
     params = {k: v.numpy().astype(float) for k, v in arrays.items()}
     _check_shapes(path, config.variant, params, design, saved["info"]["data_dim"])
-    return ClassicalModel(config, design, params, _train_covariates(run_dir), saved["info"])
+    model = ClassicalModel(config, design, params, _train_covariates(run_dir), saved["info"])
+    model.run_dir = run_dir
+    return model
 
 
 def _train_covariates(run_dir: Path) -> dict:

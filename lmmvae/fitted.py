@@ -28,6 +28,7 @@ class FittedModel(Protocol):
     info: dict  # seed, data_dim, feature_names, dataset, data_path, feature scale, …
     train_covariates: dict  # {name: Covariate}: the training covariates, coding new rows like them
     device: Any
+    run_dir: Path | None  # the run directory it was fitted into or loaded from (None: fitted without one)
 
     #: a latent space ``z`` (SPEC 2): ``latent``, MCC, the collapse diagnostics and the ``z`` outputs exist
     has_latent: bool

@@ -82,7 +82,7 @@ def test_the_variant_names_the_family_that_fits_and_loads(tmp_path, neural):
     model = lmmvae.fit(data, out=run, variant="mean", design="~ time + (1 | id)")
     assert not (run / "train_covariates.h5").exists() and (run / "covariates.json").exists()
     loaded = lmmvae.load(run)
-    assert type(loaded) is classical.ClassicalModel
+    assert type(loaded) is classical.ClassicalModel and loaded.run_dir == run == model.run_dir
     frame = data.covariate_frame().head(5)
     np.testing.assert_array_equal(loaded.predict_arrays(frame)["y_pred"], model.predict_arrays(frame)["y_pred"])
     assert loaded.evaluate(data) == model.evaluate(data)
