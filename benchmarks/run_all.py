@@ -20,11 +20,12 @@ import torch
 
 from benchmarks import (accuracy, data_loading, epoch_cost, harness, many_covariates, many_subjects, profile_fit,
                         workflow_overhead)
+from benchmarks import map as map_benchmark
 from lmmvae.atomic import write_text
 from lmmvae.runtime import choose_device
 
 SCRIPTS = {module.NAME: module for module in (epoch_cost, many_subjects, many_covariates, data_loading, accuracy,
-                                               workflow_overhead, profile_fit)}
+                                               workflow_overhead, profile_fit, map_benchmark)}
 MARKDOWN = Path("BENCHMARKS.md")
 
 
