@@ -65,18 +65,18 @@ data sets of the benchmark with their generators (``sets``).
 
 Imports from lmmvae: the top-level modules (errors, atomic, progress) and nothing else, except
 ``sets.show`` (plots of examples), which uses ``lmmvae.reporting.subjects``.""",
-    "model": """What an LMM-VAE is (SPEC 1-5): the design of covariates (``design``), the latent priors
+    "model": """What an LMM-VAE is (SPEC 1-3, 5, 7): the design of covariates (``design``), the latent priors
 (``priors``), the encoder/decoder networks, the likelihoods, the latent-variable model that joins
 them, and the registries a config names them from (``registry``, ``variants``).
 
 Imports from lmmvae: ``data`` and the top-level errors; nothing that trains, answers or runs.""",
-    "training": """Building a model from a config and fitting it (SPEC 6): the config checks against the
-registries, assembling networks x likelihood x prior, the objectives (ELBO, IWAE, ...), the trainer
+    "training": """Building a model from a config and fitting it (SPEC 2.3, 3.3, 4, 7.1): the config checks against the
+registries, assembling networks x likelihood x prior, the objectives (ELBO, GSNN), the trainer
 with its checkpoints, and the machine (device, threads, GPU slots).
 
 Imports from lmmvae: ``model``, ``data``, ``runs``, the top-level config/errors/atomic/progress, and
 ``answers.metrics`` (``objectives``: the log-mean-exp of importance weights).""",
-    "answers": """The answers of a fitted model (SPEC 6-7): predictions and their Monte Carlo estimates,
+    "answers": """The answers of a fitted model (SPEC 2.4, 3.4, 6): predictions and their Monte Carlo estimates,
 intervals, covariate effects, contrasts, the summary, the metrics and the evaluation, the
 diagnostics of posterior collapse.
 
@@ -148,6 +148,10 @@ def preflight(root: Path) -> bool:
     missing = sorted(set(MOVES) - names)
     if missing:
         fail("modules in MOVES that lmmvae/ no longer has: " + ", ".join(missing))
+    relative = [str(path.relative_to(root)) for path in sorted((root / "lmmvae").rglob("*.py"))
+                if re.search(r"^[ \t]*from \.", path.read_text(encoding="utf-8"), re.MULTILINE)]
+    if relative:  # a relative import would point elsewhere after the move; none today
+        fail("relative imports (from .x import), make them absolute first: " + ", ".join(relative))
     if git("status", "--porcelain", "--untracked-files=no").strip():
         fail("the git tree has changes: commit them first (the move must be one reviewable diff)")
     return True
