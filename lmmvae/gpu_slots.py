@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lmmvae.errors import ConfigError
+
 JOBS_PER_GPU_ENV = "LMMVAE_JOBS_PER_GPU"
 LOCK_DIR_ENV = "LMMVAE_GPU_LOCK_DIR"
 DEFAULT_JOBS_PER_GPU = 8  # matches profiles/gpu's gpu=8 on one GPU
@@ -59,8 +61,6 @@ class Slot:
 
 def jobs_per_device_from_env() -> int:
     """``LMMVAE_JOBS_PER_GPU`` (a positive integer), else :data:`DEFAULT_JOBS_PER_GPU`."""
-    from lmmvae.errors import ConfigError
-
     text = os.environ.get(JOBS_PER_GPU_ENV, "").strip()
     if not text:
         return DEFAULT_JOBS_PER_GPU
@@ -94,8 +94,6 @@ def _open(path: Path) -> int:
     except OSError as err:
         if err.errno != errno.ELOOP:
             raise
-        from lmmvae.errors import ConfigError
-
         raise ConfigError(f"{path}: a symlink where a GPU slot lock file belongs; not followed "
                           f"(set {LOCK_DIR_ENV} to a directory of your own)") from None
 
@@ -103,8 +101,6 @@ def _open(path: Path) -> int:
 def _own_directory(lock_dir: Path) -> None:
     """Create ``lock_dir`` (0700) or check that an existing one is a directory of this user: the
     default lives in the shared temporary directory, where anyone could have made it first."""
-    from lmmvae.errors import ConfigError
-
     lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = lock_dir.lstat()
     if not lock_dir.is_dir() or lock_dir.is_symlink() or info.st_uid != os.getuid():
@@ -126,8 +122,6 @@ def _try_lock(path: Path) -> int | None:
 def _hold_claim_lock(fd: int, path: Path, timeout_s: float, log: Callable[[str], None]) -> None:
     """Take the claim lock (one claimant at a time; held for milliseconds). A holder stuck longer
     is named in a log line every LOG_EVERY_S, and after ``timeout_s`` this is a one-line error."""
-    from lmmvae.errors import ConfigError
-
     started = time.monotonic()
     last_log = started
     while True:

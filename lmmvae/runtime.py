@@ -8,6 +8,7 @@ import random
 import numpy as np
 import torch
 
+from lmmvae import gpu_slots
 from lmmvae.errors import ConfigError
 
 
@@ -52,8 +53,6 @@ def claim_gpu() -> torch.device:
     (those of CUDA_VISIBLE_DEVICES: under SLURM, the job's own), ``LMMVAE_JOBS_PER_GPU`` slots each,
     lock files in ``LMMVAE_GPU_LOCK_DIR``; one claim per process (later calls reuse it)."""
     global _held_slot
-    from lmmvae import gpu_slots
-
     if _held_slot is None:
         n = torch.cuda.device_count()
         per_device = gpu_slots.jobs_per_device_from_env()

@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from lmmvae.errors import ConfigError
+from lmmvae.paths import check_input
+
 #: a number with an exponent, as YAML 1.2 reads it (1e-3, 5E4, -2.5e+3, .5e1)
 EXPONENT_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 
@@ -65,9 +68,6 @@ def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
     """The YAML file ``path`` loaded with :func:`safe_load`; a missing file is FileNotFoundError, a
     non-regular or too large file, bad YAML, a key given twice or too many aliases a one-line
     ConfigError naming the file."""
-    from lmmvae.errors import ConfigError
-    from lmmvae.paths import check_input
-
     check_input(path, what)
     with open(path, "rb") as f:
         raw = f.read(MAX_BYTES + 1)

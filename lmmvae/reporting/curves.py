@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lmmvae.errors import ConfigError  # noqa: E402
+from lmmvae.reporting.figures import save  # noqa: E402
 
 
 def load_history(history_csv: str | os.PathLike) -> pd.DataFrame:
@@ -66,8 +67,6 @@ def read_history(history_csv: str | os.PathLike, max_epochs: int | None = None) 
 def plot_history(history_csv: str | os.PathLike, png: str | os.PathLike, title: str | None = None) -> Path:
     """Plot training and validation loss against epoch, the kept (best-validation) epoch marked by a
     vertical line; written to ``png`` atomically. Returns the path."""
-    from lmmvae.reporting.figures import save
-
     frame = load_history(history_csv)
     summary = read_history(history_csv)
     fig, ax = plt.subplots(figsize=(5.0, 3.2))

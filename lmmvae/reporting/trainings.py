@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from lmmvae.config import ModelConfig  # torch-free
 from lmmvae.errors import ConfigError
 
 
@@ -80,8 +81,6 @@ def training_yaml(config: dict) -> str:
     """The canonical model YAML of resolved settings ``config``: the keys that differ from
     :class:`lmmvae.config.ModelConfig`'s defaults, in its field order (so `objective: elbo` written
     out or left to the default, and the order the layers set the keys in, give the same YAML)."""
-    from lmmvae.config import ModelConfig  # torch-free
-
     fields = dataclasses.fields(ModelConfig)
     default = {
         f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
