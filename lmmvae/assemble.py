@@ -30,6 +30,7 @@ from lmmvae.likelihoods import build_likelihood
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
 from lmmvae.networks import bounded_output, build_networks
+from lmmvae.objective_kinds import objective_kind
 from lmmvae.runtime import seed_everything
 
 #: largest |observed value| fit accepts: squares of larger values overflow float32 (3.4e38)
@@ -73,7 +74,7 @@ def build(recipe: Recipe) -> LatentVariableModel:
     likelihood_options = config.likelihood_options
     if config.likelihood == "gaussian" and bounded_output(config.network):  # images: μ = sigmoid (SPEC 7)
         likelihood_options = {"bounded": True, **likelihood_options}
-    if config.likelihood == "gaussian" and config.objective == "gsnn":  # no KL to collapse onto (SPEC 4):
+    if config.likelihood == "gaussian" and not objective_kind(config.objective).latent_kl:  # GSNN (SPEC 4):
         likelihood_options = {"init_fraction": 1.0, **likelihood_options}  # start at the data's variance
     likelihood = build_likelihood(config.likelihood, data_dim, **likelihood_options)
     return LatentVariableModel(encoder, decoder, likelihood, prior, conditional=variant.conditional,

@@ -20,6 +20,7 @@ from lmmvae.config import ModelConfig, options_from_dict
 from lmmvae.errors import ConfigError
 from lmmvae.likelihoods import likelihood_options as _likelihood_options
 from lmmvae.networks import network_options as _network_options
+from lmmvae.objective_kinds import objective_kind
 from lmmvae.objectives import OBJECTIVES
 from lmmvae.runtime import check_device
 
@@ -45,8 +46,9 @@ def check(config: ModelConfig, where: str = "model config") -> None:
         raise ConfigError(f"{where}: objective must be one of {', '.join(OBJECTIVES.names())}, got {config.objective!r}")
     check_device(config.device, f"{where}: device")
     variant = variants.get(config.variant)
-    if config.objective == "gsnn" and not variant.gsnn:
-        raise ConfigError(f"{where}: variant {config.variant!r} cannot be trained by GSNN: {variant.why_no_gsnn}")
+    kind = objective_kind(config.objective)
+    if kind.samples_prior and not variant.gsnn:
+        raise ConfigError(f"{where}: variant {config.variant!r} cannot be trained by {kind.label}: {variant.why_no_gsnn}")
     prior_options(config, where, variant)
     network_options(config, where)
     likelihood_options(config, where)
@@ -55,7 +57,7 @@ def check(config: ModelConfig, where: str = "model config") -> None:
 def reads_encoder(config: ModelConfig) -> bool:
     """Whether anything after training may read the encoder: not after GSNN, which trains none
     (SPEC 4): no posterior, no imputation, no MCC, no encoder-based conditioning."""
-    return OBJECTIVES.get(config.objective).trains_encoder
+    return objective_kind(config.objective).trains_encoder
 
 
 def prior_options(config: ModelConfig, where: str = "model config", variant=None):

@@ -15,6 +15,7 @@ import torch
 from lmmvae.batch import Batch
 from lmmvae.metrics import log_mean_exp
 from lmmvae.model import LatentVariableModel
+from lmmvae.objective_kinds import OBJECTIVE_KINDS, ObjectiveKind, objective_kind
 from lmmvae.registry import Registry
 
 
@@ -52,19 +53,26 @@ def gsnn(model: LatentVariableModel, batch: Batch, n_total: int, n_samples: int 
 
 @dataclass(frozen=True)
 class Objective:
-    """A registry entry (:mod:`lmmvae.registry`): ``loss(model, batch, n_total, n_samples) -> LossTerms``.
-
-    ``trains_encoder``: whether the objective fits the encoder, so that anything after training
-    may read its posterior (GSNN samples the prior and trains none, SPEC 4)."""
+    """A registry entry (:mod:`lmmvae.registry`): ``loss(model, batch, n_total, n_samples) -> LossTerms``,
+    and ``kind``, what the objective implies elsewhere (:mod:`lmmvae.objective_kinds`, torch-free)."""
 
     name: str
     loss: Callable[..., LossTerms]
-    trains_encoder: bool
+
+    @property
+    def kind(self) -> ObjectiveKind:
+        return objective_kind(self.name)
+
+    @property
+    def trains_encoder(self) -> bool:
+        """Whether anything after training may read the encoder's posterior (not after GSNN, SPEC 4)."""
+        return self.kind.trains_encoder
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
-OBJECTIVES.register(Objective("elbo", elbo, trains_encoder=True))
-OBJECTIVES.register(Objective("gsnn", gsnn, trains_encoder=False))
+OBJECTIVES.register(Objective("elbo", elbo))
+OBJECTIVES.register(Objective("gsnn", gsnn))
+assert set(OBJECTIVES.names()) == set(OBJECTIVE_KINDS.names()), "each objective needs a kind and a loss"
 
 
 def get_objective(name: str) -> Callable[..., LossTerms]:

@@ -16,7 +16,11 @@ The table a ``statsmodels`` / lme4 user looks for, in the latent space of the mo
 * **latent diagnostics** (:mod:`lmmvae.diagnostics`): per latent dimension the mean KL over training
   rows (active when above 0.01 nats; needs the training data and an encoder) and the share of the
   latent variance the covariates explain, with a plain-words flag when the model looks collapsed;
-* **notes**: what ``q(A)`` means after GSNN training (SPEC 4).
+* **notes**: what ``q(A)`` means under the objective (after GSNN: SPEC 4).
+
+The effects, variances, noise scales and notes are what the prior says of itself
+(:meth:`lmmvae.priors.base.Prior.describe`): a new prior describes itself, or the summary says that it
+gives no description.
 
 Sections that do not apply to a variant (no ``A`` for the VAE, no history for a model fitted
 without a run directory) are empty. :class:`Summary` prints as text; its parts are DataFrames.
@@ -47,7 +51,7 @@ class Summary:
     training: dict[str, Any] = field(default_factory=dict)
     # columns: latent, kl, active, explained_share (NaN where not defined: lmmvae.diagnostics)
     diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
-    collapse: dict[str, Any] = field(default_factory=dict)  # active_dims, explained_share, collapsed, reasons
+    collapse: dict[str, Any] = field(default_factory=dict)  # active_dims, explained_share, collapsed, reasons, no_encoder (the objective's label when it trains no encoder)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +130,8 @@ def _diagnostics_lines(frame: pd.DataFrame, collapse: dict) -> list[str]:
         lines.append("The model looks collapsed: " + "; ".join(collapse["reasons"]) + ".")
     if collapse.get("active_dims") is None:
         lines.append("Active dimensions not computed: "
-                     + ("no encoder after GSNN (SPEC 4)." if collapse.get("gsnn") else "training data not available."))
+                     + (f"no encoder after {collapse['no_encoder']} (SPEC 4)." if collapse.get("no_encoder")
+                        else "training data not available."))
     return lines
 
 
@@ -159,61 +164,29 @@ def _numpy(t) -> np.ndarray:
     return t.detach().cpu().double().numpy()
 
 
-def _fixed_effects(fitted) -> pd.DataFrame:
-    effects = getattr(fitted.model.prior, "effects", None)
-    columns = ["term", "latent", "mean", "sd"]
-    if effects is None or not fitted.design.n_shared:
-        return pd.DataFrame(columns=columns)
-    mean = _numpy(effects.shared_mean)  # [Q_s, L]
-    sd = _numpy(effects.shared_log_std.exp()) if getattr(effects, "gaussian", False) else np.full_like(mean, np.nan)
-    latents = _latent_names(mean.shape[1])
-    rows = [(term, latents[l], mean[q, l], sd[q, l])
-            for q, term in enumerate(fitted.design.shared_columns) for l in range(mean.shape[1])]
-    return pd.DataFrame(rows, columns=columns)
+def _prior_tables(fitted) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """Fixed effects, random effects, noise scales and notes, as the prior describes itself
+    (:meth:`lmmvae.priors.base.Prior.describe`); the likelihood's variances join the noise table.
+    A prior that gives no description gets a note saying so, never silently empty tables."""
+    from lmmvae.objective_kinds import objective_kind
+    from lmmvae.priors.describe import FIXED_COLUMNS, NOISE_COLUMNS, RANDOM_COLUMNS, PriorDescription
 
-
-def _random_effects(fitted) -> pd.DataFrame:
     prior = fitted.model.prior
-    effects = getattr(prior, "effects", None)
-    columns = ["term", "group", "column", "latent", "tau", "sd_levels", "n_levels"]
-    if effects is None or not fitted.design.random_terms:
-        return pd.DataFrame(columns=columns)
-    taus = getattr(prior, "log_tau_random", None)
-    rows = []
-    for t, info in enumerate(fitted.design.random_terms):
-        n_levels, n_cols = effects.term_shapes[t]
-        latent = effects.latent_dim
-        means = _numpy(effects.random_mean[t]).reshape(n_levels, n_cols, latent)  # [P, F, L]
-        if taus is not None:  # oLMM, learned: one τ per column and latent dimension
-            tau = _numpy(taus[t].exp()).reshape(n_cols, latent)
-        elif hasattr(prior, "log_tau"):  # oLMM, fixed: τ_r
-            tau = np.full((n_cols, latent), float(_numpy(prior.log_tau.exp())[1]))
-        elif hasattr(prior, "tau_random"):  # sLMM: the MAP penalty's τ_r (SPEC 4)
-            tau = np.full((n_cols, latent), float(_numpy(prior.tau_random)))
-        else:
-            tau = np.full((n_cols, latent), np.nan)
-        spread = means.std(axis=0, ddof=1) if n_levels > 1 else np.full((n_cols, latent), np.nan)
-        names = list(info.columns) if len(info.columns) == n_cols else [str(f) for f in range(n_cols)]
-        for f in range(n_cols):
-            for l, lname in enumerate(_latent_names(latent)):
-                rows.append((info.name, info.group, names[f], lname, tau[f, l], spread[f, l], n_levels))
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _noise(fitted) -> pd.DataFrame:
-    prior, rows = fitted.model.prior, []
-    if hasattr(prior, "sigma_z2"):
-        for name, value in zip(_latent_names(prior.latent_dim), np.sqrt(_numpy(prior.sigma_z2).reshape(-1))
-                               * np.ones(prior.latent_dim)):
-            rows.append((f"sigma_z[{name}]", float(value)))
-    if hasattr(prior, "sigma_eps2"):
-        rows.append(("sigma_eps", float(np.sqrt(_numpy(prior.sigma_eps2)).reshape(-1)[0])))
+    described = prior.describe(fitted.design, objective_kind(fitted.config.objective))
+    notes = []
+    if described is None:
+        described = PriorDescription()
+        notes.append(f"the prior ({type(prior).__name__}) gives no description (Prior.describe): its "
+                     "effects and variances are not shown")
+    noise = list(described.noise)
     variance = getattr(fitted.model.likelihood, "variance", None)
     if variance is not None:
         var = _numpy(variance)
-        rows += [("likelihood variance (mean over features)", float(var.mean())),
-                 ("likelihood variance (min)", float(var.min())), ("likelihood variance (max)", float(var.max()))]
-    return pd.DataFrame(rows, columns=["parameter", "value"])
+        noise += [("likelihood variance (mean over features)", float(var.mean())),
+                  ("likelihood variance (min)", float(var.min())), ("likelihood variance (max)", float(var.max()))]
+    return (pd.DataFrame(described.fixed_effects, columns=FIXED_COLUMNS),
+            pd.DataFrame(described.random_effects, columns=RANDOM_COLUMNS),
+            pd.DataFrame(noise, columns=NOISE_COLUMNS), notes + list(described.notes))
 
 
 def _n_train(fitted) -> int:
@@ -223,10 +196,11 @@ def _n_train(fitted) -> int:
 
 def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
     """Per-dimension latent diagnostics and the collapse verdict (:mod:`lmmvae.diagnostics`)."""
-    from lmmvae.checks import reads_encoder
     from lmmvae.diagnostics import ACTIVE_KL_NATS, collapse_flags, diagnose
+    from lmmvae.objective_kinds import objective_kind
 
     found = diagnose(fitted, data)
+    kind = objective_kind(fitted.config.objective)
     latent = fitted.config.latent_dim
     nan = np.full(latent, np.nan)
     kl = found.kl if found.kl is not None else nan
@@ -235,7 +209,7 @@ def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
                           "explained_share": found.explained if found.explained is not None else nan})
     reasons = collapse_flags(found, latent)
     return frame, {"active_dims": found.active_dims, "explained_share": found.explained_share,
-                   "collapsed": bool(reasons), "reasons": reasons, "gsnn": not reads_encoder(fitted.config)}
+                   "collapsed": bool(reasons), "reasons": reasons, "no_encoder": None if kind.trains_encoder else kind.label}
 
 
 def _training_data(fitted, data):
@@ -250,27 +224,6 @@ def _training_data(fitted, data):
     return None
 
 
-def _gsnn_notes(fitted) -> list[str]:
-    """What ``q(A)`` is after GSNN (SPEC 4), and whether its spread dwarfs the latent noise."""
-    cfg, prior = fitted.config, fitted.model.prior
-    effects = getattr(prior, "effects", None)
-    if cfg.objective != "gsnn" or effects is None or not getattr(effects, "gaussian", False):
-        return []
-    notes = ["trained by GSNN: q(A) is the variational factor of a lower bound in which y enters only "
-             "through the decoder likelihood (SPEC 4), not a posterior of A given latent codes; its sd is "
-             "not a standard error of the effects"]
-    if effects.shared_mean.shape[0] and hasattr(prior, "sigma_z2"):
-        ratio = _numpy((2 * effects.shared_log_std).exp() / prior.sigma_z2)  # [Q_s, L]
-        if float(ratio.mean()) > GSNN_WIDE_RATIO:
-            notes.append(f"var(A)/sigma_z^2 is {ratio.mean():.3g} on average (max {ratio.max():.3g}): q(A) is "
-                         "wider than the latent noise, and acts as noise injected in front of the decoder")
-    return notes
-
-
-#: a GSNN run's q(A) is called wide when its variance exceeds σ_z² on average (ratio above this)
-GSNN_WIDE_RATIO = 1.0
-
-
 def summarise(fitted, run_dir: str | os.PathLike | None = None, data=None) -> Summary:
     """The :class:`Summary` of a fitted neural model; ``run_dir`` (default: the model's own) for
     the training history; ``data`` (default: the run's data file if still there) for the active
@@ -283,8 +236,8 @@ def summarise(fitted, run_dir: str | os.PathLike | None = None, data=None) -> Su
              "data_dim": int(fitted.info["data_dim"]), "image_shape": fitted.info.get("image_shape"),
              "likelihood": cfg.likelihood, "n_train": _n_train(fitted), "seed": fitted.info.get("seed")}
     diagnostics, collapse = _diagnostics(fitted, _training_data(fitted, data))
-    return Summary(model, _fixed_effects(fitted), _random_effects(fitted), _noise(fitted),
-                   training_record(run_dir, cfg.epochs), diagnostics, collapse, _gsnn_notes(fitted))
+    fixed, random, noise, notes = _prior_tables(fitted)
+    return Summary(model, fixed, random, noise, training_record(run_dir, cfg.epochs), diagnostics, collapse, notes)
 
 
 def describe(fitted) -> str:

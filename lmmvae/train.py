@@ -38,6 +38,7 @@ from lmmvae.config import ModelConfig
 from lmmvae.errors import LmmvaeWarning
 from lmmvae.loader import TensorData
 from lmmvae.model import LatentVariableModel
+from lmmvae.objective_kinds import sample_kwargs
 from lmmvae.objectives import get_objective
 from lmmvae.progress import progress
 from lmmvae.rundir import atomic_save
@@ -86,9 +87,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.objective = get_objective(config.objective)
-        gsnn = config.objective == "gsnn"
-        self.objective_kwargs = {"n_samples": config.gsnn_samples} if gsnn else {}
-        self.validation_kwargs = {"n_samples": config.gsnn_val_samples} if gsnn else {}
+        self.objective_kwargs = sample_kwargs(config)  # GSNN: gsnn_samples draws per row (SPEC 4)
+        self.validation_kwargs = sample_kwargs(config, validation=True)  # GSNN: gsnn_val_samples
         self.warmup_epochs = warmup_epochs(config, model)
         sparse = model.prior.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}

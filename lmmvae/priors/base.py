@@ -26,6 +26,10 @@ The contract (``tests/test_contract.py`` checks it for every registered variant)
   ``on_epoch_start(encoded, batch)`` with the encodings of every training row before each training
   epoch (computed by the model, :meth:`lmmvae.model.LatentVariableModel.start_epoch`); others
   receive ``on_epoch_start(None, None)``. Only in training mode may ``infer`` update that state.
+* ``describe(design, objective) -> PriorDescription | None``: the fitted prior's fixed effects,
+  random-effect variances, noise scales and what its factors mean under the objective
+  (:mod:`lmmvae.priors.describe`), which ``lmmvae summary`` renders. Default ``None``: the summary
+  then says that the prior gives no description.
 * ``batching``: how minibatches are drawn ("observations" or "subjects", SPEC 3.3);
   ``sparse_parameters()``: the embedding tables that get sparse gradients (SparseAdam).
 
@@ -44,6 +48,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
+from lmmvae.priors.describe import PriorDescription
 
 
 @dataclass
@@ -108,6 +113,13 @@ class Prior(nn.Module):
 
     def on_epoch_start(self, encoded: Encoded | None, batch: Batch | None) -> None:
         """Before each training epoch: the training rows' encodings if ``epoch_encodings``. Default: nothing."""
+
+    def describe(self, design, objective) -> "PriorDescription | None":
+        """What the fitted prior reports for ``lmmvae summary``: ``design`` the fitted design (column
+        names, :class:`lmmvae.design.FittedDesign`), ``objective`` the
+        :class:`lmmvae.objective_kinds.ObjectiveKind` it was trained by. ``None``: no description
+        (the summary says so instead of showing empty tables)."""
+        return None
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive sparse gradients (embedding tables of random effects).

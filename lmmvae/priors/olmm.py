@@ -12,7 +12,10 @@ from torch import nn
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
+from lmmvae.objective_kinds import objective_kind
 from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
+from lmmvae.priors.describe import (PriorDescription, as_numpy, fixed_effect_rows, latent_names,
+                                   random_effect_rows)
 from lmmvae.priors.linear import MixedEffects
 from lmmvae.priors.slmm import GSNN_SIGMA_INIT
 
@@ -38,7 +41,7 @@ class OLMMOptions:
     max_sigma_z: float | None = None  # upper bound of a learned σ_z (null: none)
 
     def resolve(self, objective: str) -> "OLMMOptions":
-        gsnn = objective == "gsnn"
+        gsnn = objective_kind(objective).samples_prior  # z drawn from the prior (SPEC 4)
         return dataclasses.replace(
             self,
             q_A=self.q_A if self.q_A is not None else (GSNN_Q_A if gsnn else ELBO_Q_A),
@@ -154,3 +157,34 @@ class OLMMPrior(Prior):
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return self.effects.sparse_parameters()
+
+    def describe(self, design, objective) -> PriorDescription:
+        """``q(A)``'s shared rows (mean ± sd, SPEC 2.2), per random column and latent dimension the
+        learned ``τ`` (or the fixed ``τ_r``, SPEC 2.1), ``σ_z`` per latent dimension, and what a
+        Gaussian ``q(A)`` means under ``objective`` (after GSNN: not a posterior, SPEC 4)."""
+        def tau(t: int, n_cols: int) -> np.ndarray:  # [F_t, L]
+            if self.log_tau_random is not None:  # learned: one τ per column and latent dimension
+                return as_numpy(self.log_tau_random[t].exp()).reshape(n_cols, self.latent_dim)
+            return np.full((n_cols, self.latent_dim), float(as_numpy(self.log_tau.exp())[1]))
+
+        sigma_z = np.sqrt(as_numpy(self.sigma_z2).reshape(-1)) * np.ones(self.latent_dim)  # [L]
+        return PriorDescription(
+            fixed_effect_rows(self.effects, design), random_effect_rows(self.effects, design, tau),
+            [(f"sigma_z[{name}]", float(v)) for name, v in zip(latent_names(self.latent_dim), sigma_z)],
+            self._q_A_notes(objective))
+
+    def _q_A_notes(self, objective) -> list[str]:
+        """The objective's note on ``q(A)`` (SPEC 4), and whether its spread dwarfs the latent noise."""
+        if objective.q_A_note is None or not self.effects.gaussian:
+            return []
+        notes = [objective.q_A_note]
+        if self.effects.shared_mean.shape[0]:
+            ratio = as_numpy((2 * self.effects.shared_log_std).exp() / self.sigma_z2)  # [Q_s, L]
+            if float(ratio.mean()) > WIDE_Q_A_RATIO:
+                notes.append(f"var(A)/sigma_z^2 is {ratio.mean():.3g} on average (max {ratio.max():.3g}): q(A) is "
+                             "wider than the latent noise, and acts as noise injected in front of the decoder")
+        return notes
+
+
+#: a Gaussian q(A) after GSNN is called wide when its variance exceeds σ_z² on average (SPEC 4)
+WIDE_Q_A_RATIO = 1.0

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Normal
 
 from lmmvae.batch import Batch
+from lmmvae.objective_kinds import objective_kind
 from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
+from lmmvae.priors.describe import PriorDescription, as_numpy, fixed_effect_rows, random_effect_rows
 from lmmvae.priors.linear import MixedEffects
 
 
@@ -36,7 +39,7 @@ class SLMMOptions:
     learn_tau: bool = True  # type-II ML of τ_r per random column and latent dimension (gaussian only)
 
     def resolve(self, objective: str) -> "SLMMOptions":
-        gsnn = objective == "gsnn"
+        gsnn = objective_kind(objective).samples_prior  # z drawn from the prior (SPEC 4)
         return SLMMOptions(
             sigma_eps=self.sigma_eps if self.sigma_eps is not None else (GSNN_SIGMA_INIT if gsnn else 1.0),
             learn_sigma_eps=self.learn_sigma_eps if self.learn_sigma_eps is not None else gsnn,
@@ -196,3 +199,16 @@ class SLMMPrior(Prior):
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return self.effects.sparse_parameters()
+
+    def describe(self, design, objective) -> PriorDescription:
+        """The shared rows of ``A`` (a parameter: point estimates, SPEC 3.1), per random column and
+        latent dimension the learned ``τ_r`` (or the fixed one), and ``σ_ε``. No note on ``q(A)``
+        under any objective: its shared rows have no ``q``."""
+        def tau(t: int, n_cols: int) -> np.ndarray:  # [F_t, L]
+            if self.log_tau_random is not None:
+                return as_numpy(self.log_tau_random[t].exp()).reshape(n_cols, self.latent_dim)
+            return np.full((n_cols, self.latent_dim), float(as_numpy(self.tau_random)))
+
+        sigma_eps = float(np.sqrt(as_numpy(self.sigma_eps2)).reshape(-1)[0])
+        return PriorDescription(fixed_effect_rows(self.effects, design),
+                                random_effect_rows(self.effects, design, tau), [("sigma_eps", sigma_eps)])
