@@ -42,6 +42,7 @@ MOVES: dict[str, str] = {
     "design": "model.design", "priors": "model.priors", "networks": "model.networks",
     "likelihoods": "model.likelihoods", "model": "model.latent", "registry": "model.registry",
     "variants": "model.variants",
+    "objective_kinds": "model.objective_kinds",  # torch-free table of objectives; the priors read it
     # building and fitting it: the config checks, the objectives, the trainer, the machine
     "checks": "training.checks", "assemble": "training.assemble", "objectives": "training.objectives",
     "train": "training.train", "runtime": "training.runtime", "gpu_slots": "training.gpu_slots",
@@ -67,7 +68,8 @@ Imports from lmmvae: the top-level modules (errors, atomic, progress) and nothin
 ``sets.show`` (plots of examples), which uses ``lmmvae.reporting.subjects``.""",
     "model": """What an LMM-VAE is (SPEC 1-3, 5, 7): the design of covariates (``design``), the latent priors
 (``priors``), the encoder/decoder networks, the likelihoods, the latent-variable model that joins
-them, and the registries a config names them from (``registry``, ``variants``).
+them, and the registries a config names them from (``registry``, ``variants``, ``objective_kinds``:
+what each objective implies, torch-free; the losses are ``training.objectives``).
 
 Imports from lmmvae: ``data`` and the top-level errors; nothing that trains, answers or runs.""",
     "training": """Building a model from a config and fitting it (SPEC 2.3, 3.3, 4, 7.1): the config checks against the
@@ -291,6 +293,27 @@ def package_contracts() -> str:
     return "\n".join(blocks)
 
 
+NOT_MODULES = {"lock", "yaml", "fit", "load", "LMMVAE", "LongitudinalData", "Covariate", "read_h5", "write_h5",
+               "__version__", "__main__"}  # lmmvae.lock: a file name; the rest: attributes of lmmvae
+
+
+def unresolved_references(root: Path) -> list[str]:
+    """After the move: ``file: reference`` for each ``lmmvae.<a>...`` whose ``lmmvae.<a>`` is no module
+    (an old name the rewrite missed) and each ``lmmvae/<path>`` that does not exist."""
+    modules = {".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "lmmvae").rglob("*.py")}
+    modules |= {m.removesuffix(".__init__") for m in modules}
+    found = []
+    for path in tracked_text_files(root):
+        text, rel = path.read_text(encoding="utf-8"), path.relative_to(root)
+        for match in re.finditer(r"(?<![\w/])lmmvae\.(\w+)", text):
+            if f"lmmvae.{match[1]}" not in modules and match[1] not in NOT_MODULES:
+                found.append(f"{rel}: {match[0]}")
+        for match in re.finditer(r"(?<![\w.])lmmvae/([\w/]*\w)(\.py)?", text):
+            if not (root / match[0]).exists() and not (root / f"{match[0]}.py").exists():
+                found.append(f"{rel}: {match[0]}")
+    return sorted(set(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only the preflight: unmapped or missing modules")
@@ -312,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"moved {moved} modules/packages with git mv; wrote {len(PACKAGES)} package __init__.py")
     print("rewrites by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     print("rewrites by place: " + ", ".join(f"{k} {v}" for k, v in sorted(groups.items())))
+    left = unresolved_references(root)
+    print(f"references that name no module or file after the move: {len(left)}" + "".join(f"\n  {x}" for x in left))
     print(f"appended {len(PACKAGE_CONTRACTS)} package contracts to pyproject.toml; not committed: review, "
           "run lint-imports and the tests, then commit")
     return 0
