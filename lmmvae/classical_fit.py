@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from lmmvae.errors import DesignError
+from lmmvae.metrics import mse
 from lmmvae.mixedlm import fit_design, predict_design
 
 
@@ -21,6 +23,7 @@ def fit_rows(data, rows, config, names: list[str]):
 
 def _fit_mean(rows, config, names):
     """``variant: mean``: per feature, the mean and variance of its observed fit-row entries."""
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
     from lmmvae.design import Design
 
     d_count = rows.n_features
@@ -40,7 +43,8 @@ def _fit_mean(rows, config, names):
 def _fit_mixedlm(data, rows, config, names):
     """Choose the design on the validation rows, then refit the winner on train + validation rows
     (module docstring: the rule); returns the design, parameters, feature records and the selection."""
-    from lmmvae.checks import prior_options  # imports torch (the registries); this module is torch-free
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
+    from lmmvae.checks import prior_options
 
     options = prior_options(config)
     candidates = list(dict.fromkeys([config.design, *options.candidates]))
@@ -71,9 +75,6 @@ RULE = ("lowest validation MSE (observed entries of the validation rows, all fea
 
 def _score(formula, train, val, options, names) -> dict:
     """A candidate design fitted on the train rows, scored on the validation rows (SPEC 6 MSE)."""
-    from lmmvae.errors import DesignError
-    from lmmvae.metrics import mse
-
     try:
         design, params, records = fit_design(formula, train, options, names, check=val)
     except DesignError as err:

@@ -21,6 +21,10 @@ import numpy as np
 import torch
 
 from lmmvae.checks import reads_encoder
+from lmmvae.longitudinal import LongitudinalData
+from lmmvae.priors.normal import StandardNormalPrior
+from lmmvae.priors.olmm import OLMMPrior
+from lmmvae.priors.slmm import SLMMPrior
 
 #: a latent dimension is active when its mean KL over training rows exceeds this (nats)
 ACTIVE_KL_NATS = 0.01
@@ -55,8 +59,6 @@ def training_batch(fitted, data):
 def covariates_only(fitted):
     """The model's own training covariates as a LongitudinalData with no observed entry (enough for
     the explained share, which needs no ``y``)."""
-    from lmmvae.longitudinal import LongitudinalData
-
     covariates = fitted.train_covariates
     n = len(next(iter(covariates.values())).values) if covariates else 0
     d = int(fitted.info["data_dim"])
@@ -68,10 +70,6 @@ def covariates_only(fitted):
 def latent_kl(model, batch) -> np.ndarray | None:
     """``[L]``: per latent dimension, the KL of ``q(z_i)`` from the prior at ``x_i``, averaged over
     the rows of ``batch`` (module docstring); None for a prior without a per-row Gaussian KL."""
-    from lmmvae.priors.normal import StandardNormalPrior
-    from lmmvae.priors.olmm import OLMMPrior
-    from lmmvae.priors.slmm import SLMMPrior
-
     prior = model.prior
     if not isinstance(prior, (OLMMPrior, SLMMPrior, StandardNormalPrior)) or batch.size == 0:
         return None

@@ -34,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from lmmvae.atomic import atomic_output
 from lmmvae.errors import ConfigError, LmmvaeWarning, RunError
 from lmmvae.levels import is_blank, match_levels, plain_value
 from lmmvae.progress import Progress
@@ -128,6 +129,7 @@ def sample_observations(likelihood, params, noise):
     ``ε ~ N(0, 1)``; Bernoulli: ``1[u < p]`` with ``u = Φ(ε)`` uniform."""
     import torch
 
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
     from lmmvae.likelihoods import BernoulliLikelihood, GaussianLikelihood
 
     mean = likelihood.mean(params)
@@ -335,7 +337,6 @@ def write_frame(table, path: str | os.PathLike, arrays: dict | None = None, attr
     and ``attrs`` (e.g. ``level``, ``units``) as file attributes."""
     import json
 
-    from lmmvae.atomic import atomic_output
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -383,6 +384,7 @@ def latent_posterior(fitted, data) -> tuple[np.ndarray, np.ndarray]:
     sLMM-VAE pools each subject's rows of ``data``, SPEC 3.2). A RunError after GSNN (SPEC 4)."""
     import torch
 
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
     from lmmvae.predict import encode_rows, has_posterior
 
     if not has_posterior(fitted):

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from lmmvae.errors import ConfigError
+from lmmvae.errors import ConfigError, DesignError, LmmvaeWarning
 
 #: floor of every predictive variance: the Gaussian likelihood's default ``min_variance`` of the
 #: neural models (lmmvae.likelihoods), so that NLLs compare (a constant feature is not rewarded more)
@@ -62,8 +62,8 @@ class MixedLMOptions:
     candidates: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
         from lmmvae.design.formula import parse_formula
-        from lmmvae.errors import DesignError
 
         for m in self.method:
             if m not in _METHODS:
@@ -295,6 +295,7 @@ def fit_design(formula: str, fit, options: MixedLMOptions, names: list[str], che
     held-out rows for the blow-up test (raises DesignError when the design cannot code them);
     ``start``: per feature, the level to start from (the level reached on validation) and why
     (its record, or None)."""
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
     from lmmvae.design import INTERCEPT, Design
 
     design = Design(formula).fit(fit.covariates)
@@ -335,8 +336,6 @@ def _arrays(design, covariates):
     """Shared columns ``x`` [N, Q], random columns ``z`` [N, F], subject codes [N] (-1: unseen
     in the fit rows) and the number of subjects, with the unseen-level warning silenced (unseen
     subjects get a zero random effect, by design)."""
-    from lmmvae.errors import LmmvaeWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LmmvaeWarning)
         matrix = design.transform(covariates)

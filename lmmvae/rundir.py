@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from lmmvae.errors import RunError
+from lmmvae.atomic import atomic_output, write_text
+from lmmvae.errors import DataFormatError, DesignError, RunError
+from lmmvae.h5 import Covariate
 from lmmvae.paths import CHECKPOINT_FILE, COVARIATES_FILE, MODEL_FILE, PRIOR_FILE, RUN_FILES
 
 
@@ -72,8 +74,6 @@ def _json(value, run_dir: Path, what: str) -> str:
 
 def write_run_files(run_dir: Path, config, design, covariates: dict, info: dict, prior: dict | None = None) -> None:
     """``config.json``, ``design.json``, ``covariates.json`` and (neural runs) ``prior.json``."""
-    from lmmvae.atomic import write_text
-
     run_dir.mkdir(parents=True, exist_ok=True)
     texts = {"config.json": _json({"model": config.to_dict(), "info": info}, run_dir, "config"),
              "design.json": _json(design.to_dict(), run_dir, "design"),
@@ -98,8 +98,6 @@ def _covariate_record(cov) -> dict:
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename: a killed job never leaves a partial file."""
     import torch
-
-    from lmmvae.atomic import atomic_output
 
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
@@ -237,8 +235,8 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_design(run_dir: Path):
+    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
     from lmmvae.design import FittedDesign
-    from lmmvae.errors import DesignError
 
     path = run_dir / "design.json"
     saved = read_json(path)
@@ -261,9 +259,6 @@ def read_prior(run_dir: Path) -> dict:
 
 def read_covariates(run_dir: Path) -> dict:
     """``covariates.json`` as ``{name: Covariate}``: the training covariates' kinds, levels and values."""
-    from lmmvae.errors import DataFormatError
-    from lmmvae.h5 import Covariate
-
     path = run_dir / COVARIATES_FILE
     saved = read_json(path, missing="a run written before covariates.json")
     try:

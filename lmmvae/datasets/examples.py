@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from lmmvae.datasets.table import from_frame
 from lmmvae.errors import ConfigError
 
 INSTALL = "pip install 'lmmvae[examples]'"
@@ -111,8 +112,6 @@ def example_frame(name: str):
 def example(name: str, validation_fraction: float = 0.2, seed: int = 0):
     """Example ``name`` as :class:`lmmvae.h5.LongitudinalData`, split and standardised as
     ``lmmvae data from-table`` does with the example's ``--test-after``."""
-    from lmmvae.datasets.table import from_frame
-
     spec = _spec(name)
     data = from_frame(example_frame(name), subject=spec.subject, time=spec.time, features=list(spec.features),
                       covariates=list(spec.covariates), kinds=dict(spec.kinds),

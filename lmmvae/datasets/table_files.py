@@ -13,6 +13,7 @@ import numpy as np
 
 from lmmvae.errors import DataFormatError
 from lmmvae.levels import plain_value
+from lmmvae.tables import read_csv
 
 #: delimited text tables and the delimiter each suffix implies (.txt: the header line's tab or comma)
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
@@ -39,8 +40,6 @@ def read_table(path: str | os.PathLike, text: tuple[str, ...] = (), sep: str | N
     if path.is_dir():
         raise DataFormatError(f"{path}: is a directory, not a table file")
     if suffix in TEXT_SUFFIXES:
-        from lmmvae.tables import read_csv
-
         return read_csv(path, text=text, sep=delimiter(path, sep)), None
     if sep is not None:
         raise DataFormatError(f"{path}: --sep applies to text tables ({', '.join(TEXT_SUFFIXES)}), not {suffix}")
