@@ -95,3 +95,21 @@ def test_claims_from_a_metrics_table():
     with pytest.raises(ConfigError, match="claims.c1.compare.0.: experiment 'nope'"):
         parse_claims({"c1": {"claim": "x", "compare": [{"experiment": "nope", "metric": "mse_test", "x": "a",
                                                         "y": "b"}]}}, experiments)
+
+
+def test_a_run_that_hit_its_budget_decides_nothing():
+    """Models are compared only after they converged: one run of the peer that hit its epoch budget
+    (stopped_early False) makes the comparison 'not converged', and the claim undecided."""
+    experiments = {"e": {"dataset": "d"}}
+    spec = {"c1": {"claim": "LMM beats GP and MixedLM", "compare": [
+        {"experiment": "e", "metric": "mse_test", "x": "lmm", "y": "gp"},
+        {"experiment": "e", "metric": "mse_test", "x": "lmm", "y": "mixedlm"}]}}
+    frame = metrics_frame()
+    frame["stopped_early"] = [None if v in ("mixedlm", "vae") else True for v in frame["variant"]]
+    claims = parse_claims(spec, experiments)
+    assert evaluate(frame, claims, experiments)[0][2] == "reproduced"
+    frame.loc[(frame["model"] == "gp") & (frame["seed"] == 1), "stopped_early"] = False
+    (claim, outcomes, verdict), = evaluate(frame, claims, experiments)
+    assert [o.verdict for o in outcomes] == ["not converged", "X ahead"] and verdict == "undecided"
+    assert outcomes[0].gap == pytest.approx(0.11)  # the gap is still shown
+    assert "| not converged |" in to_markdown([(claim, outcomes, verdict)])

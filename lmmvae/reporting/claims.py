@@ -13,7 +13,10 @@ every unit of the other row. With ``n`` units, mean gap ``d̄`` and standard err
 * **X ahead** when ``d_u > 0`` in every unit and ``d̄ > 2 se``;
 * **Y ahead** when the same holds with the roles swapped;
 * **tie** otherwise (neither is ahead by the rule: the gap is within the seeds' noise);
-* **too few seeds** when ``n < MIN_UNITS``; **not run** when a row is missing.
+* **too few seeds** when ``n < MIN_UNITS``; **not run** when a row is missing;
+* **not converged** when some run of X or Y hit its epoch budget instead of stopping early (the
+  metrics table's ``stopped_early``): models are compared only after they converged, so the gap is
+  shown but decides nothing. Classical rows have no epochs and count as converged.
 
 A comparison of kind ``ahead`` holds when X is ahead; of kind ``not_behind`` when Y is not ahead.
 A claim is **reproduced** when every comparison holds, **not reproduced** when none does, **partly
@@ -39,13 +42,15 @@ MIN_UNITS = 3
 #: the gap must exceed this many standard errors of the mean gap
 N_SE = 2.0
 KINDS = ("ahead", "not_behind")
+#: outcomes that decide nothing
+UNDECIDED = ("too few seeds", "not run", "not converged")
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One comparison: who is ahead by the rule, and the numbers behind it."""
 
-    verdict: str  # "X ahead" | "Y ahead" | "tie" | "too few seeds" | "not run"
+    verdict: str  # "X ahead" | "Y ahead" | "tie" | "too few seeds" | "not run" | "not converged"
     mean_x: float
     mean_y: float
     gap: float  # mean of d_u (positive: X better)
@@ -92,7 +97,7 @@ def _broadcast(x: pd.Series, y: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def holds(kind: str, outcome: Outcome) -> bool | None:
     """Whether a comparison of ``kind`` holds; ``None`` when the rule could not decide."""
-    if outcome.verdict in ("too few seeds", "not run"):
+    if outcome.verdict in UNDECIDED:
         return None
     if kind == "ahead":
         return outcome.verdict == "X ahead"
@@ -109,6 +114,21 @@ def claim_verdict(results: list[bool | None]) -> str:
     if all(decided):
         return "reproduced"
     return "partly reproduced" if any(decided) else "not reproduced"
+
+
+def converged(frame: pd.DataFrame, experiment: dict, model: str, sweep_value: str | None) -> bool:
+    """Whether every run of a row stopped early (False when one hit its epoch budget); a row whose
+    runs say nothing of their training (classical fits, older tables) counts as converged."""
+    if "stopped_early" not in frame:
+        return True
+    named = frame["model"] == model
+    if "base_model" in frame:
+        named |= frame["base_model"] == model
+    rows = frame[(frame["dataset"] == experiment["dataset"]) & named & frame["seed_b"].isna()]
+    if sweep_value is not None and "sweep_value" in rows and rows["sweep_value"].notna().any():
+        rows = rows[(rows["sweep_value"].astype(str) == str(sweep_value)) | rows["sweep_value"].isna()]
+    flags = rows["stopped_early"].dropna()
+    return bool(flags.map(lambda v: str(v).lower() in ("true", "1", "1.0")).all())
 
 
 def unit_values(frame: pd.DataFrame, experiment: dict, model: str, metric: str,
@@ -198,7 +218,11 @@ def evaluate(frame: pd.DataFrame, claims: list[Claim], experiments: dict[str, di
             experiment = experiments[c.experiment]
             x = unit_values(frame, experiment, c.x, c.metric, c.x_at)
             y = unit_values(frame, experiment, c.y, c.metric, c.y_at)
-            outcomes.append(decide(x, y, c.metric in HIGHER_IS_BETTER))
+            outcome = decide(x, y, c.metric in HIGHER_IS_BETTER)
+            if outcome.verdict not in UNDECIDED and not (converged(frame, experiment, c.x, c.x_at)
+                                                         and converged(frame, experiment, c.y, c.y_at)):
+                outcome = Outcome("not converged", outcome.mean_x, outcome.mean_y, outcome.gap, outcome.se, outcome.n)
+            outcomes.append(outcome)
         verdict = claim_verdict([holds(c.kind, o) for c, o in zip(claim.comparisons, outcomes)]
                                 + [None] * claim.missing)  # comparisons not in this run: not decided
         results.append((claim, outcomes, verdict))
@@ -214,7 +238,8 @@ def _number(value: float) -> str:
 def to_markdown(results: list[tuple[Claim, list[Outcome], str]]) -> str:
     """One row per comparison; the claim and its verdict on its first row."""
     lines = [f"Rule: paired over seeds, X is ahead when it is better in every seed and the mean gap exceeds "
-             f"{N_SE:g} standard errors (at least {MIN_UNITS} seeds or seed pairs); otherwise a tie.", "",
+             f"{N_SE:g} standard errors (at least {MIN_UNITS} seeds or seed pairs); otherwise a tie. A comparison "
+             f"where a run of X or Y hit its epoch budget (not converged) decides nothing.", "",
              "| claim | comparison | X | Y | gap ± se (n) | outcome | verdict |",
              "| --- | --- | --: | --: | --: | --- | --- |"]
     for claim, outcomes, verdict in results:
