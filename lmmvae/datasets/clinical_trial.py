@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, standardise_on_train, streams
+from lmmvae.datasets.generators import Generator, Option, common_options, register_generator
 from lmmvae.datasets.splits import withhold_late_split
 from lmmvae.errors import DataFormatError
 from lmmvae.h5 import Covariate, LongitudinalData
@@ -212,3 +213,22 @@ def clinical_trial(
         ae_terms=json.dumps(terms["ae"]), cm_terms=json.dumps(terms["cm"]), dropped_subjects=json.dumps(dropped),
     )
     return LongitudinalData(y=y, mask=mask, split=split, covariates=covariates, attrs=attrs)
+
+
+def _run(args) -> LongitudinalData:
+    return clinical_trial(
+        args.raw, min_observed=args.min_observed, min_visits=args.min_visits,
+        min_feature_fraction=args.min_feature_fraction, train_visits=args.train_visits, n_terms=args.terms,
+        test_fraction=args.test_fraction, validation_fraction=args.validation_fraction, seed=args.seed,
+    )
+
+
+register_generator(Generator("clinical-trial", "a clinical trial (paper appendix H) from SDTM lb vs dm ae cm", (
+    Option(("--raw",), None, None, "directory with lb, vs, dm, ae, cm (.csv, .xpt or .sas7bdat)", required=True, metavar="DIR"),
+    Option(("--min-observed",), "float", 0.2, "drop visits with fewer than this fraction of features observed (default 0.2)"),
+    Option(("--min-visits",), "WHOLE", 3, "drop subjects with fewer visits (default 3)"),
+    Option(("--min-feature-fraction",), "float", 0.1, "drop tests observed in fewer than this fraction of visits (default 0.1)"),
+    Option(("--train-visits",), "WHOLE", 3, "visits of each test subject kept in train (default 3)"),
+    Option(("--terms",), "WHOLE", 10, "most frequent AE and CM terms kept as covariates (default 10)"),
+    *common_options(),
+), _run, raw=True))

@@ -29,6 +29,7 @@ import pandas as pd
 
 from lmmvae.atomic import atomic_output
 from lmmvae.datasets._common import check_fraction, check_positive_int, streams
+from lmmvae.datasets.generators import Generator, Option, register_generator
 from lmmvae.errors import ConfigError
 from lmmvae.progress import Progress
 
@@ -217,3 +218,22 @@ def clinical_trial_synthetic(out_dir: str | Path, n_subjects: int = 300, seed: i
         with atomic_output(out_dir / f"{domain}.csv") as tmp:
             pd.DataFrame.from_records(records).to_csv(tmp, index=False)
     return out_dir
+
+
+def _run(args) -> str:
+    out = clinical_trial_synthetic(args.out_dir, n_subjects=args.instances, seed=args.seed, progress=not args.quiet,
+                                   factors=args.factors, nonlinearity=args.nonlinearity)
+    return f"wrote {args.instances} synthetic subjects to {out}"
+
+
+register_generator(Generator("clinical-trial-synthetic", "write a synthetic trial as SDTM CSV files", (
+    Option(("--instances", "--subjects"), "SIZE", 300, "subjects (default 300)", dest="instances"),
+    Option(("--seed",), "SEED", 0, "random seed (default 0)"),
+    Option(("--out-dir",), None, None, "writes DIR/{dm,lb,vs,ae,cm}.csv", required=True, metavar="DIR"),
+    Option(("--factors",), ("integer", 0, 3), 0,
+           "tests move together through K (1-3) shared subject-level latent factors; "
+           "0: independent random effects per test (default 0; docs/data_format.md)", metavar="K"),
+    Option(("--nonlinearity",), ("number", 0, 1), 0.0,
+           "in [0, 1]: saturation (1 - s) u + s tanh(u) of each test's random part u (default 0)"),
+    Option(("--quiet",), "flag", False, "no progress bar"),
+), _run, workflow=False))

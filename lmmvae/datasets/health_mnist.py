@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, streams
+from lmmvae.datasets.generators import Generator, Option, common_options, register_generator
 from lmmvae.datasets.mnist_source import sample_digits
 from lmmvae.datasets.splits import withhold_late_split
 from lmmvae.errors import ConfigError
@@ -126,3 +127,17 @@ def health_mnist(
         y=y_full * mask, mask=mask, split=split, covariates=covariates, y_full=y_full,
         latent_truth=latent_truth, attrs=attrs,
     )
+
+
+def _run(args) -> LongitudinalData:
+    return health_mnist(
+        n_instances=args.instances, n_timepoints=args.timepoints, missing=args.missing,
+        test_fraction=args.test_fraction, train_timepoints=args.train_timepoints,
+        validation_fraction=args.validation_fraction, seed=args.seed, mnist_dir=args.mnist, progress=not args.quiet,
+    )
+
+
+register_generator(Generator("health-mnist", "Health MNIST (paper 7.1): rotating, shifting 3s and 6s", (
+    *common_options(instances=1000, timepoints=20, missing=0.25, mnist=True),
+    Option(("--train-timepoints",), "WHOLE", 5, "time points of each test subject kept in train (default 5)"),
+), _run))

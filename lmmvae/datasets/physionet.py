@@ -24,6 +24,7 @@ import pandas as pd
 from lmmvae.datasets._common import (
     check_fraction, check_positive_int, generator_attrs, standardise_on_train, streams,
 )
+from lmmvae.datasets.generators import Generator, Option, common_options, register_generator
 from lmmvae.datasets.splits import withhold_late_split
 from lmmvae.errors import ConfigError, DataFormatError
 from lmmvae.h5 import Covariate, LongitudinalData
@@ -205,3 +206,20 @@ def physionet(
         dropped_patients=json.dumps(dropped),
     )
     return LongitudinalData(y=y, mask=mask, split=split, covariates=covariates, attrs=attrs)
+
+
+def _run(args) -> LongitudinalData:
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
+    return physionet(
+        args.raw, sets=sets, min_bins=args.min_bins, cut_hour=args.cut_hour, test_fraction=args.test_fraction,
+        validation_fraction=args.validation_fraction, seed=args.seed, progress=not args.quiet,
+    )
+
+
+register_generator(Generator("physionet", "PhysioNet 2012 (paper 7.3) from the raw challenge files", (
+    Option(("--raw",), None, None, "directory with set-a/ (set-b/, set-c/) and Outcomes-*.txt", required=True, metavar="DIR"),
+    Option(("--sets",), None, None, "comma-separated sets to read, e.g. a,b (default: every set-* found)"),
+    Option(("--min-bins",), "WHOLE", 10, "minimum observed hourly bins per patient (default 10)"),
+    Option(("--cut-hour",), "WHOLE", 24, "test patients' bins before this hour stay in train, later ones are test (default 24)"),
+    *common_options(),
+), _run, raw=True))

@@ -17,6 +17,7 @@ import numpy as np
 
 from lmmvae.atomic import atomic_output
 from lmmvae.datasets._common import check_positive_int, streams
+from lmmvae.datasets.generators import Generator, Option, register_generator
 from lmmvae.datasets.physionet import HEADER, N_HOURS, OUTCOME_COLUMNS
 from lmmvae.progress import Progress
 
@@ -195,3 +196,16 @@ def physionet_synthetic(out_dir: str | Path, n_patients: int = 400, seed: int = 
 def _write_text(path: Path, lines: list[str]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _run(args) -> str:
+    out = physionet_synthetic(args.out_dir, n_patients=args.instances, seed=args.seed, progress=not args.quiet)
+    return f"wrote {args.instances} synthetic patients to {out}"
+
+
+register_generator(Generator("physionet-synthetic", "write a synthetic cohort in the raw PhysioNet format", (
+    Option(("--instances", "--patients"), "SIZE", 400, "patients (default 400)", dest="instances"),
+    Option(("--seed",), "SEED", 0, "random seed (default 0)"),
+    Option(("--out-dir",), None, None, "writes DIR/set-a/*.txt and DIR/Outcomes-a.txt", required=True, metavar="DIR"),
+    Option(("--quiet",), "flag", False, "no progress bar"),
+), _run, workflow=False))

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from lmmvae.datasets._common import check_fraction, check_positive_int, generator_attrs, streams
+from lmmvae.datasets.generators import Generator, Option, common_options, register_generator
 from lmmvae.datasets.mnist_source import sample_digits
 from lmmvae.datasets.splits import cyclic_window_split
 from lmmvae.errors import ConfigError
@@ -84,3 +85,17 @@ def rotating_mnist(
         latent_truth=np.stack([np.cos(angle), np.sin(angle)], axis=1),  # [N, 2]
         attrs=attrs,
     )
+
+
+def _run(args) -> LongitudinalData:
+    return rotating_mnist(
+        n_instances=args.instances, n_angles=args.timepoints, missing=args.missing,
+        test_fraction=args.test_fraction, test_window=args.test_window,
+        validation_fraction=args.validation_fraction, seed=args.seed, mnist_dir=args.mnist, progress=not args.quiet,
+    )
+
+
+register_generator(Generator("rotating-mnist", "Rotating MNIST (paper 7.2): 3s through a full turn", (
+    *common_options(instances=400, timepoints=16, missing=0.0, test_fraction=0.1, mnist=True),
+    Option(("--test-window",), "WHOLE", 4, "consecutive angles held out per test subject (default 4)"),
+), _run))

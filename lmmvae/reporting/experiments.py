@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from lmmvae.classical import is_classical  # torch-free, like this module
+from lmmvae.datasets.generators import GENERATORS, check_options, workflow_generators
 from lmmvae.errors import ConfigError
-from lmmvae.reporting.plan import RAW_GENERATORS, DatasetSpec, Experiment, Plan, Run, SeedPair
+from lmmvae.objective_kinds import objective_kind
+from lmmvae.reporting.plan import DatasetSpec, Experiment, Plan, Run, SeedPair
 from lmmvae.reporting.trainings import ModelSpec, name_trainings
 
 
@@ -105,63 +107,84 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
             models[key] = model
             origin.setdefault(key, exp_name)
             seeds_of.setdefault(key, set()).update(seeds)
-        experiments[exp_name] = Experiment(
-            name=exp_name,
-            title=spec.get("title", exp_name.replace("_", " ")),
-            dataset=dataset,
-            seeds=tuple(seeds),
-            models=[m.name for m in expanded],
-            references=list(spec.get("references", [])),
-            metrics=_metrics(spec["metrics"]),
-            sweep_parameter=spec["sweep"]["parameter"] if "sweep" in spec else None,
-            mcc_between_seeds=bool(spec.get("mcc_between_seeds", False)),
-            figures=copy.deepcopy(spec.get("figures", {})),
-        )
-        if "mcc_seeds" in experiments[exp_name].metrics and not spec.get("mcc_between_seeds"):
-            raise ConfigError(f"{where}.metrics: mcc_seeds needs `mcc_between_seeds: true`")
+        experiments[exp_name] = _experiment(where, exp_name, spec, seeds, expanded)
 
     for exp in experiments.values():
-        where = f"experiments.{exp.name}"
-        for ref in exp.references:
-            if (exp.dataset, ref) not in models:
-                valid = sorted(n for d, n in models if d == exp.dataset)
-                raise ConfigError(
-                    f"{where}.references: no model {ref!r} on dataset {exp.dataset!r}; "
-                    f"declared: {', '.join(valid)}"
-                )
-            seeds_of[(exp.dataset, ref)].update(exp.seeds)
-        for fig_name, fig in exp.figures.items():
-            _check_figure(f"{where}.figures.{fig_name}", exp, fig)
-
+        _check_references(exp, models, seeds_of)
     for key, seeds in seeds_of.items():  # classical rows are deterministic: one seed gives them all
         if is_classical(models[key].config["variant"]):
             seeds_of[key] = {min(seeds)}
     runs = [Run(d, m, s) for (d, m), seeds in seeds_of.items() for s in sorted(seeds)]
+    names, yamls = name_trainings(models)
+    return Plan(device, datasets, models, experiments, runs, _seed_pairs(experiments, models), names, yamls)
+
+
+def _experiment(where: str, name: str, spec: dict, seeds: list[int], expanded: list[ModelSpec]) -> Experiment:
+    """The :class:`Experiment` record of ``experiments.<name>`` (its models expanded already)."""
+    experiment = Experiment(
+        name=name,
+        title=spec.get("title", name.replace("_", " ")),
+        dataset=spec["dataset"],
+        seeds=tuple(seeds),
+        models=[m.name for m in expanded],
+        references=list(spec.get("references", [])),
+        metrics=_metrics(spec["metrics"]),
+        sweep_parameter=spec["sweep"]["parameter"] if "sweep" in spec else None,
+        mcc_between_seeds=bool(spec.get("mcc_between_seeds", False)),
+        figures=copy.deepcopy(spec.get("figures", {})),
+    )
+    if "mcc_seeds" in experiment.metrics and not spec.get("mcc_between_seeds"):
+        raise ConfigError(f"{where}.metrics: mcc_seeds needs `mcc_between_seeds: true`")
+    return experiment
+
+
+def _check_references(exp: Experiment, models: dict, seeds_of: dict) -> None:
+    """Each reference model exists on the experiment's dataset (and runs its seeds); each figure checks."""
+    where = f"experiments.{exp.name}"
+    for ref in exp.references:
+        if (exp.dataset, ref) not in models:
+            valid = sorted(n for d, n in models if d == exp.dataset)
+            raise ConfigError(
+                f"{where}.references: no model {ref!r} on dataset {exp.dataset!r}; "
+                f"declared: {', '.join(valid)}"
+            )
+        seeds_of[(exp.dataset, ref)].update(exp.seeds)
+    for fig_name, fig in exp.figures.items():
+        _check_figure(f"{where}.figures.{fig_name}", exp, fig)
+
+
+def _seed_pairs(experiments: dict[str, Experiment], models: dict) -> list[SeedPair]:
+    """The (model, seed a, seed b) pairs whose latents the MCC between seeds compares, sorted."""
     pairs: set[SeedPair] = set()
     for exp in experiments.values():
         if exp.mcc_between_seeds:
             for name in exp.all_models:
-                if models[(exp.dataset, name)].config.get("objective", "elbo") == "gsnn":
+                if not objective_kind(models[(exp.dataset, name)].config.get("objective", "elbo")).trains_encoder:
                     continue  # GSNN has no latent posterior (SPEC 4): no MCC
                 if is_classical(models[(exp.dataset, name)].config["variant"]):
                     continue  # mixedlm, mean: no latent space, no MCC
                 for a, b in itertools.combinations(sorted(exp.seeds), 2):
                     pairs.add(SeedPair(exp.dataset, name, a, b))
-    ordered_pairs = sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
-    names, yamls = name_trainings(models)
-    return Plan(device, datasets, models, experiments, runs, ordered_pairs, names, yamls)
+    return sorted(pairs, key=lambda p: (p.dataset, p.model, p.seed_a, p.seed_b))
 
 
 
 def _dataset(name: str, spec: dict) -> DatasetSpec:
     where = f"datasets.{name}"
     generator = spec["generator"]
-    if generator not in RAW_GENERATORS:
+    valid = workflow_generators()
+    if generator not in valid:
+        raise ConfigError(f"{where}.generator: {generator!r} is not one of {', '.join(valid)}")
+    check_options(generator, spec.get("options") or {}, f"{where}.options")
+    if not GENERATORS.get(generator).raw:
         for key in ("raw", "synthetic"):
             if key in spec:
+                raw_ones = [name for name in valid if GENERATORS.get(name).raw]
                 raise ConfigError(
-                    f"{where}.{key}: only {', '.join(RAW_GENERATORS)} read a raw directory"
+                    f"{where}.{key}: only {', '.join(raw_ones)} read a raw directory"
                 )
+    else:
+        check_options(f"{generator}-synthetic", spec.get("synthetic") or {}, f"{where}.synthetic")
     raw = spec.get("raw")
     if raw is not None and not Path(raw).is_dir():
         raise ConfigError(

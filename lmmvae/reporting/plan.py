@@ -14,8 +14,6 @@ from typing import Callable
 
 from lmmvae.reporting.trainings import ModelSpec, Training, TrainingPair
 
-#: the commands of ``lmmvae data`` that read a raw directory, and so accept ``raw``/``synthetic``
-RAW_GENERATORS = ("physionet", "clinical-trial")
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,10 @@ class DatasetSpec:
 
     @property
     def needs_raw(self) -> bool:
-        return self.generator in RAW_GENERATORS
+        """Whether its ``lmmvae data`` command reads a raw directory (:mod:`lmmvae.datasets.generators`)."""
+        from lmmvae.datasets.generators import GENERATORS
+
+        return GENERATORS.get(self.generator).raw
 
 
 @dataclass(frozen=True)
