@@ -27,19 +27,24 @@ import numpy as np
 import torch
 
 from lmmvae import assemble, predict, rundir, variants
+from lmmvae import summary as _summary  # the module: a patched lmmvae.summary.summarise is the one called
 from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
+from lmmvae.contrast import contrast
+from lmmvae.datasets.table import frame_for_fit
 from lmmvae.design import FittedDesign
+from lmmvae.effects import covariate_effect, plot_effect
 from lmmvae.errors import TrainingError
 from lmmvae.evaluate import evaluate as _evaluate
 from lmmvae.evaluate import neural_inputs
 from lmmvae.h5 import Covariate, LongitudinalData, read_h5
-from lmmvae.intervals import scale_info
+from lmmvae.intervals import latent_posterior, predict as predict_answer, scale_info
 from lmmvae.loader import TensorData
 from lmmvae.longitudinal import covariate_rows
 from lmmvae.model import LatentVariableModel
 from lmmvae.networks import is_image_network
 from lmmvae.predict import condition
+from lmmvae.runlock import hold
 from lmmvae.runtime import choose_device, set_threads
 from lmmvae.train import Trainer
 
@@ -86,7 +91,6 @@ class LMMVAE:
         predictive interval from ``n_samples`` draws per row, default 500; ``intervals=False``:
         ``F_mean`` only), in the table's units; a LongitudinalData or dict of arrays gives
         :meth:`predict_arrays` (:func:`lmmvae.intervals.predict`)."""
-        from lmmvae.intervals import predict as predict_answer
         return predict_answer(self, covariates, level=level, n_samples=n_samples, intervals=intervals)
 
     def predict_arrays(self, covariates) -> dict[str, np.ndarray]:
@@ -107,7 +111,6 @@ class LMMVAE:
         """Posterior latent means ``E q(z_i)`` for every row: [N, L]; with ``give_var``, the pair
         ``(means, variances)`` of ``q(z_i)`` (:func:`lmmvae.intervals.latent_posterior`)."""
         if give_var:
-            from lmmvae.intervals import latent_posterior
             return latent_posterior(self, data)
         tensors = self.tensors(data)
         return predict.posterior_rows(self, tensors, tensors.indices(None), what="latent")["z_mean"]
@@ -137,13 +140,11 @@ class LMMVAE:
 
     def summary(self):
         """Fixed effects, random-effect variances, noise scales and training (:func:`lmmvae.summary.summarise`)."""
-        from lmmvae.summary import summarise
-        return summarise(self)
+        return _summary.summarise(self)
 
     def effect(self, covariate: str, png: str | os.PathLike | None = None, n_points: int | None = None,
                level: float = 0.9, at: dict | None = None):
         """The decoded effect of ``covariate`` on a grid, others at reference values or ``at``; drawn to ``png`` if given (:mod:`lmmvae.effects`)."""
-        from lmmvae.effects import covariate_effect, plot_effect
         if png is not None:
             return plot_effect(self, covariate, png, n_points=n_points, level=level, at=at)
         return covariate_effect(self, covariate, n_points=n_points or 25, level=level, at=at)
@@ -154,19 +155,16 @@ class LMMVAE:
         (others held as :meth:`effect` holds them), with a ``level`` interval over the uncertainty of ``A``
         (``data``: the training data, else the run's recorded file): a DataFrame ``feature, difference,
         lower, upper, sd`` (:func:`lmmvae.contrast.contrast`)."""
-        from lmmvae.contrast import contrast
         return contrast(self, covariate, levels, at=at, level=level, n_samples=n_samples, data=data,
                         uncertainty=uncertainty)
 
     @property
     def history(self):
         """The run's ``history.csv`` as a DataFrame (one row per epoch)."""
-        from lmmvae.summary import history_frame
-        return history_frame(self.run_dir)
+        return _summary.history_frame(self.run_dir)
 
     def __repr__(self) -> str:
-        from lmmvae.summary import describe
-        return describe(self)
+        return _summary.describe(self)
 
 
 def _as_data(data) -> tuple[LongitudinalData, str | None]:
@@ -196,8 +194,6 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     settings["_threads"] = threads
     if out is None:
         return _fit(data, out, seed, resume, progress, config, overwrite, settings)
-    from lmmvae.runlock import hold
-
     with hold(out):  # one writer per run directory (lmmvae.runlock): a second fit into `out` is refused
         return _fit(data, out, seed, resume, progress, config, overwrite, settings)
 
@@ -207,8 +203,6 @@ def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig
     """:func:`fit`, with the run directory's write lock held when there is one."""
     threads = settings.pop("_threads", None)
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
-        from lmmvae.datasets.table import frame_for_fit
-
         data, settings = frame_for_fit(data, settings)
     config = config or config_from_dict(settings)
     set_threads(threads, image=is_image_network(config.network))

@@ -55,12 +55,16 @@ from typing import Any
 
 import numpy as np
 
+from lmmvae import rundir
 from lmmvae.classical_fit import fit_counts, fit_rows, status_line
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.intervals import scale_info
+from lmmvae.h5 import LongitudinalData, read_h5
+from lmmvae.intervals import predict as predict_answer, scale_info
 from lmmvae.longitudinal import covariate_rows
 from lmmvae.metrics import Scored
 from lmmvae.mixedlm import MIN_VARIANCE, MixedLMOptions, gaussian_nll, predict_design
+from lmmvae.paths import COVARIATES_FILE
+from lmmvae.rundir import atomic_save
 from lmmvae.variants import Family, Variant, register, registered
 
 FORMAT = "lmmvae-classical"
@@ -132,8 +136,6 @@ class ClassicalModel:
         columns, then ``F_mean``, ``F_lower``, ``F_upper`` per feature: exact normal quantiles of
         ``N(y_pred, y_var)`` at ``level``; ``n_samples`` is not used), anything else the arrays of
         :meth:`predict_arrays` (:func:`lmmvae.intervals.predict`)."""
-        from lmmvae.intervals import predict as predict_answer
-
         return predict_answer(self, covariates, level=level, n_samples=n_samples, intervals=intervals)
 
     def predict_arrays(self, covariates) -> dict[str, np.ndarray]:
@@ -159,12 +161,14 @@ class ClassicalModel:
     def contrast(self, covariate: str, levels, at: dict | None = None, level: float = 0.9, n_samples: int = 500):
         """mixedlm: the difference of the fixed-effect predictions between ``levels[1]`` and ``levels[0]``
         of ``covariate``, with its exact normal interval from ``Cov(β̂)`` (:func:`lmmvae.contrast.contrast`)."""
+        # lazy: imports torch; this module stays torch-free, as the workflow's plan imports it (is_classical)
         from lmmvae.contrast import contrast
 
         return contrast(self, covariate, levels, at=at, level=level, n_samples=n_samples)
 
     def summary(self):
         """The per-feature table of the fit (:mod:`lmmvae.classical_summary`), as ``lmmvae summary``."""
+        # lazy: imports torch; this module stays torch-free, as the workflow's plan imports it (is_classical)
         from lmmvae.classical_summary import summarise
 
         return summarise(self)
@@ -196,6 +200,7 @@ class ClassicalModel:
     def evaluate(self, data, predictions: dict | None = None) -> dict[str, float]:
         """The metrics of SPEC 6 that apply: ``mse_impute`` (masked-out train entries vs ``/y_full``),
         ``mse_test`` and ``nll_test`` (observed entries of test rows) (:func:`lmmvae.evaluate.evaluate`)."""
+        # lazy: imports torch; this module stays torch-free, as the workflow's plan imports it (is_classical)
         from lmmvae.evaluate import evaluate
 
         return evaluate(self, data, predictions)
@@ -203,15 +208,11 @@ class ClassicalModel:
     # -- persistence -----------------------------------------------------------------------------
     def _write_files(self, run_dir: Path) -> None:
         """The run files of a neural run (``covariates.json`` holds the training covariates :func:`load` reads)."""
-        from lmmvae import rundir
-
         rundir.write_run_files(run_dir, self.config, self.design, self.train_covariates, self.info)
 
     def _write_model(self, run_dir: Path) -> None:
         """``model.pt``, written last: the fitted arrays as tensors plus plain containers."""
         import torch
-
-        from lmmvae.rundir import atomic_save
 
         state = {"format": FORMAT, "version": FORMAT_VERSION, "variant": self.config.variant,
                  "warnings": self.warnings, "status": list(self.info.get("status", [])),
@@ -240,9 +241,6 @@ def fit(data, config, out: str | os.PathLike | None = None, seed: int = 0, plan=
     :class:`lmmvae.rundir.RunPlan`; made here when not given): the same protections as a neural
     run (a finished run is replaced only with ``overwrite``, and only once the new one is written).
     A classical fit is deterministic and takes seconds: ``resume`` refits from scratch."""
-    from lmmvae import rundir
-    from lmmvae.h5 import LongitudinalData, read_h5
-
     if out is not None and plan is None:
         plan = rundir.prepare(out)
     path = None
@@ -282,7 +280,7 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
     """Load a classical run directory written by :func:`fit`."""
     import torch
 
-    from lmmvae import rundir
+    # lazy: imports torch; this module stays torch-free, as the workflow's plan imports it (is_classical)
     from lmmvae.checks import config_from_dict
 
     run_dir = Path(run_dir)
@@ -316,10 +314,6 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
 
 def _train_covariates(run_dir: Path) -> dict:
     """The training covariates from ``covariates.json``; a run written before it from its ``train_covariates.h5``."""
-    from lmmvae import rundir
-    from lmmvae.h5 import read_h5
-    from lmmvae.paths import COVARIATES_FILE
-
     legacy = run_dir / "train_covariates.h5"
     if not (run_dir / COVARIATES_FILE).exists() and legacy.exists():
         return read_h5(legacy).covariates

@@ -46,10 +46,18 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+import torch
 
+from lmmvae.batch import DesignBatch
+from lmmvae.effects import _held_value, check_covariate, held_values
 from lmmvae.errors import ConfigError, RunError
+from lmmvae.h5 import read_h5
 from lmmvae.intervals import (_quantiles, check_covariates, feature_names, latent_posterior, quadratic, shared_rows,
                               table_scale)
+from lmmvae.mixedlm import predict_design
+from lmmvae.predict import has_posterior
+from lmmvae.priors.olmm import OLMMPrior
+from lmmvae.priors.slmm import SLMMPrior
 
 #: draws of A ~ q(A) (outer) and of the latent noise ε (inner, shared: common random numbers)
 N_OUTER, N_INNER = 500, 100
@@ -60,8 +68,6 @@ MAX_DRAWS = 4_000_000
 def contrast_rows(fitted, covariate: str, levels, at: dict | None = None) -> pd.DataFrame:
     """The two covariate rows ``x_a``, ``x_b`` (module docstring), checked: two different values of
     ``covariate``, each a training level (or a number for a continuous covariate)."""
-    from lmmvae.effects import _held_value, check_covariate, held_values
-
     check_covariate(fitted, covariate)
     levels = [levels] if isinstance(levels, str) else list(levels)
     if len(levels) != 2:
@@ -85,10 +91,6 @@ def shared_covariance(fitted, data) -> np.ndarray | None:
     shared rows from the random rows and so ignores that rows of one subject share its random
     effect: for a covariate constant within subjects its variance is several times too small.
     None when it does not apply (no encoder after GSNN, random terms of two grouping factors)."""
-    import torch
-
-    from lmmvae.predict import has_posterior
-
     prior = fitted.model.prior
     if not has_posterior(fitted) or len(prior.effects.term_shapes) > 1:
         return None
@@ -123,7 +125,6 @@ def _training_data(fitted, data):
     """The run's data: ``data`` if given, else the file the run was fitted on (``info['data_path']``)."""
     from pathlib import Path
 
-    from lmmvae.h5 import read_h5
 
     if data is not None:
         return data
@@ -135,12 +136,6 @@ def _latent_parts(prior, batch, n_outer: int, cov: np.ndarray | None = None):
     """``(draws [S, 2, L], noise_std [2, L] or [L])``: the coefficient part ``A^(s)T x`` of the latent
     predictive and the scale of the rest (module docstring). ``S = 1`` where ``A`` is a point.
     ``cov`` [L, Q, Q]: the shared rows drawn from ``N(M, cov)`` (:func:`shared_covariance`) instead of ``q(A)``."""
-    import torch
-
-    from lmmvae.batch import DesignBatch
-    from lmmvae.priors.olmm import OLMMPrior
-    from lmmvae.priors.slmm import SLMMPrior
-
     if isinstance(prior, OLMMPrior):
         noise = prior.sigma_z2.sqrt()  # [L]
         if cov is None:
@@ -168,8 +163,6 @@ def neural_draws(fitted, clean: pd.DataFrame, n_outer: int = N_OUTER, n_inner: i
     """``Δ^(s)`` [S, D] on the stored scale (module docstring) for the rows ``clean`` (``x_a``, ``x_b``).
 
     Deterministic: ``A^(s)`` and ``ε^(r)`` come from generators seeded with the run's seed."""
-    import torch
-
     seed = int(fitted.info.get("seed", 0))
     model = fitted.model.eval()
     tensors = fitted.tensors(fitted.covariates_to_data(clean))
@@ -194,8 +187,6 @@ def neural_draws(fitted, clean: pd.DataFrame, n_outer: int = N_OUTER, n_inner: i
 def _classical_parts(fitted, clean: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
     """mixedlm: ``(Δ [D], sd [D])`` on the stored scale (module docstring); sd NaN where the
     feature's ``Cov(β̂)`` is not available (it fell back to the mean)."""
-    from lmmvae.mixedlm import predict_design
-
     if fitted.config.variant == "mean":
         raise ConfigError("contrast: variant mean predicts the same value whatever the covariates: no contrast")
     params = fitted.params
@@ -231,8 +222,6 @@ def contrast(fitted, covariate: str, levels, at: dict | None = None, level: floa
             half = NormalDist().inv_cdf((1.0 + level) / 2.0) * sd
             lower, upper, estimator = diff - half, diff + half, "exact normal interval from Cov(beta)"
         else:
-            import torch
-
             cov, source = _covariance(fitted, data, uncertainty)
             draws = neural_draws(fitted, clean, int(n_samples), int(n_inner), cov)  # [S, D]
             diff, sd = draws.mean(0), draws.std(0, ddof=1) if len(draws) > 1 else np.zeros(draws.shape[1])
@@ -251,8 +240,6 @@ def contrast(fitted, covariate: str, levels, at: dict | None = None, level: floa
 
 def _covariance(fitted, data, uncertainty: str):
     """``(cov or None, what the draws of A are)`` for :func:`contrast`."""
-    from lmmvae.priors.olmm import OLMMPrior
-
     if uncertainty not in ("collapsed", "q_A"):
         raise ConfigError(f"contrast: uncertainty must be 'collapsed' or 'q_A' (got {uncertainty!r})")
     prior = fitted.model.prior

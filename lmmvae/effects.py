@@ -36,7 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lmmvae.design.terms import Term
 from lmmvae.errors import ConfigError
+from lmmvae.intervals import feature_names, needed_columns, predict_frame, table_scale
+from lmmvae.levels import match_levels
 
 #: the subject id given to grid rows: unseen in training, so random effects are zero
 POPULATION = "(population)"
@@ -52,8 +55,6 @@ def _train_levels(cov) -> list:
 
 def reference_values(fitted) -> dict:
     """Each covariate the model uses at its reference value (module docstring)."""
-    from lmmvae.intervals import needed_columns
-
     out = {}
     for name in needed_columns(fitted):
         cov = fitted.train_covariates[name]
@@ -70,8 +71,6 @@ def interaction_partners(fitted, covariate: str) -> list[str]:
     """Binary covariates that multiply ``covariate`` in the shared terms holding it, when it has no
     main effect (``diseasePresence:diseaseAge``): at their reference 0 its effect would vanish, so the
     grid holds them at 1 (their second level) instead."""
-    from lmmvae.design.terms import Term
-
     terms = [t for t in fitted.design.terms
              if isinstance(t, Term) and any(f.covariate == covariate for f in t.factors)]
     if not terms or any(len(t.factors) == 1 for t in terms):
@@ -83,8 +82,6 @@ def interaction_partners(fitted, covariate: str) -> list[str]:
 def _held_value(fitted, name: str, text, where: str | None = None):
     """A value given as ``--at name=text`` (or as a contrast's level: ``where``), checked against the
     covariate's kind and levels."""
-    from lmmvae.levels import match_levels
-
     where = where or f"at {name}={text}"
     cov = fitted.train_covariates[name]
     if cov.levels is not None:
@@ -100,8 +97,6 @@ def _held_value(fitted, name: str, text, where: str | None = None):
 
 def check_covariate(fitted, covariate: str):
     """The training covariate ``covariate`` of the design (a one-line ConfigError otherwise)."""
-    from lmmvae.intervals import needed_columns
-
     used = needed_columns(fitted)
     if covariate not in used:
         raise ConfigError(f"covariate {covariate!r} is not in the model's design {fitted.config.design!r} "
@@ -149,8 +144,6 @@ def covariate_effect(fitted, covariate: str, n_points: int = 25, level: float = 
     ``level`` band of the mean ``F_mean_lower``, ``F_mean_upper`` (latent uncertainty only; classical
     rows: the fixed-effect mean's, NaN if the run has none) and the predictive band ``F_lower``,
     ``F_upper`` (latent uncertainty and the likelihood's noise): :func:`lmmvae.intervals.predict_frame`."""
-    from lmmvae.intervals import predict_frame
-
     grid = effect_grid(fitted, covariate, n_points, at)
     with warnings.catch_warnings():  # the population subject is unseen on purpose
         warnings.filterwarnings("ignore", message=r".*not seen in training.*")
@@ -253,7 +246,7 @@ def plot_effect(fitted, covariate: str, png: str | os.PathLike, n_points: int | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lmmvae.intervals import feature_names, table_scale
+    # lazy, like matplotlib: drawing costs about 0.5 s of import, which lmmvae.api's import should not pay
     from lmmvae.reporting.figures import save
 
     image_shape = fitted.info.get("image_shape")
