@@ -35,11 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from lmmvae.classical import is_classical  # torch-free, like this module
+from lmmvae.config import ModelConfig  # torch-free
 from lmmvae.datasets.generators import GENERATORS, check_options, workflow_generators
 from lmmvae.errors import ConfigError
 from lmmvae.objective_kinds import objective_kind
 from lmmvae.reporting.plan import DatasetSpec, Experiment, Plan, Run, SeedPair
+from lmmvae.reporting.schema import validate_config
 from lmmvae.reporting.trainings import ModelSpec, name_trainings
+from lmmvae.yamlio import exponent_floats
 
 
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
@@ -68,12 +71,8 @@ def load_plan(config: dict, schema_path: str | os.PathLike | None = None) -> Pla
         raise ConfigError(
             "the config is empty: run snakemake with --configfile config/default.yaml"
         )
-    from lmmvae.yamlio import exponent_floats
-
     config = exponent_floats(config)  # Snakemake's YAML 1.1 loader leaves `lr: 1e-3` a string
     if schema_path is not None:
-        from lmmvae.reporting.schema import validate_config
-
         validate_config(config, schema_path)
     device = config.get("device", "cpu")
     datasets = {name: _dataset(name, spec) for name, spec in config["datasets"].items()}
@@ -232,8 +231,6 @@ def _expand_models(where: str, dataset: str, spec: dict, defaults: dict) -> list
 def _check_model_keys(where: str, config: dict) -> None:
     """Unknown keys fail here, at parse time, rather than in the training job (types and values
     are checked by `lmmvae fit`, whose validation imports torch)."""
-    from lmmvae.config import ModelConfig
-
     valid = [f.name for f in dataclasses.fields(ModelConfig)]
     unknown = sorted(set(config) - set(valid))
     if unknown:
