@@ -20,8 +20,10 @@ What it does, in order:
    package, ``as`` kept where a module was renamed) and paths (``lmmvae/train.py``,
    ``lmmvae/datasets/``). One pass with one regular expression, so a new name is never rewritten
    again. Then appends the package contracts (``PACKAGE_CONTRACTS``) to pyproject.toml.
-4. Prints the counts per kind of rewrite and per file group. It does not commit: review
-   ``git status`` / ``git diff --stat``, run ``lint-imports`` and the tests, then commit.
+4. Prints the counts per kind of rewrite and per file group, and every ``lmmvae.<name>`` or
+   ``lmmvae/<path>`` left that names no module or file (an old name the rewrite missed). It does not
+   commit: review ``git status`` / ``git diff --stat``, run ``lint-imports`` and the tests, then
+   ``git add -A lmmvae`` plus the rewritten files and commit.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ MOVES: dict[str, str] = {
     "loader": "data.loader", "batch": "data.batch", "datasets": "data.sets",
     # what the model is: design, priors, networks, likelihoods, the registries
     "design": "model.design", "priors": "model.priors", "networks": "model.networks",
-    "likelihoods": "model.likelihoods", "model": "model.latent", "registry": "model.registry",
+    "likelihoods": "model.likelihoods", "model": "model.latent",
     "variants": "model.variants",
     "objective_kinds": "model.objective_kinds",  # torch-free table of objectives; the priors read it
     # building and fitting it: the config checks, the objectives, the trainer, the machine
@@ -57,29 +59,30 @@ MOVES: dict[str, str] = {
     "rundir": "runs.rundir", "runlock": "runs.runlock", "paths": "runs.paths", "yamlio": "runs.yamlio",
 }
 # stay at the top of lmmvae: the front doors, the config record, and the modules every package uses
-STAY = {"__init__", "__main__", "api", "config", "errors", "fitted", "atomic", "progress", "cli", "reporting"}
+# (errors, atomic writes, progress bars, the generic name registry: each imports at most errors)
+STAY = {"__init__", "__main__", "api", "config", "errors", "fitted", "atomic", "progress", "registry", "cli", "reporting"}
 
 PACKAGES: dict[str, str] = {
-    "data": """The data format and the data sets (docs/data_format.md): the in-memory record and its HDF5
-file, levels of categorical covariates, CSV tables, tensors and batches for training, and the four
+    "data": """The data format and the data sets (docs/data_format.md): the in-memory record and its
+HDF5 file, levels of categorical covariates, CSV tables, tensors and batches for training, and the four
 data sets of the benchmark with their generators (``sets``).
 
-Imports from lmmvae: the top-level modules (errors, atomic, progress) and nothing else, except
+Imports from lmmvae: the top-level errors/atomic/progress/registry and nothing else, except
 ``sets.show`` (plots of examples), which uses ``lmmvae.reporting.subjects``.""",
-    "model": """What an LMM-VAE is (SPEC 1-3, 5, 7): the design of covariates (``design``), the latent priors
-(``priors``), the encoder/decoder networks, the likelihoods, the latent-variable model that joins
-them, and the registries a config names them from (``registry``, ``variants``, ``objective_kinds``:
-what each objective implies, torch-free; the losses are ``training.objectives``).
+    "model": """What an LMM-VAE is (SPEC 1-3, 5, 7): the design of covariates (``design``), the latent
+priors (``priors``), the encoder/decoder networks, the likelihoods, the latent-variable model that joins
+them, and the registries a config names them from (``variants``, ``objective_kinds``: what each
+objective implies, torch-free; the losses are ``training.objectives``).
 
-Imports from lmmvae: ``data`` and the top-level errors; nothing that trains, answers or runs.""",
-    "training": """Building a model from a config and fitting it (SPEC 2.3, 3.3, 4, 7.1): the config checks against the
-registries, assembling networks x likelihood x prior, the objectives (ELBO, GSNN), the trainer
-with its checkpoints, and the machine (device, threads, GPU slots).
+Imports from lmmvae: ``data`` and the top-level errors/registry; nothing that trains, answers or runs.""",
+    "training": """Building a model from a config and fitting it (SPEC 2.3, 3.3, 4, 7.1): the config
+checks against the registries, assembling networks x likelihood x prior, the objectives (ELBO, GSNN),
+the trainer with its checkpoints, and the machine (device, threads, GPU slots).
 
-Imports from lmmvae: ``model``, ``data``, ``runs``, the top-level config/errors/atomic/progress, and
-``answers.metrics`` (``objectives``: the log-mean-exp of importance weights).""",
-    "answers": """The answers of a fitted model (SPEC 2.4, 3.4, 6): predictions and their Monte Carlo estimates,
-intervals, covariate effects, contrasts, the summary, the metrics and the evaluation, the
+Imports from lmmvae: ``model``, ``data``, ``runs``, the top-level config/errors/atomic/progress/
+registry, and ``answers.metrics`` (``objectives``: the log-mean-exp of importance weights).""",
+    "answers": """The answers of a fitted model (SPEC 2.4, 3.4, 6): predictions and their Monte Carlo
+estimates, intervals, covariate effects, contrasts, the summary, the metrics and the evaluation, the
 diagnostics of posterior collapse.
 
 Imports from lmmvae: ``training`` (config checks), ``model``, ``data``, the top-level errors/atomic/
@@ -98,8 +101,8 @@ Imports from lmmvae: ``model.design`` and ``data.h5`` (a run's design and covari
 top-level errors/atomic; nothing that trains or answers.""",
 }
 
-# Appended to pyproject.toml: each package imports none of the packages above it (SPEC-free, the
-# architecture of the folders). ``ignore`` lists the edges the docstrings above name.
+# Appended to pyproject.toml: each package imports none of the packages above it (the architecture
+# of the folders). ``ignore`` lists the edges the docstrings above name.
 PACKAGE_CONTRACTS = [
     ("data", ["model", "training", "answers", "classical", "runs", "cli", "api"], []),
     ("model", ["training", "answers", "classical", "runs", "reporting", "cli", "api"], []),
