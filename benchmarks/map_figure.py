@@ -28,14 +28,14 @@ def _heatmap(ax, grid: np.ndarray, xlabels, ylabels, title: str, xlabel: str, yl
     image = ax.imshow(np.log(grid), cmap=cmap, vmin=-LIMIT, vmax=LIMIT, origin="lower", aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if not math.isnan(value):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9)
+            ax.text(j - 0.45, i + 0.32, f"{value:.2f}", ha="left", va="center", fontsize=9)  # the centre: real sets
     ax.set_xticks(range(len(xlabels)), [str(x) for x in xlabels])
     ax.set_yticks(range(len(ylabels)), [str(y) for y in ylabels])
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return image
 
 
-def draw(summary: list[dict], path: Path, real: list[dict] | None = None) -> Path:
+def draw(summary: list[dict], path: Path, real: list[dict] | None = None, note: str = "") -> Path:
     """Write the figure to ``path`` (PNG) from the map's per-cell ``summary`` and the ``real`` points."""
     import matplotlib
 
@@ -50,9 +50,10 @@ def draw(summary: list[dict], path: Path, real: list[dict] | None = None) -> Pat
                         for d in ds] for r in rs])
     image = _heatmap(axes[0], grid_a, ds, rs, f"A: D × r ({bmap.SLICE_A['decoder']}, noise {bmap.SLICE_A['noise']})",
                      "features D", "latent rank r (generating)", cmap)
-    offsets = [(-10, 14), (8, 12), (8, -26)]  # label placement, one per real set: they crowd near D = 20
+    offsets = [(-10, -30), (10, -4), (10, -22)]  # label placement, one per real set: they crowd near D = 20
     for point, offset in zip(real or [], offsets):
         x, y = _axis_position(point["D"], ds), _axis_position(min(point["effective_rank"], rs[-1]), rs)
+        y += 0.3 if point["effective_rank"] > rs[-1] else 0.0  # off scale: drawn above the top row's centre
         axes[0].scatter([x], [y], s=90, marker="D", c=[math.log(point["ratio"])], cmap=cmap, vmin=-LIMIT,
                         vmax=LIMIT, edgecolors="black", zorder=3)
         off_scale = " (off scale)" if point["effective_rank"] > rs[-1] else ""
@@ -65,7 +66,8 @@ def draw(summary: list[dict], path: Path, real: list[dict] | None = None) -> Pat
              "noise sd", "decoder", cmap)
     _scatter(axes[2], summary, real or [])
     fig.colorbar(image, ax=axes[:2], location="bottom", shrink=0.6, pad=0.14, label="log ratio (< 0: oLMM-VAE ahead)")
-    fig.suptitle("Test MSE ratio oLMM-VAE (ELBO) / MixedLM per feature (mean over seeds; < 1: LMM-VAE ahead)")
+    fig.suptitle("Test MSE ratio oLMM-VAE (ELBO) / MixedLM per feature (mean over seeds; < 1: LMM-VAE ahead)"
+                 + (f"\n{note}" if note else ""), y=1.06)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
