@@ -123,6 +123,65 @@ def _event_covariates(events: pd.DataFrame, prefix: str, subject_ids: np.ndarray
     return covariates, names
 
 
+def _wide_findings(tables: dict, min_feature_fraction: float, min_observed: float, raw_dir: Path) -> pd.DataFrame:
+    """Labs and vital signs as one table, a row per (USUBJID, day), a column per test seen often enough,
+    visits with too few tests dropped (a name in both domains gets an LB_/VS_ prefix)."""
+    lb, vs = _findings(*tables["lb"], "LB"), _findings(*tables["vs"], "VS")
+    clash = set(lb["test"]) & set(vs["test"])
+    lb.loc[lb["test"].isin(clash), "test"] = "LB_" + lb["test"]
+    vs.loc[vs["test"].isin(clash), "test"] = "VS_" + vs["test"]
+    long = pd.concat([lb, vs], ignore_index=True)
+    wide = long.pivot_table(index=["USUBJID", "day"], columns="test", values="value", aggfunc="mean")
+    wide = wide.loc[:, wide.notna().mean(axis=0) >= min_feature_fraction]
+    if wide.shape[1] == 0:
+        raise DataFormatError(f"{raw_dir}: no lab or vital-sign test is observed in {min_feature_fraction:.0%} of visits")
+    wide = wide[sorted(wide.columns)]
+    wide = wide[wide.notna().mean(axis=1) >= min_observed]
+    return wide
+
+
+def _keep_subjects(wide: pd.DataFrame, dm_table, min_visits: int, raw_dir: Path):
+    """The visits of subjects in dm with a known age and sex and enough visits, sorted: ``wide``, the
+    demographics indexed by USUBJID and the drop counts."""
+    dm, dm_path = dm_table
+    _require(dm, dm_path, "USUBJID", "AGE", "SEX")
+    dm = dm.assign(USUBJID=_text(dm["USUBJID"]), SEX=_text(dm["SEX"]), AGE=pd.to_numeric(dm["AGE"], errors="coerce"))
+    dm = dm[dm["AGE"].notna() & dm["SEX"].isin(["F", "M"])].drop_duplicates("USUBJID").set_index("USUBJID")
+    with_results = set(wide.index.get_level_values("USUBJID"))
+    wide = wide[wide.index.get_level_values("USUBJID").isin(dm.index)]
+    n_visits = wide.groupby(level="USUBJID").size()
+    wide = wide[wide.index.get_level_values("USUBJID").isin(n_visits.index[n_visits >= min_visits])]
+    dropped = {"not in dm or unknown age/sex": len(with_results - set(dm.index)),
+               "few visits": int((n_visits < min_visits).sum())}
+    if len(wide) == 0:
+        raise DataFormatError(f"{raw_dir}: no subject left after filtering; lower --min-visits or --min-observed")
+    wide = wide.sort_index()
+    return wide, dm, dropped
+
+
+def _covariates(dm: pd.DataFrame, tables: dict, subject_ids, subject, day, levels, n_terms: int):
+    """Day, id, age, sex, race and arm when given, and the adverse-event / medication indicators of
+    the ``n_terms`` most frequent terms: ``covariates, terms`` (the terms kept per domain)."""
+    demo = dm.loc[subject_ids]
+    covariates = {
+        "day": Covariate(day, "time"),
+        "id": Covariate(subject, "id", levels=levels),
+        "age": Covariate(demo["AGE"].to_numpy(dtype=np.float64), "continuous"),
+        "sex": Covariate((demo["SEX"] == "F").to_numpy(), "binary"),
+    }
+    for column in ("RACE", "ARM"):
+        if column in dm.columns:
+            values = _text(demo[column]).fillna("UNKNOWN").to_numpy(dtype=str)  # [N]
+            covariates[column.lower()] = Covariate(values, "categorical")  # levels: the sorted names
+    terms = {}
+    for domain, prefix in (("ae", "AE"), ("cm", "CM")):
+        events = _events(*tables[domain], prefix)
+        events = events[events["USUBJID"].isin(levels)]
+        found, terms[domain] = _event_covariates(events, domain, subject_ids, day, n_terms)
+        covariates.update(found)
+    return covariates, terms
+
+
 def clinical_trial(
     raw_dir: str | Path,
     min_observed: float = 0.2,
@@ -147,31 +206,9 @@ def clinical_trial(
     check_fraction("--validation-fraction", validation_fraction)
     tables = {d: read_domain(raw_dir, d) for d in DOMAINS}
 
-    lb, vs = _findings(*tables["lb"], "LB"), _findings(*tables["vs"], "VS")
-    clash = set(lb["test"]) & set(vs["test"])
-    lb.loc[lb["test"].isin(clash), "test"] = "LB_" + lb["test"]
-    vs.loc[vs["test"].isin(clash), "test"] = "VS_" + vs["test"]
-    long = pd.concat([lb, vs], ignore_index=True)
-    wide = long.pivot_table(index=["USUBJID", "day"], columns="test", values="value", aggfunc="mean")
-    wide = wide.loc[:, wide.notna().mean(axis=0) >= min_feature_fraction]
-    if wide.shape[1] == 0:
-        raise DataFormatError(f"{raw_dir}: no lab or vital-sign test is observed in {min_feature_fraction:.0%} of visits")
-    wide = wide[sorted(wide.columns)]
-    wide = wide[wide.notna().mean(axis=1) >= min_observed]
+    wide = _wide_findings(tables, min_feature_fraction, min_observed, raw_dir)  # [visits, tests]
 
-    dm, dm_path = tables["dm"]
-    _require(dm, dm_path, "USUBJID", "AGE", "SEX")
-    dm = dm.assign(USUBJID=_text(dm["USUBJID"]), SEX=_text(dm["SEX"]), AGE=pd.to_numeric(dm["AGE"], errors="coerce"))
-    dm = dm[dm["AGE"].notna() & dm["SEX"].isin(["F", "M"])].drop_duplicates("USUBJID").set_index("USUBJID")
-    with_results = set(wide.index.get_level_values("USUBJID"))
-    wide = wide[wide.index.get_level_values("USUBJID").isin(dm.index)]
-    n_visits = wide.groupby(level="USUBJID").size()
-    wide = wide[wide.index.get_level_values("USUBJID").isin(n_visits.index[n_visits >= min_visits])]
-    dropped = {"not in dm or unknown age/sex": len(with_results - set(dm.index)),
-               "few visits": int((n_visits < min_visits).sum())}
-    if len(wide) == 0:
-        raise DataFormatError(f"{raw_dir}: no subject left after filtering; lower --min-visits or --min-observed")
-    wide = wide.sort_index()
+    wide, dm, dropped = _keep_subjects(wide, tables["dm"], min_visits, raw_dir)
 
     subject_ids = wide.index.get_level_values("USUBJID").to_numpy(dtype=object)  # [N]
     day = wide.index.get_level_values("day").to_numpy(dtype=np.float64)  # [N]
@@ -184,23 +221,7 @@ def clinical_trial(
     split = withhold_late_split(subject, visit, train_visits, test_fraction, rng_split, validation_fraction)
     y, mean, std = standardise_on_train(np.nan_to_num(y_raw), mask, split)
 
-    demo = dm.loc[subject_ids]
-    covariates = {
-        "day": Covariate(day, "time"),
-        "id": Covariate(subject, "id", levels=levels),
-        "age": Covariate(demo["AGE"].to_numpy(dtype=np.float64), "continuous"),
-        "sex": Covariate((demo["SEX"] == "F").to_numpy(), "binary"),
-    }
-    for column in ("RACE", "ARM"):
-        if column in dm.columns:
-            values = _text(demo[column]).fillna("UNKNOWN").to_numpy(dtype=str)  # [N]
-            covariates[column.lower()] = Covariate(values, "categorical")  # levels: the sorted names
-    terms = {}
-    for domain, prefix in (("ae", "AE"), ("cm", "CM")):
-        events = _events(*tables[domain], prefix)
-        events = events[events["USUBJID"].isin(levels)]
-        found, terms[domain] = _event_covariates(events, domain, subject_ids, day, n_terms)
-        covariates.update(found)
+    covariates, terms = _covariates(dm, tables, subject_ids, subject, day, levels, n_terms)
 
     args = dict(
         raw=str(raw_dir), min_observed=min_observed, min_visits=min_visits,

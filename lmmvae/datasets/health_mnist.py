@@ -47,6 +47,46 @@ def transform(image: np.ndarray, angle: float, shift: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def _check(n_instances, n_timepoints, missing, test_fraction, validation_fraction, train_timepoints) -> None:
+    """One-line errors naming the command-line option at fault."""
+    check_positive_int("--instances", n_instances, minimum=2)
+    check_positive_int("--timepoints", n_timepoints, minimum=2)
+    check_fraction("--missing", missing)
+    check_fraction("--test-fraction", test_fraction)
+    check_fraction("--validation-fraction", validation_fraction)
+    if not 1 <= train_timepoints < n_timepoints:
+        raise ConfigError(
+            f"--train-timepoints must be in 1..{n_timepoints - 1} (below --timepoints), got {train_timepoints}"
+        )
+
+
+def _instances(n_instances: int, rng_digits, rng_design, mnist_dir):
+    """Half '3' (sex 0), half '6' (sex 1), one source image each, the sexes mixed over instance ids;
+    then who is diseased and the location, each with probability 1/2: ``sex, sources [P, 28, 28],
+    diseased, location``."""
+    n_sex1 = n_instances // 2
+    sex = np.repeat([0, 1], [n_instances - n_sex1, n_sex1])  # [P]
+    sources = np.zeros((n_instances, 28, 28), dtype=np.float32)
+    for code, digit in enumerate(DIGITS):
+        sources[sex == code] = sample_digits(digit, int((sex == code).sum()), rng_digits, mnist_dir)[0]
+    order = rng_design.permutation(n_instances)  # mix the sexes over instance ids
+    sex, sources = sex[order], sources[order]
+    diseased = rng_design.random(n_instances) < 0.5  # [P]
+    location = rng_design.random(n_instances) < 0.5  # [P]
+    return sex, sources, diseased, location
+
+
+def _images(sources: np.ndarray, subject: np.ndarray, angle: np.ndarray, age: np.ndarray,
+            progress: bool) -> np.ndarray:
+    """Row ``i``: instance ``subject[i]``'s digit, padded, turned by ``angle[i]`` and shifted with age; flat."""
+    padded = np.pad(sources, ((0, 0), (PAD, PAD), (PAD, PAD)))  # [P, 36, 36]
+    y_full = np.empty((len(subject), IMAGE_SHAPE[0] * IMAGE_SHAPE[1]), dtype=np.float32)  # [N, 1296]
+    rows = Progress(range(len(subject)), desc="health-mnist images", unit="img", enabled=progress, delay=1.0)
+    for i in rows:
+        y_full[i] = transform(padded[subject[i]], angle[i], SHIFT_PER_AGE * age[i]).ravel()
+    return y_full
+
+
 def health_mnist(
     n_instances: int = 1000,
     n_timepoints: int = 20,
@@ -65,27 +105,10 @@ def health_mnist(
     ``train_timepoints`` ages stay in train and the rest go to test; all other rows are split
     train/validation at random.
     """
-    check_positive_int("--instances", n_instances, minimum=2)
-    check_positive_int("--timepoints", n_timepoints, minimum=2)
-    check_fraction("--missing", missing)
-    check_fraction("--test-fraction", test_fraction)
-    check_fraction("--validation-fraction", validation_fraction)
-    if not 1 <= train_timepoints < n_timepoints:
-        raise ConfigError(
-            f"--train-timepoints must be in 1..{n_timepoints - 1} (below --timepoints), got {train_timepoints}"
-        )
+    _check(n_instances, n_timepoints, missing, test_fraction, validation_fraction, train_timepoints)
     rng_digits, rng_design, rng_jitter, rng_mask, rng_split = streams(seed, 5)
 
-    # instances: half '3' (sex 0), half '6' (sex 1); one source image each
-    n_sex1 = n_instances // 2
-    sex = np.repeat([0, 1], [n_instances - n_sex1, n_sex1])  # [P]
-    sources = np.zeros((n_instances, 28, 28), dtype=np.float32)
-    for code, digit in enumerate(DIGITS):
-        sources[sex == code] = sample_digits(digit, int((sex == code).sum()), rng_digits, mnist_dir)[0]
-    order = rng_design.permutation(n_instances)  # mix the sexes over instance ids
-    sex, sources = sex[order], sources[order]
-    diseased = rng_design.random(n_instances) < 0.5  # [P]
-    location = rng_design.random(n_instances) < 0.5  # [P]
+    sex, sources, diseased, location = _instances(n_instances, rng_digits, rng_design, mnist_dir)
 
     # one row per (instance, age)
     subject = np.repeat(np.arange(n_instances), n_timepoints)  # [N]
@@ -94,12 +117,7 @@ def health_mnist(
     jitter = rng_jitter.normal(0.0, JITTER_SD, size=len(subject))  # [N]
     angle = rotation_angles(disease_age, diseased[subject], jitter)  # [N] degrees
 
-    padded = np.pad(sources, ((0, 0), (PAD, PAD), (PAD, PAD)))  # [P, 36, 36]
-    d = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
-    y_full = np.empty((len(subject), d), dtype=np.float32)  # [N, 1296]
-    rows = Progress(range(len(subject)), desc="health-mnist images", unit="img", enabled=progress, delay=1.0)
-    for i in rows:
-        y_full[i] = transform(padded[subject[i]], angle[i], SHIFT_PER_AGE * age[i]).ravel()
+    y_full = _images(sources, subject, angle, age, progress)  # [N, 1296]
     mask = (rng_mask.random(y_full.shape) >= missing).astype(np.uint8)  # [N, 1296]
 
     split = withhold_late_split(

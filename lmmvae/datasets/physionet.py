@@ -123,30 +123,9 @@ def find_sets(raw_dir: Path, sets: list[str] | None) -> list[str]:
     return list(sets)
 
 
-def physionet(
-    raw_dir: str | Path,
-    sets: list[str] | None = None,
-    min_bins: int = 10,
-    cut_hour: int = 24,
-    test_fraction: float = 0.2,
-    validation_fraction: float = 0.2,
-    seed: int = 0,
-    progress: bool = False,
-) -> LongitudinalData:
-    """Preprocess the raw challenge files in ``raw_dir`` (docs/data_format.md) into :class:`LongitudinalData`.
-
-    ``sets`` (e.g. ``["a"]``) defaults to every ``set-*`` directory present. Split: ``test_fraction``
-    of the patients with bins on both sides of ``cut_hour`` keep their bins before it in train and
-    their later bins go to test; all other bins are split train/validation at random.
-    """
-    raw_dir = Path(raw_dir)
-    check_positive_int("--min-bins", min_bins)
-    check_fraction("--test-fraction", test_fraction)
-    check_fraction("--validation-fraction", validation_fraction)
-    if not 1 <= cut_hour < N_HOURS:
-        raise ConfigError(f"--cut-hour must be in 1..{N_HOURS - 1}, got {cut_hour}")
-    sets = find_sets(raw_dir, sets)
-
+def _read_patients(raw_dir: Path, sets: list[str], min_bins: int, progress: bool):
+    """Every kept patient of ``sets``: ``blocks`` (RecordID, observed hours, hourly means [bins, 37],
+    observed [bins, 37]), ``statics`` (age, gender, ICU type, mortality) and the drop counts."""
     blocks, statics, unknown, dropped = [], [], set(), {"few bins": 0, "unknown age/gender/ICU type": 0}
     for name in sets:
         outcomes_path = raw_dir / f"Outcomes-{name}.txt"
@@ -178,6 +157,34 @@ def physionet(
         print(f"physionet: ignored parameters not among the 37 variables: {', '.join(sorted(unknown))}", file=sys.stderr)
     if not blocks:
         raise DataFormatError(f"{raw_dir}: no patient left after filtering ({dropped}); lower --min-bins?")
+    return blocks, statics, dropped
+
+
+def physionet(
+    raw_dir: str | Path,
+    sets: list[str] | None = None,
+    min_bins: int = 10,
+    cut_hour: int = 24,
+    test_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    progress: bool = False,
+) -> LongitudinalData:
+    """Preprocess the raw challenge files in ``raw_dir`` (docs/data_format.md) into :class:`LongitudinalData`.
+
+    ``sets`` (e.g. ``["a"]``) defaults to every ``set-*`` directory present. Split: ``test_fraction``
+    of the patients with bins on both sides of ``cut_hour`` keep their bins before it in train and
+    their later bins go to test; all other bins are split train/validation at random.
+    """
+    raw_dir = Path(raw_dir)
+    check_positive_int("--min-bins", min_bins)
+    check_fraction("--test-fraction", test_fraction)
+    check_fraction("--validation-fraction", validation_fraction)
+    if not 1 <= cut_hour < N_HOURS:
+        raise ConfigError(f"--cut-hour must be in 1..{N_HOURS - 1}, got {cut_hour}")
+    sets = find_sets(raw_dir, sets)
+
+    blocks, statics, dropped = _read_patients(raw_dir, sets, min_bins, progress)
 
     subject = np.concatenate([np.full(len(b[1]), p) for p, b in enumerate(blocks)])  # [N]
     hour = np.concatenate([b[1] for b in blocks]).astype(np.float64)  # [N]

@@ -52,13 +52,7 @@ def rotating_mnist(
     subject = np.repeat(np.arange(n_instances), n_angles)  # [N]
     step = np.tile(np.arange(n_angles), n_instances)  # [N]
     angle = 2.0 * np.pi * step / n_angles  # [N] radians
-    y_full = np.empty((len(subject), IMAGE_SHAPE[0] * IMAGE_SHAPE[1]), dtype=np.float32)  # [N, 784]
-    rows = Progress(range(len(subject)), desc="rotating-mnist images", unit="img", enabled=progress, delay=1.0)
-    for i in rows:
-        image = sources[subject[i]]
-        if step[i]:
-            image = np.clip(ndimage.rotate(image, np.degrees(angle[i]), reshape=False, order=3), 0.0, 1.0)
-        y_full[i] = image.ravel()
+    y_full = _rotated(sources, subject, step, angle, progress)  # [N, 784]
     if missing > 0:
         mask = (rng_mask.random(y_full.shape) >= missing).astype(np.uint8)  # [N, 784]
     else:
@@ -85,6 +79,19 @@ def rotating_mnist(
         latent_truth=np.stack([np.cos(angle), np.sin(angle)], axis=1),  # [N, 2]
         attrs=attrs,
     )
+
+
+def _rotated(sources: np.ndarray, subject: np.ndarray, step: np.ndarray, angle: np.ndarray,
+             progress: bool) -> np.ndarray:
+    """Row ``i``: instance ``subject[i]``'s digit turned by ``angle[i]`` (cubic, clipped to [0, 1]), flat."""
+    y_full = np.empty((len(subject), IMAGE_SHAPE[0] * IMAGE_SHAPE[1]), dtype=np.float32)  # [N, 784]
+    rows = Progress(range(len(subject)), desc="rotating-mnist images", unit="img", enabled=progress, delay=1.0)
+    for i in rows:
+        image = sources[subject[i]]  # [28, 28]
+        if step[i]:
+            image = np.clip(ndimage.rotate(image, np.degrees(angle[i]), reshape=False, order=3), 0.0, 1.0)
+        y_full[i] = image.ravel()
+    return y_full
 
 
 def _run(args) -> LongitudinalData:
