@@ -23,15 +23,16 @@ subject are the test rows (future prediction), the other rows 85:15 train : vali
 * B, decoder × noise: decoder ∈ {linear, tanh32, elu64x2}, noise ∈ {0.05, 0.2, 0.5} (9 cells),
   D = 20, r = 2.
 
-16 cells × 3 seeds. The oLMM-VAE epoch budget is :data:`EPOCHS` (200), not the library's 1000 (with
-patience 50): at 1000 one cell × seed costs ~2 CPU-minutes (two latent sizes, ~1000 epochs each:
-these small runs rarely stop early), 16 × 3 of them ~100 minutes, three times the map's budget.
-What the cut costs oLMM-VAE is measured on one cell (docs/map.md).
+16 cells × 3 seeds. The oLMM-VAE epoch budget is the library's (1000, patience 50) unless
+``--epochs N``; rows are cached per budget. At 1000 one cell × seed costs ~2 CPU-minutes (two
+latent sizes; these small runs often use the whole budget) and MixedLM at D = 100 several more, so
+the whole map takes hours on a 2-core CPU; the run in docs/map.md is a 200-epoch map at seed 0,
+with a few cells checked at the library's budget.
 
 **Models**, each given its best fair shot, chosen on the *validation* rows only (never test):
 
-* oLMM-VAE, ELBO, the library's defaults (``network: mlp``, patience 50, ...) but an epoch budget
-  of :data:`EPOCHS`, design :data:`DESIGN` (contains the generating latent model); ``latent_dim`` chosen among
+* oLMM-VAE, ELBO, the library's defaults (``network: mlp``, patience 50, 1000 epochs, ...; the
+  budget can be cut with ``--epochs``), design :data:`DESIGN` (contains the generating latent model); ``latent_dim`` chosen among
   ``{r, 2r}`` by the validation MSE of the prediction from covariates (docs/model.md 2.4);
 * MixedLM per feature (``variant: mixedlm``), which chooses its design (one for all features) among
   :data:`MIXEDLM_CANDIDATES` by the pooled validation MSE and refits it on train + validation rows;
