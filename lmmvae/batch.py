@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -25,6 +26,18 @@ class DesignBatch:
     shared: torch.Tensor  # [B, Q_s]
     levels: list[torch.Tensor] = field(default_factory=list)  # each [B], int64, -1 = unseen level
     values: list[torch.Tensor] = field(default_factory=list)  # each [B, F_t]
+
+    @classmethod
+    def from_matrix(cls, matrix, device: torch.device | str | None = None) -> "DesignBatch":
+        """The tensors of a :class:`lmmvae.design.DesignMatrix` (numpy ``shared`` [N, Q_s]; per term
+        ``levels`` [N] and ``values`` [N, F_t]), on ``device`` when given. Made here, not by the
+        design, so that :mod:`lmmvae.design` imports no torch (the classical fits and run files use it)."""
+        batch = cls(
+            shared=torch.from_numpy(np.ascontiguousarray(matrix.shared)),
+            levels=[torch.from_numpy(np.ascontiguousarray(lv)) for lv in matrix.levels],
+            values=[torch.from_numpy(np.ascontiguousarray(v)) for v in matrix.values],
+        )
+        return batch.to(device) if device is not None else batch
 
     def __getitem__(self, index: torch.Tensor) -> "DesignBatch":
         return DesignBatch(

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from lmmvae import rundir
+from lmmvae.classical_summary import summarise
 from lmmvae.classical_fit import fit_counts, fit_rows, status_line
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.h5 import LongitudinalData, read_h5
@@ -168,9 +169,6 @@ class ClassicalModel:
 
     def summary(self):
         """The per-feature table of the fit (:mod:`lmmvae.classical_summary`), as ``lmmvae summary``."""
-        # lazy: imports torch; this module stays torch-free, as the workflow's plan imports it (is_classical)
-        from lmmvae.classical_summary import summarise
-
         return summarise(self)
 
     @property

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from lmmvae.design import Design
 from lmmvae.errors import DesignError
 from lmmvae.metrics import mse
 from lmmvae.mixedlm import fit_design, predict_design
@@ -23,9 +24,6 @@ def fit_rows(data, rows, config, names: list[str]):
 
 def _fit_mean(rows, config, names):
     """``variant: mean``: per feature, the mean and variance of its observed fit-row entries."""
-    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
-    from lmmvae.design import Design
-
     d_count = rows.n_features
     mean, var, records = np.zeros(d_count), np.ones(d_count), []
     for d in range(d_count):

@@ -69,7 +69,7 @@ class TensorData:
         self.y = torch.as_tensor(data.y, device=self.device)  # [N, D]
         self.mask = torch.as_tensor(data.mask, device=self.device, dtype=torch.float32)  # [N, D]
         self.split = torch.as_tensor(data.split.astype(np.int64), device=self.device)  # [N]
-        self.x: DesignBatch = design.transform(data.covariates).to_torch(self.device)
+        self.x = DesignBatch.from_matrix(design.transform(data.covariates), self.device)
         values = recode(data, reference_levels)
         self.covariates = {
             name: torch.as_tensor(v, device=self.device, dtype=torch.int64 if v.dtype.kind in "iu" else torch.float32)

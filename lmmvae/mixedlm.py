@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from lmmvae.design import INTERCEPT, Design
+from lmmvae.design.formula import parse_formula
 from lmmvae.errors import ConfigError, DesignError, LmmvaeWarning
 
 #: floor of every predictive variance: the Gaussian likelihood's default ``min_variance`` of the
@@ -62,9 +64,6 @@ class MixedLMOptions:
     candidates: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
-        from lmmvae.design.formula import parse_formula
-
         for m in self.method:
             if m not in _METHODS:
                 raise ConfigError(f"prior (mixedlm).method: {m!r} is not one of {', '.join(_METHODS)}")
@@ -295,9 +294,6 @@ def fit_design(formula: str, fit, options: MixedLMOptions, names: list[str], che
     held-out rows for the blow-up test (raises DesignError when the design cannot code them);
     ``start``: per feature, the level to start from (the level reached on validation) and why
     (its record, or None)."""
-    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
-    from lmmvae.design import INTERCEPT, Design
-
     design = Design(formula).fit(fit.covariates)
     x, z, levels, n_groups = _arrays(design, fit.covariates)
     held = None

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lmmvae.atomic import atomic_output, write_text
+from lmmvae.design import FittedDesign
 from lmmvae.errors import DataFormatError, DesignError, RunError
 from lmmvae.h5 import Covariate
 from lmmvae.paths import CHECKPOINT_FILE, COVARIATES_FILE, MODEL_FILE, PRIOR_FILE, RUN_FILES
@@ -235,9 +236,6 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_design(run_dir: Path):
-    # lazy: imports torch; torch-free here, as lmmvae.classical (read by the workflow's plan) imports this module
-    from lmmvae.design import FittedDesign
-
     path = run_dir / "design.json"
     saved = read_json(path)
     try:

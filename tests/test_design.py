@@ -268,7 +268,7 @@ def test_random_effects_gather_equals_dense_matmul_and_unseen_subject_is_zero():
     # unseen subject: zero random-effect columns in dense, zero values (a clamped gather adds nothing)
     np.testing.assert_array_equal(dense[1, fitted.n_shared: fitted.n_shared + 10], 0.0)
     np.testing.assert_array_equal(x.values[0][1], 0.0)
-    batch = x.to_torch()
+    batch = DesignBatch.from_matrix(x)
     assert isinstance(batch, DesignBatch) and batch.shared.dtype == torch.float32
     assert batch.levels[0].dtype == torch.int64 and torch.equal(batch.values[1], torch.from_numpy(x.values[1]))
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from lmmvae.batch import DesignBatch
 from lmmvae.design import Design
 from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.likelihoods import GaussianLikelihood
@@ -186,7 +187,7 @@ def _fitted_linear(noise_var: float, objective: str = "elbo", n_samples: int = 1
         prior.effects.shared_log_std.fill_(math.log(0.3))
     likelihood = GaussianLikelihood(3, learn_variance=False, init_variance=noise_var + 1e-4)
     model = LatentVariableModel(RoughEncoder(), LinearDecoder3(), likelihood, prior).eval()
-    x = design.transform(covariates).to_torch()
+    x = DesignBatch.from_matrix(design.transform(covariates))
     with torch.no_grad():
         dist = prior.predict(SimpleNamespace(x=x))
         gen = torch.Generator().manual_seed(3)  # the same rows on every call

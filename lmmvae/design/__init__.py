@@ -4,7 +4,7 @@ of Fourier features (SPEC 5).
     design = Design("~ age + sex + sex:age + (1 | id)")
     fitted = design.fit(train.covariates)          # standardisation, levels, RFF frequencies
     x = fitted.transform(test.covariates)          # DesignMatrix: shared [N, Q_s] + sparse random effects
-    x.to_torch(device)                             # lmmvae.batch.DesignBatch for the LMM prior
+    DesignBatch.from_matrix(x, device)             # lmmvae.batch: tensors for the LMM prior
 
 See docs/configuration.md, "Design formulas", for the syntax and the columns of each term.
 """

@@ -10,9 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lmmvae.batch import DesignBatch
 from lmmvae.design.bases import BASIS_CLASSES, CODED_KINDS, Basis, CovariateReader, resolve
 from lmmvae.design.formula import parse_formula
 from lmmvae.design.terms import INTERCEPT, ParsedFormula, RandomTerm, Term
@@ -53,14 +51,6 @@ class DesignMatrix:
     def __getitem__(self, index) -> "DesignMatrix":
         return DesignMatrix(self.shared[index], [lv[index] for lv in self.levels],
                             [v[index] for v in self.values], list(self.n_levels))
-
-    def to_torch(self, device: torch.device | str | None = None) -> DesignBatch:
-        batch = DesignBatch(
-            shared=torch.from_numpy(np.ascontiguousarray(self.shared)),
-            levels=[torch.from_numpy(np.ascontiguousarray(lv)) for lv in self.levels],
-            values=[torch.from_numpy(np.ascontiguousarray(v)) for v in self.values],
-        )
-        return batch.to(device) if device is not None else batch
 
     def dense(self) -> np.ndarray:
         """The dense ``x_i``: ``[N, Q_s + Σ_t P_t F_t]`` float32, for tests and small baselines only.
