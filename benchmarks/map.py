@@ -32,8 +32,9 @@ with a few cells checked at the library's budget.
 **Models**, each given its best fair shot, chosen on the *validation* rows only (never test):
 
 * oLMM-VAE, ELBO, the library's defaults (``network: mlp``, patience 50, 1000 epochs, ...; the
-  budget can be cut with ``--epochs``), design :data:`DESIGN` (contains the generating latent model); ``latent_dim`` chosen among
-  ``{r, 2r}`` by the validation MSE of the prediction from covariates (docs/model.md 2.4);
+  budget can be cut with ``--epochs``), design :data:`DESIGN` (contains the generating latent
+  model); ``latent_dim`` chosen among ``{r, 2r}`` by the validation MSE of the prediction from
+  covariates (docs/model.md 2.4);
 * MixedLM per feature (``variant: mixedlm``), which chooses its design (one for all features) among
   :data:`MIXEDLM_CANDIDATES` by the pooled validation MSE and refits it on train + validation rows;
 * truth: ``g(z)`` at the true latent, the noise floor (≈ noise²).
@@ -201,7 +202,8 @@ def run_cell(cell: dict, seed: int, out: Path, epochs: int | None = None, n_subj
     return {**cell, "seed": seed, "epochs_budget": budget(epochs), "olmm_mse": best["mse_test"],
             "mixedlm_mse": mixed["mse_test"],
             "ratio": best["mse_test"] / mixed["mse_test"], "truth_mse": _split_mse(data.y, data.y_full, test),
-            "latent_dim": best["latent_dim"], "val_mse_by_latent": " ".join(f"{f['latent_dim']}:{f['mse_val']:.4f}" for f in fits),
+            "latent_dim": best["latent_dim"],
+            "val_mse_by_latent": " ".join(f"{f['latent_dim']}:{f['mse_val']:.4f}" for f in fits),
             "epochs_run": best["epochs_run"], "mixedlm_design": mixed["design"],
             "olmm_seconds": sum(f["seconds"] for f in fits), "mixedlm_seconds": mixed["seconds"]}
 
@@ -296,7 +298,8 @@ def _pm(mean: float, sd: float, digits: int = 3) -> str:
 def table(summary: list[dict]) -> str:
     """The markdown table: one line per cell, slice A then slice B."""
     lines = ["| slice | D | r | decoder | noise | seeds | ratio oLMM-VAE / MixedLM | oLMM-VAE MSE | MixedLM MSE | "
-             "truth (noise floor) | effective rank | oLMM-VAE ahead (seeds) | latent_dim chosen | MixedLM design chosen |",
+             "truth (noise floor) | effective rank | oLMM-VAE ahead (seeds) | latent_dim chosen | "
+             "MixedLM design chosen |",
              "| --- | --: | --: | --- | --: | --: | --: | --: | --: | --: | --: | --: | --- | --- |"]
     for s in sorted(summary, key=lambda s: (s["slice"] == "B", s["decoder"], s["noise"], s["D"], s["r"])):
         lines.append(f"| {s['slice']} | {s['D']} | {s['r']} | {s['decoder']} | {s['noise']:g} | {s['seeds']} | "
@@ -363,7 +366,8 @@ def main(argv=None) -> harness.Result:
     text = table(summary) + ("\n\n" + real_table(real) if real else "")
     command = ("python -m benchmarks.map " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     notes = [f"{subjects} subjects × {VISITS} visits, test = last {FUTURE} visits of every other subject; seeds "
-             f"0..{seeds - 1} asked (column seeds: how many a cell has); oLMM-VAE ELBO, library defaults, epoch budget {budget(epochs)}, latent_dim chosen in {{r, 2r}} on "
+             f"0..{seeds - 1} asked (column seeds: how many a cell has); oLMM-VAE ELBO, library defaults, "
+             f"epoch budget {budget(epochs)}, latent_dim chosen in {{r, 2r}} on "
              f"validation MSE; MixedLM design chosen on validation among `{DESIGN}` and {MIXEDLM_CANDIDATES}.",
              f"this invocation: {(time.perf_counter() - start) / 60:.1f} min (cached cells not rerun)."]
     result = harness.Result(NAME, summary, text, command, harness.describe_machine(__import__("torch").device("cpu")),

@@ -57,7 +57,8 @@ def draw(summary: list[dict], path: Path, real: list[dict] | None = None, note: 
         axes[0].scatter([x], [y], s=90, marker="D", c=[math.log(point["ratio"])], cmap=cmap, vmin=-LIMIT,
                         vmax=LIMIT, edgecolors="black", zorder=3)
         off_scale = " (off scale)" if point["effective_rank"] > rs[-1] else ""
-        axes[0].annotate(f"{point['name']}: {point['ratio']:.2f}\neff. rank {point['effective_rank']}{off_scale}", (x, y),
+        label = f"{point['name']}: {point['ratio']:.2f}\neff. rank {point['effective_rank']}{off_scale}"
+        axes[0].annotate(label, (x, y),
                          xytext=offset, textcoords="offset points", fontsize=7.5,
                          bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0})
     noises, kinds = list(bmap.SLICE_B["noise"]), list(bmap.SLICE_B["decoder"])
