@@ -12,7 +12,7 @@ is evaluated with the same metrics and is chosen from the same CLI as LMM-VAE:
 GP priors read the experiment's design formula as a kernel (SPEC 5, :mod:`baselines.kernels`).
 """
 
-from lmmvae.variants import Variant, register
+from lmmvae.model.variants import Variant, register
 
 from baselines.cvae import CVAEOptions, build_cvae, summarise_cvae
 from baselines.gppvae import GPPVAEOptions, build_gppvae, summarise_gppvae

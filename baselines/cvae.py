@@ -1,7 +1,7 @@
 """The conditional VAE (Sohn et al. 2015, section 4.1 "CVAE"), docs/baselines.md.
 
 Encoder ``q(z | y, x)`` and decoder ``p(y | z, x)`` both take the shared design row ``x_i^s`` of the
-experiment's formula (concatenated to their inputs by :class:`lmmvae.model.LatentVariableModel`:
+experiment's formula (concatenated to their inputs by :class:`lmmvae.model.latent.LatentVariableModel`:
 the variant declares ``conditional=True``); the prior ``p(z | x) = N(0, I)``, the common choice (Sohn et
 al. also learn a prior network; with it the CVAE is not comparable to the VAE on equal terms).
 Prediction at new covariates decodes ``z = 0``, the prior mean, together with ``x*``.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmmvae.errors import ConfigError
-from lmmvae.priors.normal import StandardNormalPrior
+from lmmvae.model.priors.normal import StandardNormalPrior
 
 
 @dataclass

@@ -46,9 +46,9 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import nn
 from torch.distributions import Normal
 
-from lmmvae.batch import Batch
+from lmmvae.data.batch import Batch
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
+from lmmvae.model.priors.base import Encoded, Inference, KLTerms, Prior
 
 from baselines.kernels import (KernelFactor, KernelInputs, ObjectViewKernel, components_from_design, fit_inputs,
                                joint_prior_sample, positive, view_factor)

@@ -29,8 +29,8 @@ from gpytorch.kernels import Kernel, LinearKernel, PeriodicKernel, ProductKernel
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import nn
 
+from lmmvae.data.h5 import Covariate
 from lmmvae.errors import ConfigError, DesignError
-from lmmvae.h5 import Covariate
 
 KINDS = ("rbf", "periodic", "categorical")
 CODED = ("binary", "categorical", "id")
@@ -195,7 +195,7 @@ def _term_factors(term, covariates: dict[str, Covariate]) -> tuple[KernelFactor,
 
 
 def _term_parts(term) -> list[tuple[str, str, dict]]:
-    """``(covariate, basis, args)`` of each factor of a design term (see lmmvae.design)."""
+    """``(covariate, basis, args)`` of each factor of a design term (see lmmvae.model.design)."""
     parts = getattr(term, "factors", None)
     if parts is None:
         parts = [term]

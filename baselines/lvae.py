@@ -44,9 +44,9 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import nn
 from torch.distributions import Normal
 
-from lmmvae.batch import Batch
+from lmmvae.data.batch import Batch
 from lmmvae.errors import ConfigError
-from lmmvae.priors.base import Encoded, Inference, KLTerms, Prior
+from lmmvae.model.priors.base import Encoded, Inference, KLTerms, Prior
 
 from baselines.gppvae import subject_levels
 from baselines.kernels import (Component, KernelInputs, component_kernel, components_from_design,

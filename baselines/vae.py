@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmmvae.priors.normal import StandardNormalPrior
+from lmmvae.model.priors.normal import StandardNormalPrior
 
 
 @dataclass

@@ -48,9 +48,9 @@ import numpy as np
 
 from benchmarks import harness
 from benchmarks.simulate_lmm import DECODERS, DESIGN, LATENT_DIM, LATENT_DIMS, simulate_lmm, truth_decoder
-from lmmvae.h5 import LongitudinalData, write_h5
-from lmmvae.metrics import mse
-from lmmvae.runtime import choose_device
+from lmmvae.answers.metrics import mse
+from lmmvae.data.h5 import LongitudinalData, write_h5
+from lmmvae.training.runtime import choose_device
 
 NAME = "accuracy"
 DEFAULT_OUT = harness.RESULTS / NAME
@@ -117,7 +117,7 @@ def mixedlm_statsmodels(data: LongitudinalData) -> tuple[np.ndarray, int]:
 
 
 def mixedlm_library(data: LongitudinalData, run_dir: Path, seed: int, device: str) -> float:
-    """Test MSE of the library's ``variant: mixedlm`` (lmmvae.classical), through the public API."""
+    """Test MSE of the library's ``variant: mixedlm`` (lmmvae.classical.family), through the public API."""
     import lmmvae
 
     fitted = lmmvae.fit(data, out=run_dir, seed=seed, variant="mixedlm", design=DESIGN, progress=False,

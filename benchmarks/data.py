@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
+from lmmvae.data.h5 import Covariate, LongitudinalData, read_h5, write_h5
 
 N_FACTORS = 4
 
@@ -23,8 +23,8 @@ N_FACTORS = 4
 def health_mnist(n_instances: int, n_timepoints: int = 20, cache: str | Path | None = None,
                  seed: int = 0) -> LongitudinalData:
     """Health MNIST of ``n_instances × n_timepoints`` images (docs/data_format.md), generated once by
-    :func:`lmmvae.datasets.health_mnist.health_mnist` and kept under ``cache`` (if given)."""
-    from lmmvae.datasets.health_mnist import health_mnist as generate
+    :func:`lmmvae.data.sets.health_mnist.health_mnist` and kept under ``cache`` (if given)."""
+    from lmmvae.data.sets.health_mnist import health_mnist as generate
 
     path = None if cache is None else Path(cache) / f"health_mnist-I{n_instances}-T{n_timepoints}-s{seed}.h5"
     if path is not None and path.exists():

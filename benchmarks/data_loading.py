@@ -26,7 +26,7 @@ from benchmarks import harness, scaling
 from benchmarks.data import health_mnist
 from benchmarks.epoch_cost import COMMON as HM_COMMON, MODELS as HM_MODELS, TIMEPOINTS
 from benchmarks.harness import Bench, Column
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "data_loading"
 PHASES = ("load", "forward", "backward", "optimizer", "other")

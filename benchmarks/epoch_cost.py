@@ -18,7 +18,7 @@ import torch
 from benchmarks import harness
 from benchmarks.data import health_mnist
 from benchmarks.harness import Column
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "epoch_cost"
 TIMEPOINTS = 20

@@ -36,14 +36,14 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from lmmvae.assemble import assemble
 from lmmvae.atomic import atomic_output
-from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
-from lmmvae.h5 import LongitudinalData
-from lmmvae.loader import TensorData
-from lmmvae.runtime import choose_device
-from lmmvae.train import Trainer
+from lmmvae.data.h5 import LongitudinalData
+from lmmvae.data.loader import TensorData
+from lmmvae.training.assemble import assemble
+from lmmvae.training.checks import config_from_dict
+from lmmvae.training.runtime import choose_device
+from lmmvae.training.train import Trainer
 
 MB = 2**20
 RESULTS = Path("results") / "benchmarks"
@@ -77,7 +77,7 @@ def _cpu_model() -> str:
 # -- building ----------------------------------------------------------------------------------
 def registered(variant: str) -> bool:
     """Whether ``variant`` is in the registry (the baselines may be absent from a checkout)."""
-    from lmmvae import variants
+    from lmmvae.model import variants
 
     return variant in variants.names()
 
@@ -99,7 +99,7 @@ class Bench:
 
 def prepare(name: str, data: LongitudinalData, device: str | torch.device = "cpu", seed: int = 0,
             **settings) -> Bench:
-    """Build model, design and tensors with :func:`lmmvae.assemble.assemble`, as
+    """Build model, design and tensors with :func:`lmmvae.training.assemble.assemble`, as
     :func:`lmmvae.api.fit` does, for ``settings`` (model-config keys)."""
     device = choose_device(str(device))
     config = config_from_dict({**settings, "device": str(device)}, where=f"benchmark model {name}")

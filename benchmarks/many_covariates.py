@@ -11,7 +11,7 @@ with ``Q`` only through that product and the ``Q × L`` block of ``q(A)``.
 from __future__ import annotations
 
 from benchmarks import harness, scaling
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "many_covariates"
 N_OBS = 50_000

@@ -12,7 +12,7 @@ coefficients of ``q(A)`` and their optimiser moments) necessarily grows with ``P
 from __future__ import annotations
 
 from benchmarks import harness, scaling
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "many_subjects"
 N_OBS = 200_000

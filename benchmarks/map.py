@@ -61,7 +61,7 @@ import numpy as np
 from benchmarks import harness
 from benchmarks.map_real import effective_rank, real_points
 from benchmarks.simulate_lmm import HIDDEN, _elu_decoder
-from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.data.h5 import Covariate, LongitudinalData
 
 NAME = "map"
 DEFAULT_OUT = harness.RESULTS / NAME
@@ -158,7 +158,7 @@ def fit_olmm(data: LongitudinalData, latent_dim: int, run_dir: Path, seed: int, 
     prediction from covariates (docs/model.md 2.4), the epochs run and the seconds."""
     import lmmvae
     import torch
-    from lmmvae.predict import predict_rows
+    from lmmvae.answers.predict import predict_rows
 
     extra = {} if epochs is None else {"epochs": epochs}
     start = time.perf_counter()

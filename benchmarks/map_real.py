@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.h5 import LongitudinalData, read_h5
+from lmmvae.data.h5 import LongitudinalData, read_h5
 
 SHARE = 0.9  # variance share the effective rank's components explain
 
@@ -70,7 +70,7 @@ def effective_rank(data: LongitudinalData, share: float = SHARE) -> int:
 def build(name: str, cache: Path) -> LongitudinalData:
     """The data set ``name`` of :data:`REAL_SETS` (built once into ``cache``)."""
     if name == "pbcseq":
-        from lmmvae.datasets.examples import example
+        from lmmvae.data.sets.examples import example
 
         return example("pbcseq")
     factors = "2" if "shared" in name else "0"

@@ -1,4 +1,4 @@
-"""Forward+backward time of each network of :mod:`lmmvae.networks` on one batch, on this CPU.
+"""Forward+backward time of each network of :mod:`lmmvae.model.networks` on one batch, on this CPU.
 
     .venv/bin/python -m benchmarks.network_timing [--batch 256] [--latent 16] [--repeats 20]
 
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from lmmvae.networks import build_networks
+from lmmvae.model.networks import build_networks
 
 CASES = [("health_mnist", 1296), ("rotating_mnist", 784), ("mlp", 37), ("mlp", 30)]
 

@@ -26,7 +26,7 @@ from benchmarks.data import health_mnist
 from benchmarks.epoch_cost import COMMON, MODELS, TIMEPOINTS
 from benchmarks.harness import Column
 from lmmvae.atomic import write_text
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "precision"
 SETTINGS = {

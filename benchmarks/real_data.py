@@ -51,7 +51,7 @@ LEVEL = 0.9
 
 def coverage(fitted, data, level: float = LEVEL) -> float:
     """Share of the observed test entries inside the model's ``level`` predictive interval."""
-    from lmmvae.intervals import predict_frame, table_scale
+    from lmmvae.answers.intervals import predict_frame, table_scale
 
     test = data.split == 2
     frame = data.covariate_frame()[test].reset_index(drop=True)
@@ -127,7 +127,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed: a smoke run")
     parser.add_argument("--resume", action="store_true", help="keep the rows of OUT/runs.csv, run the missing ones")
     args = parser.parse_args(argv)
-    from lmmvae.datasets.examples import example
+    from lmmvae.data.sets.examples import example
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

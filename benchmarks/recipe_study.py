@@ -60,9 +60,9 @@ import yaml
 
 from benchmarks import harness
 from benchmarks.run_all import update_markdown
+from lmmvae.answers.metrics import mse
+from lmmvae.data.h5 import SPLITS, LongitudinalData, read_h5
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import SPLITS, LongitudinalData, read_h5
-from lmmvae.metrics import mse
 
 DEFAULT_GRID = Path(__file__).with_name("recipe_grids") / "simulated.yaml"
 DEFAULT_MARKDOWN = Path("docs") / "recipe_study.md"
@@ -174,10 +174,10 @@ def resolved(settings: dict) -> tuple[str | None, str | None]:
     import dataclasses
     import json
 
-    from lmmvae import train
+    from lmmvae.training import train
 
-    try:  # the registry checks live in lmmvae.checks where it exists, on ModelConfig before
-        from lmmvae.checks import config_from_dict, prior_options
+    try:  # the registry checks live in lmmvae.training.checks where it exists, on ModelConfig before
+        from lmmvae.training.checks import config_from_dict, prior_options
     except ImportError:
         from lmmvae.config import ModelConfig
 

@@ -22,7 +22,7 @@ from benchmarks import (accuracy, data_loading, epoch_cost, harness, many_covari
                         workflow_overhead)
 from benchmarks import map as map_benchmark
 from lmmvae.atomic import write_text
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 SCRIPTS = {module.NAME: module for module in (epoch_cost, many_subjects, many_covariates, data_loading, accuracy,
                                                workflow_overhead, profile_fit, map_benchmark)}

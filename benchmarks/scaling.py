@@ -17,7 +17,7 @@ import torch
 from benchmarks import harness
 from benchmarks.data import design_formula, simulate
 from benchmarks.harness import Column
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 COMMON = {"network": "mlp", "likelihood": "gaussian", "latent_dim": 16, "batch_size": 256}
 DATA_DIM = 32

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.data.h5 import Covariate, LongitudinalData
 
 #: the LMM-VAE design that contains the generating model (see the module docstring)
 DESIGN = "~ time + fourier(time, 2, period=2) + sex + (1 + time | id)"

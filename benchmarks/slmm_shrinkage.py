@@ -16,7 +16,7 @@ import pandas as pd
 
 import lmmvae
 from benchmarks.simulate_lmm import DESIGN, GAMMA, RANDOM_SD, decoder, shared_effect
-from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.data.h5 import Covariate, LongitudinalData
 
 SETTINGS = {"intercepts_only": 0.0, "slopes": RANDOM_SD}  # std of the true random slopes
 RECIPE = dict(variant="slmm", objective="elbo", design=DESIGN, latent_dim=2, lr=1e-2, progress=False)

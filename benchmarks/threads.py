@@ -7,7 +7,7 @@ Models: the README quick start's oLMM-VAE on examples/visits.csv (a dense networ
 oLMM-VAE on a small Health MNIST (the paper's conv network, 36×36 images). Each fit runs in its own
 process with `--threads N` for a fixed number of epochs (no early stopping), so the seconds compare
 like with like. "busy" runs one more process that spins on a core for the whole fit, as a second job
-on a 2-core laptop would. The choice the library makes (lmmvae.runtime.default_threads) is the
+on a 2-core laptop would. The choice the library makes (lmmvae.training.runtime.default_threads) is the
 fastest count under load for each kind, unless the quiet machine loses more than it wins.
 """
 

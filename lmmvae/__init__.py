@@ -4,7 +4,7 @@ The Python API mirrors the command line: ``lmmvae.fit``, ``lmmvae.load`` and the
 returned :class:`~lmmvae.api.LMMVAE` (``predict``, ``impute``, ``latent``, ``save``).
 """
 
-from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
+from lmmvae.data.h5 import Covariate, LongitudinalData, read_h5, write_h5
 
 __version__ = "0.1.0"
 
@@ -12,14 +12,14 @@ __version__ = "0.1.0"
 def _from_frame(cls, frame, subject: str, time: str, features=None, covariates=None,
                 **options) -> LongitudinalData:
     """A long-format pandas DataFrame (one row per visit) as data: kinds inferred, empty feature
-    cells masked, a train/validation(/test) split; see :mod:`lmmvae.datasets.table`."""
-    from lmmvae.datasets.table import from_frame  # lazy: `import lmmvae` loads no data-set module
+    cells masked, a train/validation(/test) split; see :mod:`lmmvae.data.sets.table`."""
+    from lmmvae.data.sets.table import from_frame  # lazy: `import lmmvae` loads no data-set module
 
     return from_frame(frame, subject=subject, time=time, features=features, covariates=covariates, **options)
 
 
 # the public constructor `lmmvae.LongitudinalData.from_frame(...)`: defined here, at the top of the
-# package, so that the in-memory format (lmmvae.longitudinal) does not import the table reader above it
+# package, so that the in-memory format (lmmvae.data.longitudinal) does not import the table reader above it
 LongitudinalData.from_frame = classmethod(_from_frame)
 
 __all__ = ["Covariate", "LongitudinalData", "read_h5", "write_h5", "fit", "load"]

@@ -11,10 +11,10 @@ Example::
     m.impute(data); m.latent(data); m.evaluate(data)
     m2 = lmmvae.load("runs/hm")
 
-A run directory (:mod:`lmmvae.rundir`) holds JSON files (config, design, the prior's summary of
+A run directory (:mod:`lmmvae.runs.rundir`) holds JSON files (config, design, the prior's summary of
 the training split, the training covariates' levels), ``history.csv``, ``checkpoint.pt`` (by
 time, for ``--resume``) and, written last, ``model.pt``; a model is built the same way from data
-(``fit``) and from a run directory (``load``): :mod:`lmmvae.assemble`.
+(``fit``) and from a run directory (``load``): :mod:`lmmvae.training.assemble`.
 """
 
 from __future__ import annotations
@@ -26,27 +26,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmmvae import assemble, predict, rundir, variants
-from lmmvae import summary as _summary  # the module: a patched lmmvae.summary.summarise is the one called
-from lmmvae.checks import config_from_dict
+from lmmvae.answers import predict
+from lmmvae.answers import summary as _summary  # the module: a patched lmmvae.answers.summary.summarise is the one called
+from lmmvae.answers.contrast import contrast
+from lmmvae.answers.effects import covariate_effect, plot_effect
+from lmmvae.answers.evaluate import evaluate as _evaluate
+from lmmvae.answers.evaluate import neural_inputs
+from lmmvae.answers.intervals import latent_posterior, predict as predict_answer, scale_info
+from lmmvae.answers.predict import condition
 from lmmvae.config import ModelConfig
-from lmmvae.contrast import contrast
-from lmmvae.datasets.table import frame_for_fit
-from lmmvae.design import FittedDesign
-from lmmvae.effects import covariate_effect, plot_effect
+from lmmvae.data.h5 import Covariate, LongitudinalData, read_h5
+from lmmvae.data.loader import TensorData
+from lmmvae.data.longitudinal import covariate_rows
+from lmmvae.data.sets.table import frame_for_fit
 from lmmvae.errors import TrainingError
-from lmmvae.evaluate import evaluate as _evaluate
-from lmmvae.evaluate import neural_inputs
-from lmmvae.h5 import Covariate, LongitudinalData, read_h5
-from lmmvae.intervals import latent_posterior, predict as predict_answer, scale_info
-from lmmvae.loader import TensorData
-from lmmvae.longitudinal import covariate_rows
-from lmmvae.model import LatentVariableModel
-from lmmvae.networks import is_image_network
-from lmmvae.predict import condition
-from lmmvae.runlock import hold
-from lmmvae.runtime import choose_device, set_threads
-from lmmvae.train import Trainer
+from lmmvae.model import variants
+from lmmvae.model.design import FittedDesign
+from lmmvae.model.latent import LatentVariableModel
+from lmmvae.model.networks import is_image_network
+from lmmvae.runs import rundir
+from lmmvae.runs.runlock import hold
+from lmmvae.training import assemble
+from lmmvae.training.checks import config_from_dict
+from lmmvae.training.runtime import choose_device, set_threads
+from lmmvae.training.train import Trainer
 
 MODEL_FILE = rundir.MODEL_FILE
 
@@ -84,13 +87,13 @@ class LMMVAE:
         return covariate_rows(covariates, self.train_covariates, self.design.covariate_names, self.config.subject,
                               self.info["data_dim"])
 
-    # -- predictions (batched implementations: lmmvae.predict) ------------------------------
+    # -- predictions (batched implementations: lmmvae.answers.predict) ------------------------------
     def predict(self, covariates, level: float = 0.9, n_samples: int | None = None, intervals: bool = True):
         """Prediction from covariates alone (SPEC 2.4, 3.4). A pandas DataFrame gives a DataFrame with its
         index: its columns, then ``F_mean``, ``F_lower``, ``F_upper`` per feature ``F`` (a ``level``
         predictive interval from ``n_samples`` draws per row, default 500; ``intervals=False``:
         ``F_mean`` only), in the table's units; a LongitudinalData or dict of arrays gives
-        :meth:`predict_arrays` (:func:`lmmvae.intervals.predict`)."""
+        :meth:`predict_arrays` (:func:`lmmvae.answers.intervals.predict`)."""
         return predict_answer(self, covariates, level=level, n_samples=n_samples, intervals=intervals)
 
     def predict_arrays(self, covariates) -> dict[str, np.ndarray]:
@@ -109,18 +112,18 @@ class LMMVAE:
 
     def latent(self, data: LongitudinalData, give_var: bool = False):
         """Posterior latent means ``E q(z_i)`` for every row: [N, L]; with ``give_var``, the pair
-        ``(means, variances)`` of ``q(z_i)`` (:func:`lmmvae.intervals.latent_posterior`)."""
+        ``(means, variances)`` of ``q(z_i)`` (:func:`lmmvae.answers.intervals.latent_posterior`)."""
         if give_var:
             return latent_posterior(self, data)
         tensors = self.tensors(data)
         return predict.posterior_rows(self, tensors, tensors.indices(None), what="latent")["z_mean"]
 
     def evaluation_inputs(self, data: LongitudinalData):
-        """What the metrics of SPEC 6 read (:func:`lmmvae.evaluate.neural_inputs`)."""
+        """What the metrics of SPEC 6 read (:func:`lmmvae.answers.evaluate.neural_inputs`)."""
         return neural_inputs(self, data)
 
     def evaluate(self, data: LongitudinalData, predictions: dict | None = None) -> dict[str, float]:
-        """MSE / NLL / MCC of SPEC 6 on ``data`` (see :func:`lmmvae.evaluate.evaluate`); fills ``predictions`` if given."""
+        """MSE / NLL / MCC of SPEC 6 on ``data`` (see :func:`lmmvae.answers.evaluate.evaluate`); fills ``predictions`` if given."""
         return _evaluate(self, data, predictions)
 
     def fit_note(self) -> str:
@@ -134,17 +137,17 @@ class LMMVAE:
         rundir.write_model(self.model, run_dir)
         return run_dir
 
-    # -- answers: tables, summary, effects (lmmvae.intervals, lmmvae.summary, lmmvae.effects) -----
+    # -- answers: tables, summary, effects (lmmvae.answers.intervals, lmmvae.answers.summary, lmmvae.answers.effects) -----
     #: the run directory the model was fitted into or loaded from (None: fitted without ``out``)
     run_dir: Path | None = None
 
     def summary(self):
-        """Fixed effects, random-effect variances, noise scales and training (:func:`lmmvae.summary.summarise`)."""
+        """Fixed effects, random-effect variances, noise scales and training (:func:`lmmvae.answers.summary.summarise`)."""
         return _summary.summarise(self)
 
     def effect(self, covariate: str, png: str | os.PathLike | None = None, n_points: int | None = None,
                level: float = 0.9, at: dict | None = None):
-        """The decoded effect of ``covariate`` on a grid, others at reference values or ``at``; drawn to ``png`` if given (:mod:`lmmvae.effects`)."""
+        """The decoded effect of ``covariate`` on a grid, others at reference values or ``at``; drawn to ``png`` if given (:mod:`lmmvae.answers.effects`)."""
         if png is not None:
             return plot_effect(self, covariate, png, n_points=n_points, level=level, at=at)
         return covariate_effect(self, covariate, n_points=n_points or 25, level=level, at=at)
@@ -154,7 +157,7 @@ class LMMVAE:
         """The decoded difference of the mean, per feature, ``levels[1]`` minus ``levels[0]`` of ``covariate``
         (others held as :meth:`effect` holds them), with a ``level`` interval over the uncertainty of ``A``
         (``data``: the training data, else the run's recorded file): a DataFrame ``feature, difference,
-        lower, upper, sd`` (:func:`lmmvae.contrast.contrast`)."""
+        lower, upper, sd`` (:func:`lmmvae.answers.contrast.contrast`)."""
         return contrast(self, covariate, levels, at=at, level=level, n_samples=n_samples, data=data,
                         uncertainty=uncertainty)
 
@@ -179,22 +182,22 @@ def fit(data, out: str | os.PathLike | None = None, seed: int = 0, resume: bool 
     """Fit a model to ``data`` (a LongitudinalData or a path to an HDF5 file).
 
     ``settings`` are model-config keys (``variant``, ``design``, ``latent_dim``, ``epochs``, …);
-    with ``out``, the run directory is written as training goes (checkpoints by time: lmmvae.train) and
+    with ``out``, the run directory is written as training goes (checkpoints by time: lmmvae.training.train) and
     ``resume=True`` continues from its last checkpoint (same config, seed and data, else an
     error). A finished run in ``out`` is replaced only with ``overwrite=True``, and only once the
-    new one is complete (:mod:`lmmvae.rundir`).
+    new one is complete (:mod:`lmmvae.runs.rundir`).
 
     ``data`` may also be a long-format pandas DataFrame: ``fit(df, subject=…, time=…,
     features=…, design=…)`` (optional ``covariates``, ``kinds``, ``validation_fraction``,
-    ``test_after``, ``split_seed``: :func:`lmmvae.datasets.table.frame_for_fit`).
+    ``test_after``, ``split_seed``: :func:`lmmvae.data.sets.table.frame_for_fit`).
 
-    ``threads``: torch's intra-op threads (:func:`lmmvae.runtime.set_threads`; default: one for dense
+    ``threads``: torch's intra-op threads (:func:`lmmvae.training.runtime.set_threads`; default: one for dense
     networks, two for image networks, or the ``OMP_NUM_THREADS`` you exported).
     """
     settings["_threads"] = threads
     if out is None:
         return _fit(data, out, seed, resume, progress, config, overwrite, settings)
-    with hold(out):  # one writer per run directory (lmmvae.runlock): a second fit into `out` is refused
+    with hold(out):  # one writer per run directory (lmmvae.runs.runlock): a second fit into `out` is refused
         return _fit(data, out, seed, resume, progress, config, overwrite, settings)
 
 
@@ -208,7 +211,7 @@ def _fit(data, out, seed: int, resume: bool, progress: bool, config: ModelConfig
     set_threads(threads, image=is_image_network(config.network))
     plan = rundir.prepare(out, resume=resume, overwrite=overwrite) if out is not None else None
     family = variants.get(config.variant).family
-    if family is not None:  # mixedlm, mean: no networks (lmmvae.classical)
+    if family is not None:  # mixedlm, mean: no networks (lmmvae.classical.family)
         return family.fit(data, config, out=out, seed=seed, plan=plan)
     data, path = _as_data(data)
     info = {"feature_names": data.attrs.get("feature_names"), "dataset": data.name, "data_path": path,
@@ -262,14 +265,14 @@ def load(run_dir: str | os.PathLike, device: str = "auto", threads: int | None =
     ``model.pt`` alone (no data are read). ``threads``: as for :func:`fit`."""
     run_dir = Path(run_dir)
     family = _family_of_run(run_dir)
-    if family is not None:  # mixedlm, mean (lmmvae.classical)
+    if family is not None:  # mixedlm, mean (lmmvae.classical.family)
         set_threads(threads, image=False)
         return family.load(run_dir)
     recipe = assemble.read_recipe(run_dir, device=None if device == "auto" else device)
     set_threads(threads, image=is_image_network(recipe.config.network))
     model = assemble.build(recipe)
     rundir.load_weights(model, run_dir / MODEL_FILE)
-    # a GPU slot (`cuda:any`, lmmvae.gpu_slots) is claimed by a training process only: a model loaded
+    # a GPU slot (`cuda:any`, lmmvae.training.gpu_slots) is claimed by a training process only: a model loaded
     # for evaluation or prediction goes to the current CUDA device
     dev = choose_device("cuda" if recipe.config.device == "cuda:any" else recipe.config.device)
     model.to(dev).eval()

@@ -1,10 +1,10 @@
 """Model configuration: one dataclass read from the model YAML, unknown keys rejected.
 
 Common keys are the fields of :class:`ModelConfig`; the variant's own options live under
-``prior:`` and are the fields of that variant's options dataclass (:mod:`lmmvae.variants`).
+``prior:`` and are the fields of that variant's options dataclass (:mod:`lmmvae.model.variants`).
 :class:`ModelConfig` is a typed record: it checks its keys, types and ranges and imports no model
 code. The names it holds (variant, objective, network, likelihood, device) and their options are
-checked against the registries by :mod:`lmmvae.checks`, whose ``config_from_dict`` /
+checked against the registries by :mod:`lmmvae.training.checks`, whose ``config_from_dict`` /
 ``config_from_yaml`` every reader of user settings calls.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from lmmvae.errors import ConfigError
-from lmmvae.yamlio import read_yaml  # YAML 1.2 floats; duplicate keys, size and alias limits
+from lmmvae.runs.yamlio import read_yaml  # YAML 1.2 floats; duplicate keys, size and alias limits
 
 PREDICTIONS = ("mean", "plugin")
-#: arithmetic of the encoder and decoder forward passes (:meth:`lmmvae.model.LatentVariableModel._network`)
+#: arithmetic of the encoder and decoder forward passes (:meth:`lmmvae.model.latent.LatentVariableModel._network`)
 PRECISIONS = ("float32", "bfloat16")
 #: upper bounds of the size keys (others: 10**7): `latent_dim: 1000000000` is a one-line error
 MAX_SIZES = {"latent_dim": 4096, "gsnn_samples": 10**5, "gsnn_val_samples": 10**5, "nll_samples": 10**5}
@@ -46,19 +46,19 @@ class ModelConfig:
     batch_size: int = 64
     lr: float = 1e-3
     lr_decay: float = 1.0  # exponential decay of the learning rate per epoch (1: constant)
-    # learning rate of the random-effect rows of A (SparseAdam); null: lmmvae.train.RANDOM_EFFECTS_LR_FACTOR × lr.
+    # learning rate of the random-effect rows of A (SparseAdam); null: lmmvae.training.train.RANDOM_EFFECTS_LR_FACTOR × lr.
     # A subject's rows are updated only in the steps that contain the subject, far fewer than the
     # shared parameters.
     lr_random_effects: float | None = None
     # learning rate of the likelihood's own parameters (the per-feature Gaussian log-variance); null:
-    # lmmvae.train.LIKELIHOOD_LR_FACTOR × lr. Adam moves a log-variance by about `lr` per step, so at
+    # lmmvae.training.train.LIKELIHOOD_LR_FACTOR × lr. Adam moves a log-variance by about `lr` per step, so at
     # 1e-3 a variance needs thousands of steps to fall from the data's variance to the residual's.
     lr_likelihood: float | None = None
     patience: int = 50  # stop after this many epochs without validation improvement (0: never)
     # epochs of the likelihood's warm-up (docs/model.md, "Warm-up and convergence"): the tabular
     # Gaussian variance, started at a small share of the data's, is capped by a ceiling rising
     # geometrically to the data's variance at this epoch; early stopping and the kept (best) epoch
-    # count only after it. null: lmmvae.likelihoods.WARMUP_EPOCHS where the variance starts small
+    # count only after it. null: lmmvae.model.likelihoods.WARMUP_EPOCHS where the variance starts small
     # (tabular data, ELBO), 0 otherwise (images, Bernoulli, GSNN)
     warmup_epochs: int | None = None
     gsnn_samples: int = 10  # S of SPEC 4
@@ -70,7 +70,7 @@ class ModelConfig:
     prediction: str = "mean"  # mean: Monte Carlo predictive mean (SPEC 2.4) | plugin: decode the mean latent
     device: str = "auto"  # auto | cpu | cuda | cuda:N | cuda:any (a free slot on the least-loaded GPU)
     # float32 | bfloat16: the encoder's and decoder's forward passes under bf16 autocast; likelihood,
-    # KL, priors, loss and optimiser stay float32 (lmmvae.model.LatentVariableModel._network says why)
+    # KL, priors, loss and optimiser stay float32 (lmmvae.model.latent.LatentVariableModel._network says why)
     precision: str = "float32"
     compile: bool = False  # torch.compile the encoder and decoder (BENCHMARKS.md "On a GPU": measured)
     network_options: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +100,7 @@ class ModelConfig:
     def validate(self, where: str = "model config") -> None:
         """The checks of the record itself: sizes, ranges and the closed sets of values named here.
         The names of the variant, objective, network, likelihood and device, and each one's own
-        options, are checked against the registries by :func:`lmmvae.checks.check`."""
+        options, are checked against the registries by :func:`lmmvae.training.checks.check`."""
         for key in ("latent_dim", "epochs", "batch_size", "gsnn_samples", "gsnn_val_samples", "nll_samples",
                     "predict_samples"):
             most = MAX_SIZES.get(key, 10**7)  # an upper bound too: no allocation of absurd size

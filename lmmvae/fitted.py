@@ -2,12 +2,12 @@
 
 Two families fit models today: the neural one (:class:`lmmvae.api.LMMVAE`: LMM-VAE and the
 baselines, networks trained over epochs, SPEC 2-5) and the classical one
-(:class:`lmmvae.classical.ClassicalModel`: ``mixedlm``, ``mean``, fitted in closed form, SPEC 6).
-The answers (:mod:`lmmvae.intervals`, :mod:`lmmvae.effects`, :mod:`lmmvae.contrast`,
-:mod:`lmmvae.summary`, :mod:`lmmvae.evaluate`) and the command line read the attributes below,
+(:class:`lmmvae.classical.family.ClassicalModel`: ``mixedlm``, ``mean``, fitted in closed form, SPEC 6).
+The answers (:mod:`lmmvae.answers.intervals`, :mod:`lmmvae.answers.effects`, :mod:`lmmvae.answers.contrast`,
+:mod:`lmmvae.answers.summary`, :mod:`lmmvae.answers.evaluate`) and the command line read the attributes below,
 never the class: a model says what it has (a latent space, a Gaussian predictive, epochs), and a
 caller asks that. Which family fits a variant is said once, by the variant
-(:class:`lmmvae.variants.Variant`'s ``family``).
+(:class:`lmmvae.model.variants.Variant`'s ``family``).
 
 This module imports nothing (a bottom floor): it only names the shape of a fitted model.
 """
@@ -62,10 +62,10 @@ class FittedModel(Protocol):
         """Posterior latent means [N, L] (a RunError where ``has_latent`` is False)."""
 
     def evaluation_inputs(self, data) -> Any:
-        """What the metrics of SPEC 6 read (:class:`lmmvae.metrics.Scored`), computed once per evaluation."""
+        """What the metrics of SPEC 6 read (:class:`lmmvae.answers.metrics.Scored`), computed once per evaluation."""
 
     def evaluate(self, data, predictions: dict | None = None) -> dict:
-        """The metrics of SPEC 6 that apply (:func:`lmmvae.evaluate.evaluate`)."""
+        """The metrics of SPEC 6 that apply (:func:`lmmvae.answers.evaluate.evaluate`)."""
 
     def summary(self) -> Any:
         """The fit in numbers, as ``lmmvae summary`` prints it."""

@@ -2,7 +2,7 @@
 
 Each registry maps a name to an entry whose ``options`` is a dataclass: its fields are the valid keys
 of the config's ``<kind>_options:`` mapping, with their defaults (as a variant's options are the
-valid keys of ``prior:``, :mod:`lmmvae.variants`). Errors a user can cause are one-line
+valid keys of ``prior:``, :mod:`lmmvae.model.variants`). Errors a user can cause are one-line
 :class:`~lmmvae.errors.ConfigError` s naming the bad name or key and listing the valid ones.
 """
 
@@ -22,7 +22,7 @@ class Registry(Generic[Entry]):
 
     ``providers``: modules that register entries when imported, imported on the first look-up of a
     name not yet registered (so that a registry can list entries defined in packages it must not
-    import eagerly, as :mod:`lmmvae.variants` lists the baselines)."""
+    import eagerly, as :mod:`lmmvae.model.variants` lists the baselines)."""
 
     def __init__(self, what: str, providers: tuple[str, ...] = ()):
         self.what = what

@@ -12,8 +12,8 @@ from baselines.lvae import LVAEOptions, LVAEPrior
 from baselines.lvae import initial_inducing as lvae_initial_inducing
 from baselines.svgpvae import SVGPVAEOptions, SVGPVAEPrior, inducing_points
 from baselines.svgpvae import inducing_rows as initial_rows
-from lmmvae.batch import Batch, DesignBatch
-from lmmvae.h5 import Covariate
+from lmmvae.data.batch import Batch, DesignBatch
+from lmmvae.data.h5 import Covariate
 
 TWO_PI = 2 * math.pi
 

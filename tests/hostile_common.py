@@ -19,10 +19,10 @@ import yaml
 
 import lmmvae
 from lmmvae.cli import main
-from lmmvae.design import Design, parse_formula
+from lmmvae.data.h5 import Covariate, LongitudinalData, level_key, match_levels, read_h5, write_h5
+from lmmvae.data.loader import recode
 from lmmvae.errors import ConfigError, DataFormatError, DesignError, RunError
-from lmmvae.h5 import Covariate, LongitudinalData, level_key, match_levels, read_h5, write_h5
-from lmmvae.loader import recode
+from lmmvae.model.design import Design, parse_formula
 from simulate import simulate_lmm
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.data.h5 import Covariate, LongitudinalData
 
 
 def simulate_lmm(n_subjects=60, n_times=10, data_dim=12, n_future=3, noise=0.1, seed=0):

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import accuracy, recipe_study
 from benchmarks.simulate_lmm import DESIGN, decoder, shared_effect, simulate_lmm
-from lmmvae.h5 import LongitudinalData, write_h5
+from lmmvae.data.h5 import LongitudinalData, write_h5
 
 
 def test_simulator_splits_test_rows_are_the_last_visits_of_every_other_subject():

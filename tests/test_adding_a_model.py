@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmmvae import variants
+from lmmvae.model import variants
 
 ROOT = Path(__file__).resolve().parents[1]
 

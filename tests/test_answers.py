@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import lmmvae
+from lmmvae.answers.effects import POPULATION, covariate_effect, effect_grid, plot_effect
+from lmmvae.answers.intervals import predict_frame
 from lmmvae.cli import main
-from lmmvae.effects import POPULATION, covariate_effect, effect_grid, plot_effect
+from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.h5 import Covariate, LongitudinalData
-from lmmvae.intervals import predict_frame
 
 DESIGN = "~ time + sex + site + (1 | id)"
 N_SUBJECTS, N_TIMES, D = 40, 8, 6

@@ -15,7 +15,7 @@ import torch
 
 from baselines.gppvae import LowRankGaussian
 from gp_truth import dense_kernel, gppvae_prior, lvae_prior, make_batch, object_view_truth, svgp_prior
-from lmmvae.priors.base import Encoded
+from lmmvae.model.priors.base import Encoded
 
 
 # -- GPPVAE: equations ------------------------------------------------------------------------

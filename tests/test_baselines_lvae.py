@@ -8,7 +8,7 @@ import torch
 
 from baselines.kernels import Component, KernelFactor
 from gp_truth import additive_truth, lvae_prior, make_batch
-from lmmvae.priors.base import Encoded
+from lmmvae.model.priors.base import Encoded
 
 
 def test_lvae_subject_bound_equals_its_monte_carlo_expectation_over_u():

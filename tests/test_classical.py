@@ -1,4 +1,4 @@
-"""The classical rows of the benchmark (lmmvae/classical.py): MixedLM per feature and the feature
+"""The classical rows of the benchmark (lmmvae/classical/family.py): MixedLM per feature and the feature
 mean, fitted on the train and validation rows (never a test row), through the API and the command line."""
 
 import json
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import lmmvae
-from lmmvae import classical, mixedlm
+from lmmvae.classical import family as classical, mixedlm
 from lmmvae.cli import main
-from lmmvae.checks import config_from_dict, prior_options
+from lmmvae.data.h5 import Covariate, LongitudinalData, write_h5
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import Covariate, LongitudinalData, write_h5
+from lmmvae.training.checks import config_from_dict, prior_options
 
 DESIGN = "~ time + sex + (1 + time | id)"
 BETA = np.array([[0.5, 1.5, -1.0], [-0.3, -2.0, 0.8], [1.0, 0.5, 0.0]])  # [D, (1, time, sex)]

@@ -1,14 +1,14 @@
 """``variant: mixedlm`` chooses its design on the validation rows, refits the winner on train +
-validation rows, and falls back per feature with the feature named (lmmvae/classical.py,
-lmmvae/mixedlm.py)."""
+validation rows, and falls back per feature with the feature named (lmmvae/classical/family.py,
+lmmvae/classical/mixedlm.py)."""
 
 import numpy as np
 import pytest
 
 import lmmvae
-from lmmvae.checks import config_from_dict, prior_options
+from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import Covariate, LongitudinalData
+from lmmvae.training.checks import config_from_dict, prior_options
 
 
 def simulate(n_subjects=40, n_times=6, seed=0):

@@ -11,8 +11,8 @@ import torch
 
 import lmmvae
 from lmmvae.cli import main
-from lmmvae.h5 import write_h5
-from lmmvae.priors.olmm import OLMMPrior
+from lmmvae.data.h5 import write_h5
+from lmmvae.model.priors.olmm import OLMMPrior
 from simulate import simulate_lmm
 
 MODEL_YAML = """\

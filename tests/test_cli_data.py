@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lmmvae.cli import main
-from lmmvae.h5 import read_h5
+from lmmvae.data.h5 import read_h5
 from datahash import data_hash
 
 

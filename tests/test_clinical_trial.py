@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmmvae.datasets import clinical_trial, clinical_trial_synthetic
-from lmmvae.datasets.splits import TEST, TRAIN
+from lmmvae.data.sets import clinical_trial, clinical_trial_synthetic
+from lmmvae.data.sets.splits import TEST, TRAIN
 from lmmvae.errors import DataFormatError
 from datahash import tree_hash
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmmvae.datasets.clinical_trial_synthetic import LABS, VITALS, clinical_trial_synthetic, loadings
+from lmmvae.data.sets.clinical_trial_synthetic import LABS, VITALS, clinical_trial_synthetic, loadings
 from lmmvae.errors import ConfigError
 
 from datahash import tree_hash

@@ -1,6 +1,6 @@
 """The contract every model of the benchmark honours, whatever its prior (LMM-VAE variants and the
 five baselines), on one tiny data set: a finite loss whose gradients reach every trainable
-parameter, the Prior seam of :mod:`lmmvae.priors.base` (``infer`` gives ``q(z)`` and the KL in one
+parameter, the Prior seam of :mod:`lmmvae.model.priors.base` (``infer`` gives ``q(z)`` and the KL in one
 call, with no state carried between calls), a JSON summary from which the prior is rebuilt alone,
 a save/load round trip from the run's JSON files and weights alone (HDF5 files and checkpoint
 removed) that predicts exactly the same, the same fit for the same seed, and predictions of the
@@ -14,10 +14,11 @@ import pytest
 import torch
 
 import lmmvae
-from lmmvae import assemble, variants
-from lmmvae.checks import config_from_dict, prior_options
-from lmmvae.objectives import elbo, gsnn
-from lmmvae.priors.base import Inference, Prior
+from lmmvae.model import variants
+from lmmvae.model.priors.base import Inference, Prior
+from lmmvae.training import assemble
+from lmmvae.training.checks import config_from_dict, prior_options
+from lmmvae.training.objectives import elbo, gsnn
 from simulate import simulate_lmm
 
 #: a design per variant; GP variants read it as a kernel (SPEC 5)
@@ -113,7 +114,7 @@ def test_save_load_determinism_and_prediction_shapes(variant, data, tmp_path):
         torch.testing.assert_close(second.model.state_dict()[key], value, msg=f"{variant}: {key} differs")
 
 
-# -- the Prior seam (lmmvae.priors.base) --------------------------------------------------------
+# -- the Prior seam (lmmvae.model.priors.base) --------------------------------------------------------
 @pytest.mark.parametrize("variant", sorted(DESIGNS))
 def test_infer_gives_posterior_and_kl_in_one_call_without_memory(variant, data):
     """``infer`` returns ``q(z)`` [B, L] and finite scalar KL terms; ``kl=False`` gives the same
@@ -152,7 +153,7 @@ def test_prior_is_built_from_options_json_summary_and_latent_size_alone(variant,
     config = config_from_dict({"variant": variant, "design": DESIGNS[variant], "latent_dim": 3})
     entry = variants.get(variant)
     train = data.subset(data.split_index("train"))
-    from lmmvae.design import Design
+    from lmmvae.model.design import Design
 
     summary = assemble.summarise(config, Design(config.design).fit(train.covariates), train.covariates)
     text = json.dumps(summary, allow_nan=False)
@@ -181,7 +182,7 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
     for path in tmp_path.joinpath("run").iterdir():
         if path.suffix == ".h5" or path.name == "checkpoint.pt":
             path.unlink()
-    # the hidden writer lock (lmmvae.runlock) stays, empty of meaning once its holder is gone
+    # the hidden writer lock (lmmvae.runs.runlock) stays, empty of meaning once its holder is gone
     assert {p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".")} == {
         "config.json", "design.json", "prior.json", "covariates.json", "history.csv", "model.pt"}
 

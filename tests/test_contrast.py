@@ -1,4 +1,4 @@
-"""Contrasts and the band of the mean (lmmvae/contrast.py, lmmvae/effects.py): a simulated trial whose
+"""Contrasts and the band of the mean (lmmvae/answers/contrast.py, lmmvae/answers/effects.py): a simulated trial whose
 arm moves the latent mean and whose site does nothing, decoded linearly; hand-checked linear cases."""
 
 import numpy as np
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import lmmvae
+from lmmvae.answers.contrast import contrast
+from lmmvae.answers.effects import covariate_effect
 from lmmvae.cli import main
-from lmmvae.contrast import contrast
-from lmmvae.effects import covariate_effect
+from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import Covariate, LongitudinalData
 
 P, T, D, L = 90, 5, 5, 2
 ARMS = ["placebo", "low", "high"]
@@ -121,7 +121,7 @@ def test_point_A_gets_the_collapsed_interval_with_data():
     """``q_A: point`` (the ELBO's default) with the training data: the shared rows are drawn from
     their collapsed posterior around the estimate, so for a linear decoder the sd is analytic,
     sd_d² = Σ_l W_dl² cᵀ Cov_l c; without data the interval has zero width and claims nothing."""
-    from lmmvae.contrast import describe, shared_covariance
+    from lmmvae.answers.contrast import describe, shared_covariance
 
     data, _ = simulate(1)
     model = lmmvae.fit(data, progress=False, variant="olmm", design=DESIGN, latent_dim=L, network="mlp",

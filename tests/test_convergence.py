@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lmmvae import assemble
-from lmmvae.checks import config_from_dict
-from lmmvae.likelihoods import WARMUP_EPOCHS, GaussianLikelihood, variance_ceiling
+from lmmvae.model.likelihoods import WARMUP_EPOCHS, GaussianLikelihood, variance_ceiling
 from lmmvae.reporting.curves import read_history
-from lmmvae.train import BUDGET, CONVERGED, Trainer, warmup_epochs
+from lmmvae.training import assemble
+from lmmvae.training.checks import config_from_dict
+from lmmvae.training.train import BUDGET, CONVERGED, Trainer, warmup_epochs
 from simulate import simulate_lmm
 
 SMALL = dict(variant="olmm", design="~ time + (1 | id)", latent_dim=2, network="mlp", batch_size=32)

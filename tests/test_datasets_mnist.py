@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lmmvae.datasets import health_mnist
-from lmmvae.datasets.health_mnist import PAD, SHIFT_PER_AGE
-from lmmvae.datasets.mnist_source import digit_images, read_idx, sample_digits
+from lmmvae.data.sets import health_mnist
+from lmmvae.data.sets.health_mnist import PAD, SHIFT_PER_AGE
+from lmmvae.data.sets.mnist_source import digit_images, read_idx, sample_digits
 from lmmvae.errors import ConfigError, DataFormatError
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lmmvae.datasets.splits import TEST, TRAIN, VALIDATION, cyclic_window_split, withhold_late_split
+from lmmvae.data.sets.splits import TEST, TRAIN, VALIDATION, cyclic_window_split, withhold_late_split
 
 
 def assert_test_never_precedes_train(subject, time, split):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lmmvae.batch import DesignBatch
-from lmmvae.design import (
+from lmmvae.data.batch import DesignBatch
+from lmmvae.model.design import (
     Design,
     FittedDesign,
     RandomTerm,
@@ -20,8 +20,8 @@ from lmmvae.design import (
     spectral_weights,
     weighted_fourier_features,
 )
+from lmmvae.data.h5 import Covariate
 from lmmvae.errors import DesignError
-from lmmvae.h5 import Covariate
 
 
 def health_covariates(n_subjects=6, n_times=4, seed=0):

@@ -9,10 +9,10 @@ import pandas as pd
 import patsy
 import pytest
 
-from lmmvae.design import Design, FittedDesign
-from lmmvae.design.bases import natural_spline
+from lmmvae.data.h5 import Covariate
 from lmmvae.errors import DesignError
-from lmmvae.h5 import Covariate
+from lmmvae.model.design import Design, FittedDesign
+from lmmvae.model.design.bases import natural_spline
 
 N_TRAIN = 30
 
@@ -232,7 +232,7 @@ def test_from_table_reference_is_stored_in_the_data_file_and_read_by_designs(tmp
     import h5py
 
     from lmmvae.cli import main
-    from lmmvae.h5 import read_h5, write_h5
+    from lmmvae.data.h5 import read_h5, write_h5
 
     df = frame()
     df["crp"] = np.arange(len(df), dtype=float)

@@ -1,4 +1,4 @@
-"""lmmvae.diagnostics: active latent dimensions and the share of latent variance the covariates
+"""lmmvae.answers.diagnostics: active latent dimensions and the share of latent variance the covariates
 explain, checked against hand-computed values; a collapsed model is flagged in the summary."""
 
 import math
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import lmmvae
-from lmmvae.diagnostics import collapse_metrics, diagnose, training_batch
-from lmmvae.summary import summarise
+from lmmvae.answers.diagnostics import collapse_metrics, diagnose, training_batch
+from lmmvae.answers.summary import summarise
 from simulate import simulate_lmm
 
 DESIGN = "~ time + (1 | id)"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lmmvae
-from lmmvae.metrics import mse
+from lmmvae.answers.metrics import mse
 from simulate import simulate_lmm
 
 COMMON = dict(latent_dim=2, network="mlp", epochs=30, batch_size=64, lr=5e-3, lr_decay=0.99, progress=False)

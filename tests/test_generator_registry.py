@@ -1,4 +1,4 @@
-"""One registry of data set generators (lmmvae.datasets.generators) builds the `lmmvae data`
+"""One registry of data set generators (lmmvae.data.sets.generators) builds the `lmmvae data`
 subcommands and the workflow config's valid `generator:` values: a toy generator registered here
 becomes a working subcommand (typed options, written file) and a dataset the plan accepts, with its
 options checked by name."""
@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from lmmvae.cli import main
-from lmmvae.datasets.generators import GENERATORS, Generator, Option, common_options, workflow_generators
+from lmmvae.data.h5 import read_h5
+from lmmvae.data.sets.generators import GENERATORS, Generator, Option, common_options, workflow_generators
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import read_h5
 from lmmvae.reporting.experiments import load_plan
 from simulate import simulate_lmm
 

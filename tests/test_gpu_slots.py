@@ -1,5 +1,5 @@
 """``--device cuda:any``: training processes share a machine's GPUs through flock'ed slot files
-(lmmvae.gpu_slots). CPU only: the devices are counted, never used, so fake device counts stand in."""
+(lmmvae.training.gpu_slots). CPU only: the devices are counted, never used, so fake device counts stand in."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmmvae import gpu_slots, runtime
-from lmmvae.checks import config_from_dict
 from lmmvae.errors import ConfigError
+from lmmvae.training import gpu_slots, runtime
+from lmmvae.training.checks import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 # a claimant: takes a slot, prints "device slot", then holds it until killed or its stdin closes
 WORKER = """
 import sys
-from lmmvae.gpu_slots import claim
+from lmmvae.training.gpu_slots import claim
 slot = claim({n}, {per}, {lock_dir!r}, poll_s=0.05, log_every_s=0.2)
 print(slot.device, slot.slot, flush=True)
 sys.stdin.read()
@@ -194,7 +194,7 @@ def test_a_planted_symlink_or_foreign_lock_directory_is_refused(tmp_path):
     """The default lock directory sits in the shared temporary directory: a symlink planted there
     is not followed, and a lock directory that is a symlink is refused in one line."""
     from lmmvae.errors import ConfigError
-    from lmmvae.gpu_slots import try_claim
+    from lmmvae.training.gpu_slots import try_claim
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")

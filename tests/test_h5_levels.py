@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import lmmvae
-from lmmvae.h5 import Covariate, LongitudinalData, match_levels
+from lmmvae.data.h5 import Covariate, LongitudinalData, match_levels
 from simulate import simulate_lmm
 
 #: one variant per level-matching path: design codes (olmm), batch.subject (slmm), batch.covariates (lvae)

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
+from lmmvae.data.h5 import Covariate, LongitudinalData, read_h5, write_h5
 from lmmvae.errors import DataFormatError
-from lmmvae.h5 import Covariate, LongitudinalData, read_h5, write_h5
 
 
 def valid_file(tmp_path):

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from lmmvae.datasets import health_mnist
-from lmmvae.datasets.splits import TEST, TRAIN
+from lmmvae.data.sets import health_mnist
+from lmmvae.data.sets.splits import TEST, TRAIN
 from datahash import data_hash
 
 

@@ -8,8 +8,8 @@ import errno
 
 from hostile_common import *  # noqa: F401,F403 - shared imports, fixtures (sim, data_file, finished_run), helpers
 
-from lmmvae import gpu_slots
-from lmmvae.yamlio import MAX_ALIASES, read_yaml
+from lmmvae.runs.yamlio import MAX_ALIASES, read_yaml
+from lmmvae.training import gpu_slots
 
 
 def _table(tmp_path: Path, text: str) -> Path:
@@ -132,7 +132,7 @@ def test_an_unknown_error_is_one_line_and_a_log(finished_run, tmp_path, capsys, 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("lmmvae.summary.summarise", bug)
+    monkeypatch.setattr("lmmvae.answers.summary.summarise", bug)
     rc, err = cli(["summary", finished_run], capsys)
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 1 and "internal error (ZeroDivisionError: a bug)" in lines[0], err

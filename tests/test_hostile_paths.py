@@ -1,12 +1,12 @@
 """Hostile inputs, paths and locks: no output overwrites an input or a run's own file (coreutils'
 ``cp a a``), non-regular inputs (FIFO, device) are refused without blocking, and one writer per run
-directory (lmmvae.runlock). Each refused case leaves every file byte-identical."""
+directory (lmmvae.runs.runlock). Each refused case leaves every file byte-identical."""
 
 from __future__ import annotations
 
 from hostile_common import *  # noqa: F401,F403 - shared imports, fixtures (sim, data_file, finished_run), helpers
 
-from lmmvae.runlock import hold
+from lmmvae.runs.runlock import hold
 
 
 def _snapshot(*paths: Path) -> dict:
@@ -108,7 +108,7 @@ def test_a_dead_holders_lock_never_blocks(data_file, tmp_path, capsys):
     """The lock file of a killed writer (its pid still written in it) does not block the next fit."""
     out = tmp_path / "run"
     out.mkdir()
-    child = subprocess.run([sys.executable, "-c", "import sys; from lmmvae.runlock import hold\n"
+    child = subprocess.run([sys.executable, "-c", "import sys; from lmmvae.runs.runlock import hold\n"
                             f"with hold({str(out)!r}): sys.exit(0)"], capture_output=True, text=True)
     assert child.returncode == 0, child.stderr
     assert (out / ".lmmvae.lock").read_text().strip().isdigit()

@@ -34,7 +34,7 @@ def test_finished_run_is_never_lost(data_file, finished_run, tmp_path, capsys, m
     assert (run / "model.pt").read_bytes() == before
 
     # --overwrite whose training fails: the old run is intact, no staging directory is left
-    from lmmvae.train import Trainer
+    from lmmvae.training.train import Trainer
 
     def broken(self):
         raise FloatingPointError("non-finite train loss")
@@ -120,7 +120,7 @@ def test_damaged_checkpoint_is_discarded_and_training_restarts(data_file, finish
 
 
 def test_failure_at_the_start_leaves_no_run_directory(data_file, tmp_path, monkeypatch, capsys):
-    from lmmvae.train import Trainer
+    from lmmvae.training.train import Trainer
 
     def diverge(self):
         raise FloatingPointError("non-finite train loss; lower lr or check the data for extreme values")

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from lmmvae.errors import ConfigError
-from lmmvae.likelihoods import TABULAR_START_FRACTION, BernoulliLikelihood, GaussianLikelihood, build_likelihood
+from lmmvae.model.likelihoods import TABULAR_START_FRACTION, BernoulliLikelihood, GaussianLikelihood, build_likelihood
 
 B, D, S = 5, 7, 3
 
@@ -158,7 +158,7 @@ def test_elbo_models_start_tabular_variances_small_and_gsnn_models_at_the_data(o
     and starts at the observed variance. Checked on the model fit builds (1 epoch, 2 Adam steps:
     a log-variance moves by about 2 x lr = 0.002)."""
     import lmmvae
-    from lmmvae.h5 import Covariate, LongitudinalData
+    from lmmvae.data.h5 import Covariate, LongitudinalData
 
     rng = np.random.default_rng(2)
     subject = np.repeat(np.arange(20), 5)
@@ -174,7 +174,7 @@ def test_elbo_models_start_tabular_variances_small_and_gsnn_models_at_the_data(o
 
 
 def test_config_checks_likelihood_options_at_load():
-    from lmmvae.checks import config_from_dict, likelihood_options
+    from lmmvae.training.checks import config_from_dict, likelihood_options
 
     with pytest.raises(ConfigError) as err:
         config_from_dict({"likelihood": "bernoulli", "likelihood_options": {"bounded": True}}, where="m.yaml")

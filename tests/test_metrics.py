@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmmvae.metrics import abs_correlation, bold_best, log_mean_exp, mcc, mean_std, mse
+from lmmvae.answers.metrics import abs_correlation, bold_best, log_mean_exp, mcc, mean_std, mse
 
 
 def test_mse_hand_computed_with_mask():

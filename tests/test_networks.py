@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from lmmvae.assemble import build_model
-from lmmvae.checks import config_from_dict, network_options
-from lmmvae.design import Design
+from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.errors import ConfigError
-from lmmvae.h5 import Covariate, LongitudinalData
-from lmmvae.networks import NETWORKS, bounded_output, build_networks
+from lmmvae.model.design import Design
+from lmmvae.model.networks import NETWORKS, bounded_output, build_networks
+from lmmvae.training.assemble import build_model
+from lmmvae.training.checks import config_from_dict, network_options
 
 CASES = {  # name -> data_dim at the paper's data size
     "health_mnist": 1296,

@@ -1,4 +1,4 @@
-"""The objective's properties (lmmvae.objective_kinds) are what callers ask, never its name: an
+"""The objective's properties (lmmvae.model.objective_kinds) are what callers ask, never its name: an
 objective registered here under a new name with GSNN's properties gets GSNN's behaviour everywhere
 (config check, draws per step, the priors' defaults, the summary's note, the plan's MCC pairs),
 and one with the ELBO's properties gets the ELBO's."""
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmmvae.checks import check, reads_encoder
 from lmmvae.config import ModelConfig
 from lmmvae.errors import ConfigError
-from lmmvae.objective_kinds import OBJECTIVE_KINDS, objective_kind, sample_kwargs
-from lmmvae.objectives import OBJECTIVES, Objective, gsnn
-from lmmvae.priors.olmm import GSNN_Q_A, OLMMOptions
-from lmmvae.priors.slmm import GSNN_SIGMA_INIT, SLMMOptions
+from lmmvae.model.objective_kinds import OBJECTIVE_KINDS, objective_kind, sample_kwargs
+from lmmvae.model.priors.olmm import GSNN_Q_A, OLMMOptions
+from lmmvae.model.priors.slmm import GSNN_SIGMA_INIT, SLMMOptions
 from lmmvae.reporting.experiments import load_plan
+from lmmvae.training.checks import check, reads_encoder
+from lmmvae.training.objectives import OBJECTIVES, Objective, gsnn
 
 REPO = Path(__file__).resolve().parents[1]
 

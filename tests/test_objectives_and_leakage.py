@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 import lmmvae
-from lmmvae.batch import Batch
-from lmmvae.design import Design
-from lmmvae.evaluate import evaluate
-from lmmvae.h5 import Covariate, LongitudinalData
-from lmmvae.likelihoods import GaussianLikelihood
-from lmmvae.loader import TensorData
-from lmmvae.model import LatentVariableModel
-from lmmvae.objectives import elbo, gsnn
-from lmmvae.priors.olmm import OLMMOptions, OLMMPrior
+from lmmvae.answers.evaluate import evaluate
+from lmmvae.data.batch import Batch
+from lmmvae.data.h5 import Covariate, LongitudinalData
+from lmmvae.data.loader import TensorData
+from lmmvae.model.design import Design
+from lmmvae.model.latent import LatentVariableModel
+from lmmvae.model.likelihoods import GaussianLikelihood
+from lmmvae.model.priors.olmm import OLMMOptions, OLMMPrior
+from lmmvae.training.objectives import elbo, gsnn
 from simulate import simulate_lmm
 
 
@@ -109,7 +109,7 @@ COMMON = dict(latent_dim=2, network="mlp", network_options={"hidden": [16, 8]}, 
 def test_validation_loss_equals_the_training_loss_of_the_same_rows(data):
     """Score the validation rows as the trainer does, and as one training step would see them."""
     model = lmmvae.fit(data, seed=0, variant="olmm", design="~ time + sex + (1 | id)", **COMMON)
-    from lmmvae.train import Trainer
+    from lmmvae.training.train import Trainer
 
     trainer = Trainer(model.model, model.tensors(data), model.config, torch.Generator().manual_seed(0),
                       progress=False)
@@ -133,7 +133,7 @@ def test_gsnn_predictions_never_read_the_encoder(data):
         with torch.no_grad():
             for p in model.model.encoder.parameters():
                 p.normal_()
-        lmmvae.predict.condition(model, model.tensors(data))  # what fit does after training: must be a no-op
+        lmmvae.answers.predict.condition(model, model.tensors(data))  # what fit does after training: must be a no-op
         np.testing.assert_array_equal(model.predict_arrays(frame)["y_pred"], before)
         metrics = evaluate(model, data)
         assert "mse_impute" not in metrics and "mcc_truth" not in metrics

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from lmmvae.datasets import physionet, physionet_synthetic
-from lmmvae.datasets.physionet import VARIABLES
-from lmmvae.datasets.splits import TEST, TRAIN
+from lmmvae.data.sets import physionet, physionet_synthetic
+from lmmvae.data.sets.physionet import VARIABLES
+from lmmvae.data.sets.splits import TEST, TRAIN
 from lmmvae.errors import DataFormatError
 from datahash import tree_hash
 

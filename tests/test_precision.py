@@ -1,4 +1,4 @@
-"""Mixed precision (config ``precision: bfloat16``, :meth:`lmmvae.model.LatentVariableModel._network`)
+"""Mixed precision (config ``precision: bfloat16``, :meth:`lmmvae.model.latent.LatentVariableModel._network`)
 and the ``compile`` key, on the CPU (CPU autocast runs bf16 as CUDA's does; tests/test_cuda.py has
 the CUDA twin).
 
@@ -17,9 +17,9 @@ import torch
 
 from benchmarks import harness
 from benchmarks.data import design_formula, health_mnist, simulate
-from lmmvae.checks import config_from_dict
 from lmmvae.config import ModelConfig
 from lmmvae.errors import ConfigError
+from lmmvae.training.checks import config_from_dict
 
 U = 2.0 ** -8  # bf16 unit roundoff
 MLP = {"network": "mlp", "likelihood": "gaussian", "latent_dim": 4, "batch_size": 64}

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from lmmvae.batch import Batch, DesignBatch
-from lmmvae.priors.base import Encoded
-from lmmvae.priors.linear import MixedEffects
-from lmmvae.priors.olmm import OLMMOptions, OLMMPrior
-from lmmvae.priors.slmm import SLMMOptions, SLMMPrior, subject_posterior
+from lmmvae.data.batch import Batch, DesignBatch
+from lmmvae.model.priors.base import Encoded
+from lmmvae.model.priors.linear import MixedEffects
+from lmmvae.model.priors.olmm import OLMMOptions, OLMMPrior
+from lmmvae.model.priors.slmm import SLMMOptions, SLMMPrior, subject_posterior
 
 
 

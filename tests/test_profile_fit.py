@@ -9,7 +9,7 @@ import torch
 import lmmvae
 from benchmarks import profile_fit
 from benchmarks.profile_fit import PHASES, PhaseTimer
-from lmmvae.h5 import write_h5
+from lmmvae.data.h5 import write_h5
 from simulate import simulate_lmm
 
 SETTINGS = dict(variant="olmm", design="~ time + sex + (1 | id)", latent_dim=2, network="mlp", batch_size=32,
@@ -67,7 +67,7 @@ def test_profiled_fit_is_the_same_fit_and_its_phases_add_up(data_file, tmp_path)
                                                       ("forward", "backward", "optimiser", "batching",
                                                        "validation", "checkpoint", "hook", "step rest"))
     # the library is as it was once the block ends
-    assert lmmvae.api.Trainer is lmmvae.train.Trainer and torch.Tensor.backward is backward
+    assert lmmvae.api.Trainer is lmmvae.training.train.Trainer and torch.Tensor.backward is backward
 
 
 def test_profile_rows_are_shares_that_sum_to_one(data_file):

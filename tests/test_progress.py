@@ -49,7 +49,7 @@ def test_terminal_gets_a_tqdm_bar():
 def test_fit_writes_plain_epoch_lines_and_ends_with_best_epoch_and_val_loss(tmp_path, capsys):
     """What a Snakemake `log:` file of `lmmvae fit` gets (stderr is not a terminal under pytest)."""
     from lmmvae.cli import main
-    from lmmvae.h5 import write_h5
+    from lmmvae.data.h5 import write_h5
     from simulate import simulate_lmm
 
     data = write_h5(simulate_lmm(n_subjects=12, n_times=5, n_future=1), tmp_path / "sim.h5")

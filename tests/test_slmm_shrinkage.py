@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import lmmvae
-from lmmvae.batch import Batch, DesignBatch
+from lmmvae.data.batch import Batch, DesignBatch
 from lmmvae.errors import ConfigError
-from lmmvae.priors.base import Encoded
-from lmmvae.priors.slmm import SLMMOptions, SLMMPrior
+from lmmvae.model.priors.base import Encoded
+from lmmvae.model.priors.slmm import SLMMOptions, SLMMPrior
 from simulate import simulate_lmm
 
 L, P, F_COLS, Q_S = 2, 6, 2, 2

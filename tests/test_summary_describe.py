@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 import lmmvae
-from lmmvae import variants
-from lmmvae.objective_kinds import objective_kind
-from lmmvae.priors.base import Prior
-from lmmvae.priors.describe import PriorDescription
-from lmmvae.priors.normal import StandardNormalPrior
-from lmmvae.summary import summarise
+from lmmvae.answers.summary import summarise
+from lmmvae.model import variants
+from lmmvae.model.objective_kinds import objective_kind
+from lmmvae.model.priors.base import Prior
+from lmmvae.model.priors.describe import PriorDescription
+from lmmvae.model.priors.normal import StandardNormalPrior
 from simulate import simulate_lmm
 
 DESIGN = "~ time + (1 + time | id)"

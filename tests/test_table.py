@@ -14,9 +14,9 @@ import pytest
 
 import lmmvae
 from lmmvae.cli import main
-from lmmvae.datasets.table import from_frame, from_table, table_split
+from lmmvae.data.h5 import read_h5
+from lmmvae.data.sets.table import from_frame, from_table, table_split
 from lmmvae.errors import DataFormatError
-from lmmvae.h5 import read_h5
 
 FEATURES = [f"f{j}" for j in range(5)]
 
@@ -325,8 +325,8 @@ def test_fit_from_a_data_frame_and_predict_text_levels(table, tmp_path):
 def test_exponent_floats_in_model_and_workflow_yaml(tmp_path):
     import yaml
 
-    from lmmvae.checks import config_from_yaml
     from lmmvae.reporting.experiments import load_plan
+    from lmmvae.training.checks import config_from_yaml
 
     (tmp_path / "m.yaml").write_text("lr: 1e-3\nlr_decay: 9.9e-1\nprior: {tau_shared: 5E-1}\n")
     config = config_from_yaml(tmp_path / "m.yaml")

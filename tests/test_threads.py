@@ -1,4 +1,4 @@
-"""Torch threads by model (lmmvae.runtime.set_threads): asked > OMP_NUM_THREADS > by network."""
+"""Torch threads by model (lmmvae.training.runtime.set_threads): asked > OMP_NUM_THREADS > by network."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 
 from lmmvae.cli import main
 from lmmvae.errors import ConfigError
-from lmmvae.networks import is_image_network
-from lmmvae.runtime import DENSE_THREADS, IMAGE_THREADS, default_threads, set_threads
+from lmmvae.model.networks import is_image_network
+from lmmvae.training.runtime import DENSE_THREADS, IMAGE_THREADS, default_threads, set_threads
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""What lmmvae.train does to save time without changing a number: checkpoints by time (when
+"""What lmmvae.training.train does to save time without changing a number: checkpoints by time (when
 checkpoint.pt and history.csv are written; the weights and the history of a run that checkpoints
 every epoch, of one that checkpoints by time, and of one killed and resumed from an older checkpoint
 are bit-identical, the history's wall-clock column aside) and Adam's multi-tensor steps (bit-identical
@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import lmmvae
-from lmmvae import train
-from lmmvae.h5 import write_h5
-from lmmvae.priors.olmm import OLMMPrior
-from lmmvae.train import Trainer
+from lmmvae.data.h5 import write_h5
+from lmmvae.model.priors.olmm import OLMMPrior
+from lmmvae.training import train
+from lmmvae.training.train import Trainer
 from simulate import simulate_lmm
 
 SETTINGS = dict(variant="olmm", design="~ time + sex + (1 | id)", latent_dim=2, network="mlp", batch_size=32,
@@ -29,7 +29,7 @@ def data_file(tmp_path_factory):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """lmmvae.train's monotonic clock, ``seconds_per_epoch`` × the epochs completed so far (of the
+    """lmmvae.training.train's monotonic clock, ``seconds_per_epoch`` × the epochs completed so far (of the
     trainer being timed): the schedule of writes no longer depends on the machine's speed."""
     now = {"trainer": None, "seconds_per_epoch": 5.0}
     real_init = Trainer.__init__

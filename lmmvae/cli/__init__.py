@@ -3,7 +3,7 @@
 Errors a user can cause (bad config, missing covariate, corrupted file, a full disk) are printed
 as one line, ``lmmvae: error: ...``, with exit status 2. No traceback reaches a user: an unexpected
 error is one line naming a log file that holds its traceback (exit status 1); ``--debug`` prints it.
-Every path a command is given is checked first (:data:`PATHS`, :mod:`lmmvae.paths`).
+Every path a command is given is checked first (:data:`PATHS`, :mod:`lmmvae.runs.paths`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
-#: the paths of each command (lmmvae.paths.declare): input files, output files, input run
+#: the paths of each command (lmmvae.runs.paths.declare): input files, output files, input run
 #: directories and the run directory it writes; one table, so no command escapes the checks
 PATHS = {
     ("fit",): dict(inputs=("data", "model"), outputs=("evaluate_out", "predictions_out"), writes_run="out"),
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    from lmmvae import paths
     from lmmvae.errors import USER_ERRORS
+    from lmmvae.runs import paths
 
     _one_line_warnings()
     try:

@@ -67,8 +67,8 @@ def _register_contrast(subparsers) -> None:
 def _read_covariates(path: str, subject: str):
     import pandas as pd
 
+    from lmmvae.data.tables import read_csv
     from lmmvae.errors import ConfigError
-    from lmmvae.tables import read_csv
 
     if Path(path).suffix.lower() != ".parquet":  # ids as text: 007 is not 7; .tsv: tab-delimited
         return read_csv(path, text=(subject,), sep="\t" if Path(path).suffix.lower() == ".tsv" else ",")
@@ -82,8 +82,8 @@ def _read_covariates(path: str, subject: str):
 
 
 def _predict(args) -> int:
+    from lmmvae.answers.intervals import N_SAMPLES, predict_frame, table_scale, write_frame
     from lmmvae.api import load
-    from lmmvae.intervals import N_SAMPLES, predict_frame, table_scale, write_frame
 
     run = T.run_dir(args, "lmmvae predict RUN --covariates FILE --out FILE")
     fitted = load(run, device=args.device, threads=args.threads)
@@ -103,9 +103,9 @@ def _predict(args) -> int:
 def _summary(args) -> int:
     import json
 
+    from lmmvae.answers.summary import summarise
     from lmmvae.api import load
     from lmmvae.atomic import write_text
-    from lmmvae.summary import summarise
 
     run = T.run_dir(args, "lmmvae summary RUN")
     summary = summarise(load(run, threads=args.threads), run_dir=run)
@@ -116,9 +116,9 @@ def _summary(args) -> int:
 
 
 def _effects(args) -> int:
+    from lmmvae.answers.effects import plot_effect
+    from lmmvae.answers.intervals import write_frame
     from lmmvae.api import load
-    from lmmvae.effects import plot_effect
-    from lmmvae.intervals import write_frame
 
     fitted = load(T.run_dir(args, "lmmvae effects RUN --covariate COL --png FILE"), threads=args.threads)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
@@ -137,10 +137,10 @@ def _at(items: list[str]) -> dict[str, str]:
 
 
 def _contrast(args) -> int:
+    from lmmvae.answers.contrast import contrast, describe
+    from lmmvae.answers.intervals import write_frame
     from lmmvae.api import load
-    from lmmvae.contrast import contrast, describe
     from lmmvae.errors import ConfigError
-    from lmmvae.intervals import write_frame
 
     at = _at(args.at)
     levels = [v.strip() for v in args.levels.split(",")]

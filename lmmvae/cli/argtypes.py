@@ -108,7 +108,7 @@ def pairs(items: list[str], option: str, form: str, example: str, need_value: bo
 
 
 def add_threads(parser) -> None:
-    """``--threads N``: torch's intra-op threads (lmmvae.runtime.set_threads)."""
+    """``--threads N``: torch's intra-op threads (lmmvae.training.runtime.set_threads)."""
     parser.add_argument("--threads", type=THREADS, default=None,
                         help="torch threads (default: 1 for tabular networks, 2 for image networks, "
                              "or OMP_NUM_THREADS if set)")

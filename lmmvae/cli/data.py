@@ -7,11 +7,11 @@ import sys
 import time
 
 from lmmvae.cli import argtypes as T
-from lmmvae.h5 import read_h5, write_h5
+from lmmvae.data.h5 import read_h5, write_h5
 
 
 def _type(name):
-    """The argparse type a generator option names (:mod:`lmmvae.datasets.generators`)."""
+    """The argparse type a generator option names (:mod:`lmmvae.data.sets.generators`)."""
     if name is None:
         return None  # a string
     if name == "float":
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                                  description="Build the benchmark's data sets in the longitudinal HDF5 format.")
     commands = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
 
-    from lmmvae.datasets.generators import GENERATORS
+    from lmmvae.data.sets.generators import GENERATORS
 
     for name in GENERATORS.names():  # the benchmark's generators, one module each
         _add_generator(commands, GENERATORS.get(name))
@@ -121,7 +121,7 @@ def _write(data, args, started: float) -> int:
 
 
 def _from_table(args) -> int:
-    from lmmvae.datasets.table import from_table
+    from lmmvae.data.sets.table import from_table
 
     started = time.perf_counter()
     kinds = T.pairs(args.kind, "--kind", "COLUMN=KIND", "visit=continuous")
@@ -145,7 +145,7 @@ def _from_table(args) -> int:
 
 def _example(args) -> int:
     from lmmvae.atomic import atomic_output
-    from lmmvae.datasets.examples import example, example_frame, from_table_command
+    from lmmvae.data.sets.examples import example, example_frame, from_table_command
     from lmmvae.errors import ConfigError
 
     if args.out is None and args.csv is None:
@@ -161,7 +161,7 @@ def _example(args) -> int:
 
 
 def _show(args) -> int:
-    from lmmvae.datasets.show import plot_examples, summary
+    from lmmvae.data.sets.show import plot_examples, summary
 
     data = read_h5(args.file)
     print(summary(data, args.file))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lmmvae.cli import argtypes as T
 from lmmvae.atomic import hdf5_output, write_text
+from lmmvae.cli import argtypes as T
 
 
 def register(subparsers) -> None:
@@ -53,8 +53,8 @@ def register(subparsers) -> None:
 
 def _fit(args) -> int:
     from lmmvae.api import fit
-    from lmmvae.checks import config_from_yaml
     from lmmvae.errors import ConfigError
+    from lmmvae.training.checks import config_from_yaml
 
     data_file(args.data)
     config = config_from_yaml(args.model)
@@ -72,7 +72,7 @@ def _fit(args) -> int:
             resume = False
     fitted = fit(args.data, out=args.out, seed=args.seed, resume=resume, progress=not args.quiet, config=config,
                  overwrite=args.overwrite, threads=args.threads)
-    if not fitted.trained_by_epochs:  # mixedlm, mean (lmmvae.classical): refitted, never resumed
+    if not fitted.trained_by_epochs:  # mixedlm, mean (lmmvae.classical.family): refitted, never resumed
         print(f"lmmvae: fitted {config.variant} ({fitted.info['data_dim']} features) -> {args.out}{fitted.fit_note()}")
     else:
         from lmmvae.reporting.curves import read_history
@@ -83,7 +83,7 @@ def _fit(args) -> int:
               f"best epoch {run['best_epoch']} of {run['epochs_run']} ({how}), "
               f"validation loss {run['best_val_loss']:.4g}")
     if args.evaluate_out:  # same process: no second interpreter, torch import and model load
-        from lmmvae.h5 import read_h5
+        from lmmvae.data.h5 import read_h5
 
         _evaluate_fitted(fitted, read_h5(args.data), args.data, args.out, args.evaluate_out, args.predictions_out)
     return 0
@@ -119,8 +119,8 @@ def data_file(path: str, flag: str = "--data") -> str:
 def _stale_run(out: Path, config: dict, seed: int, data: str) -> str | None:
     """Why the unfinished run in ``out`` cannot be resumed with these settings (another config, seed
     or data file, or an unreadable config.json), or None when it can (or there is none)."""
-    from lmmvae import rundir
     from lmmvae.errors import RunError
+    from lmmvae.runs import rundir
 
     if not (out / "config.json").exists() or (out / rundir.MODEL_FILE).exists():
         return None
@@ -150,7 +150,7 @@ def _write_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
 
 def _evaluate(args) -> int:
     from lmmvae.api import load
-    from lmmvae.h5 import read_h5
+    from lmmvae.data.h5 import read_h5
 
     run = T.run_dir(args, "lmmvae evaluate RUN --data FILE.h5 --out metrics.json")
     data = read_h5(data_file(args.data))
@@ -161,7 +161,7 @@ def _evaluate(args) -> int:
 
 def _evaluate_fitted(fitted, data, data_path: str, run: str, out: str, predictions_path: str | None) -> None:
     """Metrics JSON (and predictions HDF5) of a fitted model: ``lmmvae evaluate``, ``fit --evaluate-out``."""
-    from lmmvae.evaluate import evaluate
+    from lmmvae.answers.evaluate import evaluate
     from lmmvae.errors import DataFormatError
 
     if not data.mask.any():
@@ -196,13 +196,13 @@ def _training(run: str, budget: int | None) -> dict:
 
 
 def _mcc(args) -> int:
+    from lmmvae.answers.metrics import mcc
+    from lmmvae.answers.predict import latent_means
     from lmmvae.api import load
-    from lmmvae.checks import reads_encoder
+    from lmmvae.data.h5 import read_h5
     from lmmvae.errors import RunError
-    from lmmvae.predict import latent_means
     from lmmvae.errors import DataFormatError
-    from lmmvae.h5 import read_h5
-    from lmmvae.metrics import mcc
+    from lmmvae.training.checks import reads_encoder
 
     data = read_h5(data_file(args.data))
     if data.n_obs == 0:

@@ -3,7 +3,7 @@
 The reporting steps of the benchmark workflow, one command per rule: collect metrics files into
 ``results/metrics.csv``, write tables (Markdown, LaTeX, HTML) and figures (PNG, PDF). Every output is
 written to a temporary name and renamed. Only ``table`` imports torch (through
-:mod:`lmmvae.metrics`); the others start in about a second.
+:mod:`lmmvae.answers.metrics`); the others start in about a second.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def _aggregate(args) -> int:
 
 
 def _table(args) -> int:
-    from lmmvae.reporting.aggregate import read_metrics
     from lmmvae.atomic import write_text
+    from lmmvae.reporting.aggregate import read_metrics
     from lmmvae.reporting.tables import build_table, to_html, to_latex, to_markdown
 
     table = build_table(read_metrics(args.metrics), _spec(args.spec))
@@ -115,9 +115,9 @@ def _table(args) -> int:
 
 
 def _claims(args) -> int:
+    from lmmvae.atomic import write_text
     from lmmvae.reporting.aggregate import read_metrics
     from lmmvae.reporting.claims import evaluate, parse_claims, to_markdown
-    from lmmvae.atomic import write_text
 
     try:
         spec = json.loads(args.spec)
@@ -161,7 +161,7 @@ def _read_array(path: str, key: str):
 
 
 def _trajectories(args) -> int:
-    from lmmvae.h5 import read_h5
+    from lmmvae.data.h5 import read_h5
     from lmmvae.reporting.figures import save, trajectories_figure
 
     fig = trajectories_figure(read_h5(args.data), _read_array(args.predictions, "y_pred"),
@@ -172,7 +172,7 @@ def _trajectories(args) -> int:
 
 def _grid(args) -> int:
     from lmmvae.atomic import atomic_output
-    from lmmvae.h5 import read_h5
+    from lmmvae.data.h5 import read_h5
     from lmmvae.reporting.figures import latent_grid
 
     grid = latent_grid(read_h5(args.data), args.covariate, args.points, args.subjects)
@@ -183,8 +183,8 @@ def _grid(args) -> int:
 
 
 def _latent_effects(args) -> int:
+    from lmmvae.data.tables import read_csv
     from lmmvae.reporting.figures import latent_effects_figure, save
-    from lmmvae.tables import read_csv
 
     grid = read_csv(args.grid)  # one-line errors for empty, binary, header-only files
     covariate = _grid_covariate(grid)

@@ -4,7 +4,7 @@ Snakemake evaluates a config file that sets ``__use_yte__: true`` as a YTE templ
 values run as Python when the file is loaded, before the workflow's schema check and even on a dry
 run. ``make reproduce`` runs this check first, so the documented entry point refuses such a file
 (and any other top-level ``__…__`` directive) without evaluating it. The file is read with the
-package's strict YAML loader (:func:`lmmvae.yamlio.read_yaml`: no tags that construct objects, no
+package's strict YAML loader (:func:`lmmvae.runs.yamlio.read_yaml`: no tags that construct objects, no
 key given twice, at most 100 aliases, at most 1 MiB), so a "billion laughs" file is refused too.
 """
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 def check_config(path: str) -> dict:
     """The workflow config ``path`` as plain data; a one-line ConfigError if it would be evaluated."""
     from lmmvae.errors import ConfigError
-    from lmmvae.yamlio import read_yaml
+    from lmmvae.runs.yamlio import read_yaml
 
     config = read_yaml(path, "workflow config")
     if not isinstance(config, dict):

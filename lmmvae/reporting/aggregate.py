@@ -98,7 +98,7 @@ def _flag(value):
 
 def _row(entry: dict, result: dict, metric: str, value, seed_b) -> dict:
     row = {key: entry.get(key) for key in _LABELS}
-    if result.get("design_chosen"):  # mixedlm: the design chosen on validation rows (lmmvae.classical)
+    if result.get("design_chosen"):  # mixedlm: the design chosen on validation rows (lmmvae.classical.family)
         row["label"] = f"{row['label']} [design chosen on validation: {result['design_chosen']}]"
     if row["sweep_value"] is not None:  # text, as read back from the CSV: 16, 0.5, "rbf"
         row["sweep_value"] = str(row["sweep_value"])

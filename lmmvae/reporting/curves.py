@@ -1,4 +1,4 @@
-"""Learning curves: a run's ``history.csv`` (written by :mod:`lmmvae.train`) as a figure, so a user
+"""Learning curves: a run's ``history.csv`` (written by :mod:`lmmvae.training.train`) as a figure, so a user
 sees whether training converged: training and validation loss (``−ELBO / N``, or the GSNN loss)
 against epoch, with the epoch whose weights were kept (best validation loss) marked.
 
@@ -39,7 +39,7 @@ def load_history(history_csv: str | os.PathLike) -> pd.DataFrame:
 
 def read_history(history_csv: str | os.PathLike, max_epochs: int | None = None) -> dict:
     """Summary of a run's history: ``best_epoch`` (the first epoch of least validation loss after
-    the warm-up, the one :class:`lmmvae.train.Trainer` keeps), ``best_val_loss``, ``epochs_run``,
+    the warm-up, the one :class:`lmmvae.training.train.Trainer` keeps), ``best_val_loss``, ``epochs_run``,
     ``warmup_epochs``, ``last_train_loss``, ``seconds`` (training time), ``stopped`` (why training
     ended: ``converged`` — patience ran out after the warm-up —, ``budget``, or ``unfinished``) and,
     given the run's epoch budget ``max_epochs``, ``stopped_early`` (``stopped == "converged"``).

@@ -34,20 +34,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmmvae.classical import is_classical  # torch-free, like this module
+from lmmvae.classical.family import is_classical  # torch-free, like this module
 from lmmvae.config import ModelConfig  # torch-free
-from lmmvae.datasets.generators import GENERATORS, check_options, workflow_generators
+from lmmvae.data.sets.generators import GENERATORS, check_options, workflow_generators
 from lmmvae.errors import ConfigError
-from lmmvae.objective_kinds import objective_kind
+from lmmvae.model.objective_kinds import objective_kind
 from lmmvae.reporting.plan import DatasetSpec, Experiment, Plan, Run, SeedPair
 from lmmvae.reporting.schema import validate_config
 from lmmvae.reporting.trainings import ModelSpec, name_trainings
-from lmmvae.yamlio import exponent_floats
+from lmmvae.runs.yamlio import exponent_floats
 
 
 #: metrics where larger is better; every other metric (MSE, NLL) is better when smaller
 HIGHER_IS_BETTER = ("mcc_truth", "mcc_seeds")
-#: diagnostics, not scores: shown in the tables, never bold (lmmvae.diagnostics)
+#: diagnostics, not scores: shown in the tables, never bold (lmmvae.answers.diagnostics)
 DIAGNOSTICS = ("active_dims", "explained_share")
 METRIC_LABELS = {
     "active_dims": "Active latent dims",

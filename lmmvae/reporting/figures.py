@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lmmvae.atomic import atomic_output  # noqa: E402
+from lmmvae.data.h5 import SPLITS, LongitudinalData  # noqa: E402
 from lmmvae.errors import ConfigError  # noqa: E402
-from lmmvae.h5 import SPLITS, LongitudinalData  # noqa: E402
 from lmmvae.reporting.subjects import choose_subjects, subject_label  # noqa: E402
 
 #: axis labels of the usual sweep parameters (others are shown by their config name)

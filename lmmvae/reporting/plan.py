@@ -26,8 +26,8 @@ class DatasetSpec:
 
     @property
     def needs_raw(self) -> bool:
-        """Whether its ``lmmvae data`` command reads a raw directory (:mod:`lmmvae.datasets.generators`)."""
-        from lmmvae.datasets.generators import GENERATORS
+        """Whether its ``lmmvae data`` command reads a raw directory (:mod:`lmmvae.data.sets.generators`)."""
+        from lmmvae.data.sets.generators import GENERATORS
 
         return GENERATORS.get(self.generator).raw
 

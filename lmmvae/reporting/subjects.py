@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmmvae.h5 import LongitudinalData
+from lmmvae.data.h5 import LongitudinalData
 
 
 def subject_codes(data: LongitudinalData) -> np.ndarray:

@@ -7,7 +7,7 @@ A table spec (built by the workflow from the config, :func:`lmmvae.reporting.exp
 the dataset, the models in row order, the metrics (name -> column label) and the sweep parameter,
 if any. Rows are base models; with a sweep, each metric gets one column per sweep value (a model
 that is not swept, e.g. a reference baseline, shows its one result in each of them). Bold follows
-:func:`lmmvae.metrics.bold_best` (within one std *of the best entry*, SPEC 6), column by column.
+:func:`lmmvae.answers.metrics.bold_best` (within one std *of the best entry*, SPEC 6), column by column.
 
 When the metrics table says how the runs' training ended (``stopped_early``, written by ``lmmvae fit
 --evaluate-out`` / ``lmmvae evaluate`` for neural runs), a last column "stopped early" gives, per
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lmmvae.answers.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
 from lmmvae.errors import ConfigError
-from lmmvae.metrics import bold_best, mean_std  # numpy only: no torch in the report jobs
 from lmmvae.reporting.experiments import DIAGNOSTICS, HIGHER_IS_BETTER
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from lmmvae.classical import is_classical
+from lmmvae.classical.family import is_classical
 from lmmvae.errors import ConfigError
 from lmmvae.reporting.experiments import load_plan
 from lmmvae.reporting.plan import Run, SeedPair
@@ -33,7 +33,7 @@ DEVICE = PLAN.device
 # Training requests the GPU resource only on `device: cuda` or `cuda:any` (SLURM: --gpus=1; locally
 # `gpu` counts trainings sharing the GPUs: the default profile allows 1, profiles/gpu 8,
 # --resources gpu=K; profiles/slurm-packed sets gpu=0 and packs 4 fits per --gres=gpu:1 group job).
-# `cuda:any`: each training takes a free slot on the least-loaded visible GPU (lmmvae.gpu_slots).
+# `cuda:any`: each training takes a free slot on the least-loaded visible GPU (lmmvae.training.gpu_slots).
 # Classical rows (mixedlm, mean: statsmodels / numpy) ask for no GPU.
 def _gpu_of(wildcards):
     variant = wildcards.training.split("-", 1)[0]  # a training is named <variant>-<hash>
