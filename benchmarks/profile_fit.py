@@ -4,7 +4,7 @@
 
 The five fits of config/default.yaml that stand for its 60 training jobs (a tabular ELBO, a tabular
 GSNN, a Health MNIST conv, a GPPVAE, an L-VAE), on data built by ``lmmvae data`` with the config's
-options, trained for ``--epochs`` epochs by ``lmmvae.fit`` (so by :class:`lmmvae.train.Trainer`,
+options, trained for ``--epochs`` epochs by ``lmmvae.fit`` (so by :class:`lmmvae.training.train.Trainer`,
 with a run directory, checkpoints and all) with the model YAML the workflow writes for them. The
 trainer is timed from outside: its methods, the objective, ``Tensor.backward``, the optimisers and
 the batch iterator are wrapped (nothing in the library changes), and each second goes to the
@@ -18,7 +18,7 @@ innermost phase running (:class:`PhaseTimer`):
 * ``best copy``: copying the best weights; ``checkpoint``: ``checkpoint.pt`` + ``history.csv``;
 * ``other``: the rest of the epoch loop (learning-rate schedule, history row, progress).
 
-Then the run is evaluated as the workflow's fit job does (:func:`lmmvae.evaluate.evaluate`), its
+Then the run is evaluated as the workflow's fit job does (:func:`lmmvae.answers.evaluate.evaluate`), its
 cost split into the predictive draws, the posterior pass, the test NLL (importance-sampled) and the
 rest, and given in epochs of the same fit (a ratio that a loaded machine changes less than seconds).
 ``--before`` profiles the trainer as it was before the profile's cuts (a checkpoint every epoch,
@@ -46,14 +46,14 @@ import yaml
 
 from benchmarks import harness
 from benchmarks.harness import Column
-from lmmvae.runtime import choose_device
+from lmmvae.training.runtime import choose_device
 
 NAME = "profile_fit"
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
 DATA = harness.RESULTS / "profile_data"
 #: label -> (dataset, model) of config/default.yaml: one fit of each kind of the default run
 FITS = {
-    "trial oLMM-VAE (ELBO)": ("clinical_trial", "olmm_latent_dim20"),
+    "trial oLMM-VAE (ELBO)": ("clinical_trial", "olmm_latent_dim15"),
     "PhysioNet oLMM-VAE (GSNN)": ("physionet", "olmm_gsnn"),
     "Health MNIST oLMM-VAE (conv)": ("health_mnist", "lmm_disease"),
     "Rotating MNIST GPPVAE": ("rotating_mnist", "gppvae"),
@@ -184,7 +184,8 @@ def profiled(timer: PhaseTimer, before: bool = False, trainers: list | None = No
     """While open, every Trainer that ``lmmvae.fit`` builds is instrumented (and, ``before``, set
     :func:`as_before`); ``Tensor.backward`` and the best-weights copy are timed.
     ``detail=False``: only ``Trainer.fit`` as a whole (no wrappers in the steps)."""
-    from lmmvae import api, train
+    from lmmvae import api
+    from lmmvae.training import train
 
     real_trainer, real_backward, real_copy = api.Trainer, torch.Tensor.backward, train.copy
 
@@ -259,7 +260,7 @@ def fit_once(data_path: Path, settings: dict, epochs: int, device: torch.device,
     """One instrumented fit of ``epochs`` epochs into a temporary run directory, then (``evaluate``)
     its evaluation: the phases' seconds, the epochs run and the checkpoint writes."""
     import lmmvae
-    from lmmvae.h5 import read_h5
+    from lmmvae.data.h5 import read_h5
 
     timer = PhaseTimer(device)
     trainers: list = []
@@ -274,8 +275,8 @@ def fit_once(data_path: Path, settings: dict, epochs: int, device: torch.device,
 
 
 def evaluate_timed(fitted, data, timer: PhaseTimer) -> None:
-    """:func:`lmmvae.evaluate.evaluate`, its predictive draws, posterior pass and NLL timed apart."""
-    from lmmvae import evaluate as ev
+    """:func:`lmmvae.answers.evaluate.evaluate`, its predictive draws, posterior pass and NLL timed apart."""
+    from lmmvae.answers import evaluate as ev
 
     names = {"predict_rows": "evaluation: predictive draws", "posterior_rows": "evaluation: posterior",
              "nll_rows": "evaluation: NLL"}
@@ -323,7 +324,7 @@ def run(fits: dict[str, tuple[Path, dict]], epochs: int = 12, repeats: int = 2, 
             path, settings = fits[label]
             runs[label].append(fit_once(path, settings, epochs, device, threads, before, evaluate))
     rows = [{**profile_row(label, runs[label]), "device": str(device)} for label in labels]
-    from lmmvae.train import CHECKPOINT_SECONDS
+    from lmmvae.training.train import CHECKPOINT_SECONDS
 
     trainer = ("as before the cuts: a checkpoint every epoch, Adam's per-parameter loop" if before else
                f"checkpoints by time (every {CHECKPOINT_SECONDS:g} s: after epoch 1 and at the end in a run "
@@ -331,7 +332,7 @@ def run(fits: dict[str, tuple[Path, dict]], epochs: int = 12, repeats: int = 2, 
     notes = [f"{epochs} epochs per fit, {repeats} interleaved repeats, {threads} torch thread(s), through "
              "`lmmvae.fit` (run directory, checkpoints); shares of the trainer's wall time, phases as in the "
              f"script's docstring. Trainer {trainer}.",
-             "evaluation (epochs): `lmmvae.evaluate.evaluate` of the run (nll_samples / predict_samples of its "
+             "evaluation (epochs): `lmmvae.answers.evaluate.evaluate` of the run (nll_samples / predict_samples of its "
              "model YAML) in epochs of the same fit; eval: draws / NLL: the predictive draws' and the "
              "importance-sampled NLL's shares of it."]
     return harness.Result(NAME, rows, harness.markdown_table(rows, COLUMNS), command,
