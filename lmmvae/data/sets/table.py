@@ -75,6 +75,43 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
     if not isinstance(frame, pd.DataFrame):
         raise DataFormatError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
     where = Where(source, _csv)
+    frame, features, covariates = _resolve_columns(frame, subject, time, features, covariates, source)
+    kinds = _check_kinds(kinds, covariates, subject, time, source)
+
+    dropped: dict[str, int] = {}
+    if drop_incomplete:
+        frame, where, dropped = _drop_incomplete(frame, [subject, time, *covariates], where)
+    y, mask = _read_features(frame, features, where)  # [N, D], [N, D]
+    covs = _read_covariates(frame, subject, time, covariates, kinds, references, where, source)
+
+    split = table_split(covs[subject].values, covs[time].values, validation_fraction=validation_fraction,
+                        test_after=test_after, test_fraction=test_fraction, seed=seed)
+    args = {"subject": subject, "time": time, "features": features, "covariates": covariates,
+            "kinds": kinds, "validation_fraction": validation_fraction, "test_after": test_after,
+            "test_fraction": test_fraction, "standardise": standardise, "source": source}
+    if references:
+        args["references"] = dict(references)
+    if drop_incomplete:
+        args["drop_incomplete"] = True
+    attrs = generator_attrs(name or Path(source).stem or "data", __name__, seed, args)
+    attrs["feature_names"] = list(features)
+    if dropped:
+        attrs["dropped_incomplete_rows"] = int(dropped.pop(""))
+        attrs["dropped_incomplete_cells"] = ", ".join(f"{col} {n}" for col, n in dropped.items())
+    n_dup = _warn_duplicates(covs, subject, time, where)
+    if n_dup:
+        attrs["duplicate_rows"] = n_dup  # reported here: a fit of this data does not warn again
+    if standardise:
+        y, mean, std = standardise_on_train(y, mask, split)
+        attrs["feature_mean"], attrs["feature_std"] = mean.tolist(), std.tolist()
+    _fits_float32(y, features, where)
+    return LongitudinalData(y=y.astype(np.float32), mask=mask, split=split, covariates=covs, attrs=attrs)
+
+
+def _resolve_columns(frame, subject, time, features, covariates, source: str):
+    """``frame`` with a plain index and string column names, and the feature and covariate column
+    lists :func:`from_frame` uses (its defaults filled in), after checking every named column
+    exists, no column is named twice or has two roles, and there are features and rows."""
     frame = frame.reset_index(drop=True)
     columns = [str(c) for c in frame.columns]
     twice = sorted({c for c in columns if columns.count(c) > 1})
@@ -105,34 +142,45 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
         raise DataFormatError(f"{source}: no feature columns")
     if len(frame) == 0:
         raise DataFormatError(f"{source}: has no rows")
+    return frame, features, covariates
+
+
+def _check_kinds(kinds: dict[str, str] | None, covariates: list[str], subject: str, time: str,
+                 source: str) -> dict[str, str]:
+    """A copy of the user's ``kinds`` after checking each is a known kind of a kept column, and
+    that the subject is given only kind ``id`` and the time only kind ``time``."""
     kinds = dict(kinds or {})
     for col, kind in kinds.items():
         if kind not in COVARIATE_KINDS:
             raise DataFormatError(f"{source}: kind {kind!r} of column {col!r} is not one of {', '.join(COVARIATE_KINDS)}")
-        if col not in covariates and col not in roles:
+        if col not in covariates and col not in (subject, time):
             raise DataFormatError(f"{source}: a kind is given for {col!r}, which is not the subject, the time or a covariate")
         role_kind = "id" if col == subject else "time" if col == time else None
         if role_kind and kind != role_kind:
             raise DataFormatError(f"{source}: column {col!r} is the {'subject' if role_kind == 'id' else 'time'}, "
                                   f"so its kind is {role_kind}, not {kind}")
+    return kinds
 
-    dropped: dict[str, int] = {}
-    if drop_incomplete:
-        frame, where, dropped = _drop_incomplete(frame, [subject, time, *covariates], where)
 
-    # features -> y, mask
+def _read_features(frame, features: list[str], where: Where):
+    """The feature columns as ``y`` (float64, 0 where missing) and ``mask`` (1 where observed)."""
     y = np.empty((len(frame), len(features)), dtype=np.float64)  # [N, D]
     for j, col in enumerate(features):
         y[:, j] = as_numbers(frame[col], col, where, allow_blank=True, what="feature")
     mask = np.isfinite(y).astype(np.uint8)  # [N, D]
     y = np.where(mask.astype(bool), y, 0.0)
+    return y, mask
 
-    # covariates, in the order subject, time, then as listed
+
+def _read_covariates(frame, subject: str, time: str, covariates: list[str], kinds: dict[str, str],
+                     references: dict[str, Any] | None, where: Where, source: str) -> dict[str, Covariate]:
+    """The covariates, in the order subject, time, then as listed: each of its given kind or an
+    inferred one (few-valued inferred columns noted), with the given reference levels set."""
     covs: dict[str, Covariate] = {}
     inferred: dict[str, str] = {}
     for col in [subject, time, *covariates]:
         kind = kinds.get(col) or ("id" if col == subject else "time" if col == time else infer_kind(frame[col]))
-        if col not in kinds and col not in roles:
+        if col not in kinds and col not in (subject, time):
             inferred[col] = kind
         covs[col] = covariate(frame[col], col, kind, where)
     _note_few_valued(frame, covariates, inferred, source)
@@ -143,29 +191,7 @@ def from_frame(frame, subject: str, time: str, features: Iterable[str] | str | N
             covs[col] = Covariate(covs[col].values, covs[col].kind, covs[col].levels, level)
         except DataFormatError as err:
             raise DataFormatError(f"{source}: column {col!r}: {err}") from None
-
-    split = table_split(covs[subject].values, covs[time].values, validation_fraction=validation_fraction,
-                        test_after=test_after, test_fraction=test_fraction, seed=seed)
-    args = {"subject": subject, "time": time, "features": features, "covariates": covariates,
-            "kinds": kinds, "validation_fraction": validation_fraction, "test_after": test_after,
-            "test_fraction": test_fraction, "standardise": standardise, "source": source}
-    if references:
-        args["references"] = dict(references)
-    if drop_incomplete:
-        args["drop_incomplete"] = True
-    attrs = generator_attrs(name or Path(source).stem or "data", __name__, seed, args)
-    attrs["feature_names"] = list(features)
-    if dropped:
-        attrs["dropped_incomplete_rows"] = int(dropped.pop(""))
-        attrs["dropped_incomplete_cells"] = ", ".join(f"{col} {n}" for col, n in dropped.items())
-    n_dup = _warn_duplicates(covs, subject, time, where)
-    if n_dup:
-        attrs["duplicate_rows"] = n_dup  # reported here: a fit of this data does not warn again
-    if standardise:
-        y, mean, std = standardise_on_train(y, mask, split)
-        attrs["feature_mean"], attrs["feature_std"] = mean.tolist(), std.tolist()
-    _fits_float32(y, features, where)
-    return LongitudinalData(y=y.astype(np.float32), mask=mask, split=split, covariates=covs, attrs=attrs)
+    return covs
 
 
 def _drop_incomplete(frame, columns: list[str], where: Where):
