@@ -56,6 +56,29 @@ def read_h5(path: str | os.PathLike) -> LongitudinalData:
 
 
 def _read_open(f, path: Path) -> LongitudinalData:
+    """The data of the open file ``f`` (docs/data_format.md), every structural fault of the file a
+    one-line :class:`DataFormatError` naming ``path`` and the dataset; sizes checked against the
+    memory available before anything large is read."""
+    _check_version(f, path)
+    y_ds, mask_ds, split_ds = _dataset(f, path, "y"), _dataset(f, path, "mask"), _dataset(f, path, "split")
+    y_full_ds, truth_ds = _dataset(f, path, "y_full", False), _dataset(f, path, "latent_truth", False)
+    covariate_ds = _checked_datasets(f, path, y_ds, mask_ds, split_ds, y_full_ds)
+    _check_memory(path, [y_ds, mask_ds, split_ds, y_full_ds, truth_ds, *covariate_ds.values()])
+    covariates = {name: _read_covariate(ds, name, path) for name, ds in covariate_ds.items()}
+    attrs = _read_attrs(f)
+    try:
+        return LongitudinalData(
+            y=y_ds[()], mask=mask_ds[()], split=split_ds[()], covariates=covariates,
+            y_full=None if y_full_ds is None else y_full_ds[()],
+            latent_truth=None if truth_ds is None else truth_ds[()],
+            attrs=attrs,
+        )
+    except DataFormatError as err:
+        raise DataFormatError(str(err).replace("data:", f"{path}:", 1)) from None
+
+
+def _check_version(f, path: Path) -> None:
+    """Refuse a file whose root ``format_version`` is not this reader's (an integer, maybe 1-element array)."""
     version = plain_value(f.attrs.get("format_version"))
     if isinstance(version, np.ndarray) and version.size == 1:
         version = plain_value(version.reshape(-1)[0])
@@ -65,17 +88,21 @@ def _read_open(f, path: Path) -> LongitudinalData:
         raise DataFormatError(f"{path}: root attribute format_version must be {FORMAT_VERSION}, got {version!r}"
                               + ("" if integral or version is None else " (not an integer)"))
 
-    def dataset(key: str, required: bool = True):
-        if key not in f:
-            if required:
-                raise DataFormatError(f"{path}: missing dataset /{key}")
-            return None
-        if not isinstance(f[key], h5py.Dataset):
-            raise DataFormatError(f"{path}: /{key} must be a dataset, found a group")
-        return f[key]
 
-    y_ds, mask_ds, split_ds = dataset("y"), dataset("mask"), dataset("split")
-    y_full_ds, truth_ds = dataset("y_full", required=False), dataset("latent_truth", required=False)
+def _dataset(f, path: Path, key: str, required: bool = True):
+    """The dataset ``/key`` of ``f`` (None when absent and not ``required``); a group there is an error."""
+    if key not in f:
+        if required:
+            raise DataFormatError(f"{path}: missing dataset /{key}")
+        return None
+    if not isinstance(f[key], h5py.Dataset):
+        raise DataFormatError(f"{path}: /{key} must be a dataset, found a group")
+    return f[key]
+
+
+def _checked_datasets(f, path: Path, y_ds, mask_ds, split_ds, y_full_ds) -> dict:
+    """Check the dtypes and shapes of /y [N, D], /mask [N, D], /split [N], /y_full [N, D] and of
+    each /covariates/<name> [N]; return the covariate datasets by name (in file order)."""
     for key, ds, kinds in (("y", y_ds, "f"), ("mask", mask_ds, "uib"), ("split", split_ds, "ui")):
         if ds.dtype.kind not in kinds:
             raise DataFormatError(f"{path}: /{key} has dtype {ds.dtype}, expected {'float' if kinds == 'f' else 'integer'}")
@@ -96,40 +123,51 @@ def _read_open(f, path: Path) -> LongitudinalData:
             raise DataFormatError(f"{path}: /covariates/{name} must have shape ({n},) (one value per row of /y), "
                                   f"got {ds.shape}")
         covariate_ds[name] = ds
-    _check_memory(path, [y_ds, mask_ds, split_ds, y_full_ds, truth_ds, *covariate_ds.values()])
+    return covariate_ds
 
-    covariates = {}
-    for name, ds in covariate_ds.items():
-        kind = plain_value(ds.attrs.get("kind"))
-        if kind not in COVARIATE_KINDS:
-            raise DataFormatError(
-                f"{path}: /covariates/{name} attribute kind is {kind!r}, expected one of {COVARIATE_KINDS}"
-            )
-        levels = ds.attrs.get("levels")
-        if kind in ("categorical", "id") or (kind == "binary" and levels is not None):  # binary: optional
-            if levels is None:
-                raise DataFormatError(f"{path}: /covariates/{name} ({kind}) needs a 'levels' attribute")
-            levels = plain_value(levels)
-            try:
-                levels = json.loads(levels) if isinstance(levels, str) else [plain_value(v) for v in levels]
-            except (json.JSONDecodeError, TypeError):
-                raise DataFormatError(f"{path}: /covariates/{name} attribute levels is not a JSON list") from None
-            if not isinstance(levels, list) or any(isinstance(v, (list, dict)) for v in levels):
-                raise DataFormatError(f"{path}: /covariates/{name} attribute levels must be a list of values, "
-                                      f"got {str(levels)[:80]}")
-        else:
-            levels = None
-        if kind in CODED_KINDS and ds.dtype.kind not in "iu":
-            raise DataFormatError(f"{path}: /covariates/{name} ({kind}) must hold integer codes, got {ds.dtype}")
-        if kind not in CODED_KINDS and ds.dtype.kind not in "biuf":
-            raise DataFormatError(f"{path}: /covariates/{name} ({kind}) must hold numbers, got dtype {ds.dtype} "
-                                  "(store text as a categorical: integer codes plus a 'levels' attribute)")
-        reference = ds.attrs.get("reference")  # JSON of one level, categorical only (docs/data_format.md)
-        try:
-            reference = None if reference is None else json.loads(plain_value(reference))
-            covariates[name] = Covariate(ds[()], kind, levels, reference)
-        except (json.JSONDecodeError, TypeError, DataFormatError) as err:
-            raise DataFormatError(f"{path}: /covariates/{name} attribute reference: {err}") from None
+
+def _read_covariate(ds, name: str, path: Path) -> Covariate:
+    """The covariate stored in ``ds`` (/covariates/<name>): its kind, levels, dtype and reference checked."""
+    kind = plain_value(ds.attrs.get("kind"))
+    if kind not in COVARIATE_KINDS:
+        raise DataFormatError(
+            f"{path}: /covariates/{name} attribute kind is {kind!r}, expected one of {COVARIATE_KINDS}"
+        )
+    levels = _read_levels(ds, name, kind, path)
+    if kind in CODED_KINDS and ds.dtype.kind not in "iu":
+        raise DataFormatError(f"{path}: /covariates/{name} ({kind}) must hold integer codes, got {ds.dtype}")
+    if kind not in CODED_KINDS and ds.dtype.kind not in "biuf":
+        raise DataFormatError(f"{path}: /covariates/{name} ({kind}) must hold numbers, got dtype {ds.dtype} "
+                              "(store text as a categorical: integer codes plus a 'levels' attribute)")
+    reference = ds.attrs.get("reference")  # JSON of one level, categorical only (docs/data_format.md)
+    try:
+        reference = None if reference is None else json.loads(plain_value(reference))
+        return Covariate(ds[()], kind, levels, reference)
+    except (json.JSONDecodeError, TypeError, DataFormatError) as err:
+        raise DataFormatError(f"{path}: /covariates/{name} attribute reference: {err}") from None
+
+
+def _read_levels(ds, name: str, kind: str, path: Path) -> list | None:
+    """The 'levels' attribute of a coded covariate (required for categorical and id, optional for
+    binary) as a list of plain values; None for the other kinds."""
+    levels = ds.attrs.get("levels")
+    if not (kind in ("categorical", "id") or (kind == "binary" and levels is not None)):
+        return None
+    if levels is None:
+        raise DataFormatError(f"{path}: /covariates/{name} ({kind}) needs a 'levels' attribute")
+    levels = plain_value(levels)
+    try:
+        levels = json.loads(levels) if isinstance(levels, str) else [plain_value(v) for v in levels]
+    except (json.JSONDecodeError, TypeError):
+        raise DataFormatError(f"{path}: /covariates/{name} attribute levels is not a JSON list") from None
+    if not isinstance(levels, list) or any(isinstance(v, (list, dict)) for v in levels):
+        raise DataFormatError(f"{path}: /covariates/{name} attribute levels must be a list of values, "
+                              f"got {str(levels)[:80]}")
+    return levels
+
+
+def _read_attrs(f) -> dict:
+    """The root attributes but format_version, as plain values (``args`` parsed from JSON when it is)."""
     attrs = {}
     for key, value in f.attrs.items():
         if key == "format_version":
@@ -143,15 +181,7 @@ def _read_open(f, path: Path) -> LongitudinalData:
             except json.JSONDecodeError:
                 pass  # provenance only: keep the text
         attrs[key] = value
-    try:
-        return LongitudinalData(
-            y=y_ds[()], mask=mask_ds[()], split=split_ds[()], covariates=covariates,
-            y_full=None if y_full_ds is None else y_full_ds[()],
-            latent_truth=None if truth_ds is None else truth_ds[()],
-            attrs=attrs,
-        )
-    except DataFormatError as err:
-        raise DataFormatError(str(err).replace("data:", f"{path}:", 1)) from None
+    return attrs
 
 
 def _available_memory() -> int:
