@@ -124,18 +124,11 @@ def _stale_run(out: Path, config: dict, seed: int, data: str) -> str | None:
 
     if not (out / "config.json").exists() or (out / rundir.MODEL_FILE).exists():
         return None
+    sha = rundir.data_fingerprint(None, data)["data_sha256"] if Path(data).exists() else None
     try:
-        saved = rundir.read_config(out)
+        return rundir.stale_reason(out, config, seed, sha)  # the rule the resumed fit applies
     except RunError:
         return "unreadable config.json"
-    if not rundir.same_model(saved["model"], config):
-        return "another config"
-    if saved["info"].get("seed") != seed:
-        return "another seed"
-    old = saved["info"].get("data_sha256")
-    if old is not None and Path(data).exists() and old != rundir.data_fingerprint(None, data)["data_sha256"]:
-        return "other data"
-    return None
 
 
 def _write_json(obj, path: str) -> None:

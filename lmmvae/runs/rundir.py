@@ -116,6 +116,21 @@ def same_model(saved: dict, config: dict) -> bool:
     return {k: v for k, v in saved.items() if k != "device"} == {k: v for k, v in config.items() if k != "device"}
 
 
+def stale_reason(out: Path, config: dict, seed: int, data_sha256: str | None) -> str | None:
+    """The one rule for resuming: why the run in ``out`` (its ``config.json``) cannot be resumed with
+    this config, seed and data file (``"another config"``, ``"another seed"``, ``"other data"``), or
+    None when it can. A data hash of None (not known) is not compared."""
+    saved = read_config(out)
+    if not same_model(saved["model"], config):
+        return "another config"
+    if saved["info"].get("seed") != seed:
+        return "another seed"
+    old = saved["info"].get("data_sha256")
+    if old is not None and data_sha256 is not None and old != data_sha256:
+        return "other data"
+    return None
+
+
 class RunPlan:
     """Where ``fit`` writes (``train_dir``) and how the run directory ``out`` ends up.
 
@@ -135,12 +150,13 @@ class RunPlan:
         if self.staged:
             shutil.rmtree(self.train_dir, ignore_errors=True)
         elif self.resume and (self.out / "config.json").exists():
-            saved = read_config(self.out)
-            if not same_model(saved["model"], config) or saved["info"].get("seed") != seed:
+            reason = stale_reason(self.out, config, seed, info.get("data_sha256"))
+            if reason in ("another config", "another seed"):
                 raise RunError(f"{self.out}: holds a run with another config or seed; use another --out, "
                                "or --overwrite to replace it")
-            old = saved["info"].get("data_sha256")
-            if old is not None and old != info.get("data_sha256"):
+            if reason == "other data":
+                saved = read_config(self.out)
+                old = saved["info"]["data_sha256"]
                 raise RunError(
                     f"{self.out}: was trained on {saved['info'].get('data_path') or 'other data'} "
                     f"(sha256 {old[:12]}, {saved['info'].get('data_size')} bytes), not on "
