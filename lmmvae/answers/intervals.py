@@ -229,6 +229,26 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
     if clash:
         raise ConfigError(f"{where}: column {clash[0]!r} would collide with an output column; rename it")
     clean = check_covariates(fitted, frame, where, row).reset_index(drop=True)
+    pred = _predicted(fitted, clean, level, n_samples, table_units, intervals, mean_band)
+    if arrays is not None:
+        arrays.update(pred)
+    suffixes = SUFFIXES if intervals else SUFFIXES[:1]
+    parts = [pred["y_pred"], pred["y_lower"], pred["y_upper"]] if intervals else [pred["y_pred"]]
+    if "mean_lower" in pred:
+        suffixes = ("_mean", "_mean_lower", "_mean_upper", "_lower", "_upper")
+        parts = [pred["y_pred"], pred["mean_lower"], pred["mean_upper"], pred["y_lower"], pred["y_upper"]]
+    block = np.stack(parts, axis=2).reshape(len(frame), -1)  # [N, kD]: F_mean, (F_mean_lower, F_mean_upper,) F_lower, F_upper, …
+    columns = [f + s for f in names for s in suffixes]
+    out = pd.DataFrame(block, index=frame.index, columns=columns)
+    return pd.concat([frame, out], axis=1)
+
+
+def _predicted(fitted, clean, level: float, n_samples: int, table_units: bool, intervals: bool,
+               mean_band: bool) -> dict:
+    """The arrays :func:`predict_frame` reports for the checked rows ``clean``: ``y_pred`` [N, D] and,
+    with ``intervals``, ``y_lower``, ``y_upper`` (exact normal quantiles where the predictive is
+    Gaussian, else :func:`predictive`'s draws) and, with ``mean_band``, ``mean_lower``, ``mean_upper``;
+    in the table's units where ``table_units`` and the run recorded its feature scale."""
     if not intervals:
         pred = {k: np.asarray(v) for k, v in fitted.predict_arrays(clean).items()}
     elif fitted.predictive_is_gaussian:  # N(y_pred, y_var) in closed form (lmmvae.fitted): exact quantiles
@@ -249,17 +269,7 @@ def predict_frame(fitted, frame, level: float = 0.9, n_samples: int = N_SAMPLES,
                 pred[key] = pred[key] * std_d + mean_d
         if "y_var" in pred:
             pred["y_var"] = pred["y_var"] * std_d ** 2
-    if arrays is not None:
-        arrays.update(pred)
-    suffixes = SUFFIXES if intervals else SUFFIXES[:1]
-    parts = [pred["y_pred"], pred["y_lower"], pred["y_upper"]] if intervals else [pred["y_pred"]]
-    if "mean_lower" in pred:
-        suffixes = ("_mean", "_mean_lower", "_mean_upper", "_lower", "_upper")
-        parts = [pred["y_pred"], pred["mean_lower"], pred["mean_upper"], pred["y_lower"], pred["y_upper"]]
-    block = np.stack(parts, axis=2).reshape(len(frame), -1)  # [N, kD]: F_mean, (F_mean_lower, F_mean_upper,) F_lower, F_upper, …
-    columns = [f + s for f in names for s in suffixes]
-    out = pd.DataFrame(block, index=frame.index, columns=columns)
-    return pd.concat([frame, out], axis=1)
+    return pred
 
 
 def shared_rows(fitted, covariates) -> np.ndarray:
