@@ -37,6 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lmmvae.answers.diagnostics import ACTIVE_KL_NATS, collapse_flags, diagnose
+from lmmvae.data.h5 import read_h5
+from lmmvae.errors import RunError
+from lmmvae.model.objective_kinds import objective_kind
+from lmmvae.model.priors.describe import FIXED_COLUMNS, NOISE_COLUMNS, RANDOM_COLUMNS, PriorDescription
+
 HISTORY = "history.csv"
 
 
@@ -119,8 +125,6 @@ def _training_line(training: dict) -> str:
 
 
 def _diagnostics_lines(frame: pd.DataFrame, collapse: dict) -> list[str]:
-    from lmmvae.answers.diagnostics import ACTIVE_KL_NATS
-
     if not len(frame) or frame[["kl", "explained_share"]].isna().all().all():
         return []
     lines = ["", "Latent diagnostics (training rows; kl: mean KL(q(z)||p(z|x)) in nats, active if > "
@@ -137,8 +141,7 @@ def _diagnostics_lines(frame: pd.DataFrame, collapse: dict) -> list[str]:
 
 def history_frame(run_dir: str | os.PathLike | None) -> pd.DataFrame:
     """The run's ``history.csv`` (one row per epoch: epoch, train_loss, val_loss, …) as a DataFrame."""
-    from lmmvae.errors import RunError
-    from lmmvae.reporting.curves import load_history
+    from lmmvae.reporting.curves import load_history  # here: that module imports matplotlib, kept out of lmmvae.api
 
     if run_dir is None:
         raise RunError("this model has no run directory (fitted without out=): no training history")
@@ -147,7 +150,7 @@ def history_frame(run_dir: str | os.PathLike | None) -> pd.DataFrame:
 
 def training_record(run_dir: str | os.PathLike | None, budget: int | None) -> dict[str, Any]:
     """Best epoch, its validation loss, epochs run, budget, stopped early (empty without a history)."""
-    from lmmvae.reporting.curves import read_history
+    from lmmvae.reporting.curves import read_history  # here: that module imports matplotlib, kept out of lmmvae.api
 
     if run_dir is None or not (Path(run_dir) / HISTORY).exists():
         return {}
@@ -168,9 +171,6 @@ def _prior_tables(fitted) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, lis
     """Fixed effects, random effects, noise scales and notes, as the prior describes itself
     (:meth:`lmmvae.model.priors.base.Prior.describe`); the likelihood's variances join the noise table.
     A prior that gives no description gets a note saying so, never silently empty tables."""
-    from lmmvae.model.objective_kinds import objective_kind
-    from lmmvae.model.priors.describe import FIXED_COLUMNS, NOISE_COLUMNS, RANDOM_COLUMNS, PriorDescription
-
     prior = fitted.model.prior
     described = prior.describe(fitted.design, objective_kind(fitted.config.objective))
     notes = []
@@ -196,9 +196,6 @@ def _n_train(fitted) -> int:
 
 def _diagnostics(fitted, data) -> tuple[pd.DataFrame, dict]:
     """Per-dimension latent diagnostics and the collapse verdict (:mod:`lmmvae.answers.diagnostics`)."""
-    from lmmvae.answers.diagnostics import ACTIVE_KL_NATS, collapse_flags, diagnose
-    from lmmvae.model.objective_kinds import objective_kind
-
     found = diagnose(fitted, data)
     kind = objective_kind(fitted.config.objective)
     latent = fitted.config.latent_dim
@@ -218,8 +215,6 @@ def _training_data(fitted, data):
         return data
     path, size = fitted.info.get("data_path"), fitted.info.get("data_size")
     if path and Path(path).is_file() and (size is None or os.path.getsize(path) == size):
-        from lmmvae.data.h5 import read_h5
-
         return read_h5(path)
     return None
 
