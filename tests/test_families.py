@@ -104,18 +104,12 @@ def test_the_plan_tells_classical_variants_apart_without_torch():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_a_classical_run_of_an_earlier_version_loads_from_its_hdf5_covariates(tmp_path):
-    """Runs written before covariates.json kept the training covariates in train_covariates.h5 only."""
+def test_a_classical_run_without_its_covariates_file_is_a_one_line_error(tmp_path):
+    """The training covariates live in covariates.json only: a run without it cannot predict."""
     data, _ = simulate(n_subjects=20, n_times=6, n_future=2)
     run = tmp_path / "run"
-    first = lmmvae.fit(data, out=run, variant="mixedlm", design="~ time + (1 | id)")
-    n = len(next(iter(first.train_covariates.values())).values)
-    skeleton = lmmvae.LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
-                                       split=np.zeros(n, np.uint8), covariates=first.train_covariates)
-    lmmvae.write_h5(skeleton, run / "train_covariates.h5")  # the earlier format's covariate file
+    lmmvae.fit(data, out=run, variant="mixedlm", design="~ time + (1 | id)")
     (run / "covariates.json").unlink()
-    frame = data.covariate_frame().tail(6)  # test rows of a subject seen in training: its BLUP counts
-    np.testing.assert_array_equal(lmmvae.load(run).predict_arrays(frame)["y_pred"], first.predict_arrays(frame)["y_pred"])
-    (run / "train_covariates.h5").unlink()
-    with pytest.raises(lmmvae.errors.RunError, match="covariates.json"):
+    with pytest.raises(lmmvae.errors.RunError, match="covariates.json") as err:
         lmmvae.load(run)
+    assert "\n" not in str(err.value)

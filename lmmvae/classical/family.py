@@ -65,7 +65,6 @@ from lmmvae.data.longitudinal import covariate_rows
 from lmmvae.errors import ConfigError, RunError
 from lmmvae.model.variants import Family, Variant, register, registered
 from lmmvae.runs import rundir
-from lmmvae.runs.paths import COVARIATES_FILE
 from lmmvae.runs.rundir import atomic_save
 
 FORMAT = "lmmvae-classical"
@@ -305,17 +304,9 @@ def load(run_dir: str | os.PathLike) -> ClassicalModel:
                        "retrain the run")
     params = {k: v.numpy().astype(float) for k, v in arrays.items()}
     _check_shapes(path, config.variant, params, design, saved["info"]["data_dim"])
-    model = ClassicalModel(config, design, params, _train_covariates(run_dir), saved["info"])
+    model = ClassicalModel(config, design, params, rundir.read_covariates(run_dir), saved["info"])
     model.run_dir = run_dir
     return model
-
-
-def _train_covariates(run_dir: Path) -> dict:
-    """The training covariates from ``covariates.json``; a run written before it from its ``train_covariates.h5``."""
-    legacy = run_dir / "train_covariates.h5"
-    if not (run_dir / COVARIATES_FILE).exists() and legacy.exists():
-        return read_h5(legacy).covariates
-    return rundir.read_covariates(run_dir)
 
 
 _MIXEDLM_ARRAYS = ("beta", "beta_cov", "scale", "cov_re", "blup", "blup_cov", "offset", "loglik")
