@@ -203,21 +203,17 @@ def test_run_directory_loads_from_json_and_weights_alone(variant, data, tmp_path
         np.testing.assert_array_equal(same.values, cov.values)
 
 
-@pytest.mark.parametrize("variant", ["olmm", "lvae"])
-def test_run_written_before_prior_json_loads_from_its_train_covariates(variant, data, tmp_path):
-    """A run directory of an earlier version (train_covariates.h5, no prior.json / covariates.json)
-    is summarised once more from its HDF5 file at load, as it was then, and predicts the same."""
-    then = {"prior": {"q_A": "gaussian"}} if variant == "olmm" else {}  # oLMM's default q(A) of that version
-    first = lmmvae.fit(data, seed=7, out=tmp_path / "run", variant=variant, design=DESIGNS[variant], **COMMON, **then)
-    run = tmp_path / "run"
-    n = len(next(iter(first.train_covariates.values())).values)
-    skeleton = lmmvae.LongitudinalData(y=np.zeros((n, 0), np.float32), mask=np.zeros((n, 0), np.uint8),
-                                       split=np.zeros(n, np.uint8), covariates=first.train_covariates)
-    lmmvae.write_h5(skeleton, run / "train_covariates.h5")  # the earlier format's covariate file
-    (run / "prior.json").unlink()
-    (run / "covariates.json").unlink()
-    new = _unseen_covariates(data)
-    np.testing.assert_array_equal(lmmvae.load(run).predict_arrays(new)["y_pred"], first.predict_arrays(new)["y_pred"])
+def test_an_olmm_summary_without_q_A_is_a_one_line_error(data, tmp_path):
+    """A run of an earlier version, whose oLMM-VAE summary did not record q(A) (its default then
+    differed), is refused with a one-line error, never loaded with today's default."""
+    lmmvae.fit(data, seed=7, out=tmp_path / "run", variant="olmm", design=DESIGNS["olmm"], **COMMON)
+    path = tmp_path / "run" / "prior.json"
+    summary = json.loads(path.read_text())
+    assert summary.pop("q_A") == "point"
+    path.write_text(json.dumps(summary))
+    with pytest.raises(lmmvae.errors.RunError, match=r"prior\.json: no q_A .*retrain") as err:
+        lmmvae.load(tmp_path / "run")
+    assert "\n" not in str(err.value)
 
 
 def test_missing_prior_summary_is_a_one_line_error(data, tmp_path):

@@ -31,9 +31,7 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 PRIOR_FILE = "prior.json"
 COVARIATES_FILE = "covariates.json"
-#: ``train_covariates.h5``: written by runs of earlier versions (neural and classical)
-RUN_FILES = ("config.json", "design.json", PRIOR_FILE, COVARIATES_FILE, "train_covariates.h5", "history.csv",
-             CHECKPOINT_FILE, MODEL_FILE)
+RUN_FILES = ("config.json", "design.json", PRIOR_FILE, COVARIATES_FILE, "history.csv", CHECKPOINT_FILE, MODEL_FILE)
 
 
 class PathError(ConfigError):

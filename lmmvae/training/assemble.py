@@ -23,7 +23,7 @@ import torch
 from lmmvae.config import ModelConfig
 from lmmvae.data.h5 import Covariate, LongitudinalData
 from lmmvae.data.loader import TensorData
-from lmmvae.errors import ConfigError, LmmvaeWarning
+from lmmvae.errors import ConfigError, LmmvaeWarning, RunError
 from lmmvae.model import variants
 from lmmvae.model.design import Design, FittedDesign
 from lmmvae.model.latent import LatentVariableModel
@@ -137,27 +137,19 @@ def assemble(config: ModelConfig, data: LongitudinalData, seed: int = 0, device:
 
 def read_recipe(run_dir: Path, device: str | None = None) -> Recipe:
     """A finished run directory's recipe, from its JSON files (``device`` overrides the config's).
-
-    A run written before ``prior.json`` existed is summarised once more from its
-    ``train_covariates.h5``, as it was then."""
+    A run whose files this version does not write (no ``prior.json``; an oLMM-VAE summary without its
+    ``q_A``) is a one-line RunError that says to retrain it."""
     rundir.require_finished(run_dir)
     saved = rundir.read_config(run_dir)
     config = config_from_dict(saved["model"], where=str(run_dir / "config.json"))
     if device is not None:
         config.device = device
     design = rundir.read_design(run_dir)
-    prior_file = run_dir / rundir.PRIOR_FILE
-    if config.variant == "olmm" and "q_A" not in config.prior and not (
-            prior_file.exists() and "q_A" in rundir.read_prior(run_dir)):
-        # summarised before the ELBO's default q(A) became a point: it had the Gaussian q(A) then
-        config.prior = {**config.prior, "q_A": "gaussian"}
-    legacy = run_dir / "train_covariates.h5"
-    if not (run_dir / rundir.PRIOR_FILE).exists() and legacy.exists():
-        from lmmvae.data.h5 import read_h5
-
-        covariates = read_h5(legacy).covariates
-        return Recipe(config, design, summarise(config, design, covariates), covariates, saved["info"])
-    return Recipe(config, design, rundir.read_prior(run_dir), rundir.read_covariates(run_dir), saved["info"])
+    prior = rundir.read_prior(run_dir)
+    if config.variant == "olmm" and "q_A" not in config.prior and "q_A" not in prior:
+        raise RunError(f"{run_dir / rundir.PRIOR_FILE}: no q_A (a run of an earlier version, whose default "
+                       "q(A) differed); retrain the run")
+    return Recipe(config, design, prior, rundir.read_covariates(run_dir), saved["info"])
 
 
 def check_training_data(data: LongitudinalData, train: LongitudinalData, path: str | None) -> None:
