@@ -76,10 +76,10 @@ def test_rule_shared_key_needs_every_model_and_all_pairs():
     assert all("incomplete: 9 of 12" in r["verdict"] for r in verdict(rows, planned_pairs=12))
 
 
-def test_elbo_defaults_to_a_point_q_A_gsnn_to_gaussian_and_old_runs_load_as_they_were(tmp_path):
+def test_elbo_defaults_to_a_point_q_A_gsnn_to_gaussian_and_old_runs_are_refused(tmp_path):
     """The study's verdict (docs/recipe_study.md, "Defaults that generalise"): ``q_A`` point under
     the ELBO; GSNN keeps the Gaussian; an asked value wins; a run whose prior.json predates the
-    change (no ``q_A``) loads with the Gaussian q(A) it was trained with."""
+    change (no ``q_A``) is refused (retrain it), never loaded with today's default."""
     import json
 
     import lmmvae
@@ -100,4 +100,5 @@ def test_elbo_defaults_to_a_point_q_A_gsnn_to_gaussian_and_old_runs_load_as_they
     summary = json.loads((tmp_path / "old" / "prior.json").read_text())
     summary.pop("q_A")
     (tmp_path / "old" / "prior.json").write_text(json.dumps(summary))
-    assert lmmvae.load(tmp_path / "old").model.prior.effects.gaussian
+    with pytest.raises(lmmvae.errors.RunError, match="no q_A"):
+        lmmvae.load(tmp_path / "old")
