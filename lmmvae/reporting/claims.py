@@ -116,18 +116,26 @@ def claim_verdict(results: list[bool | None]) -> str:
     return "partly reproduced" if any(decided) else "not reproduced"
 
 
+def _row(frame: pd.DataFrame, experiment: dict, model: str, sweep_value: str | None) -> pd.DataFrame:
+    """The metrics-table rows of one comparison side: the experiment's data set, the model (a swept
+    model's rows carry its base name in ``base_model``), at ``sweep_value`` (rows without one, e.g. an
+    unswept reference, are kept)."""
+    named = frame["model"] == model
+    if "base_model" in frame:
+        named |= frame["base_model"] == model
+    rows = frame[(frame["dataset"] == experiment["dataset"]) & named]
+    if sweep_value is not None and "sweep_value" in rows:
+        rows = rows[(rows["sweep_value"].astype(str) == str(sweep_value)) | rows["sweep_value"].isna()]
+    return rows
+
+
 def converged(frame: pd.DataFrame, experiment: dict, model: str, sweep_value: str | None) -> bool:
     """Whether every run of a row stopped early (False when one hit its epoch budget); a row whose
     runs say nothing of their training (classical fits, older tables) counts as converged."""
     if "stopped_early" not in frame:
         return True
-    named = frame["model"] == model
-    if "base_model" in frame:
-        named |= frame["base_model"] == model
-    rows = frame[(frame["dataset"] == experiment["dataset"]) & named & frame["seed_b"].isna()]
-    if sweep_value is not None and "sweep_value" in rows and rows["sweep_value"].notna().any():
-        rows = rows[(rows["sweep_value"].astype(str) == str(sweep_value)) | rows["sweep_value"].isna()]
-    flags = rows["stopped_early"].dropna()
+    rows = _row(frame, experiment, model, sweep_value)
+    flags = rows[rows["seed_b"].isna()]["stopped_early"].dropna()
     return bool(flags.map(lambda v: str(v).lower() in ("true", "1", "1.0")).all())
 
 
@@ -135,13 +143,8 @@ def unit_values(frame: pd.DataFrame, experiment: dict, model: str, metric: str,
                 sweep_value: str | None) -> pd.Series:
     """Per-unit values of one row: indexed by seed (``mcc_seeds``: by the pair), or ``None`` for a
     seedless classical row."""
-    named = frame["model"] == model  # a swept model's rows carry its base name in base_model
-    if "base_model" in frame:
-        named |= frame["base_model"] == model
-    rows = frame[(frame["dataset"] == experiment["dataset"]) & named & (frame["metric"] == metric)]
-    if sweep_value is not None and "sweep_value" in rows and rows["sweep_value"].notna().any():
-        swept = rows["sweep_value"].astype(str) == str(sweep_value)
-        rows = rows[swept | rows["sweep_value"].isna()]
+    rows = _row(frame, experiment, model, sweep_value)
+    rows = rows[rows["metric"] == metric]
     rows = rows[np.isfinite(rows["value"].astype(float))]
     if rows.empty:
         return pd.Series(dtype=float)
